@@ -1,0 +1,32 @@
+# Shared helpers for tests/mpi/*.sh and tests/e2e/*.sh (sourced, POSIX sh).
+# A script reports each check as one line "PASS: name" or "FAIL: name" (counted by tests/run.sh).
+# Comparisons are always against an independent computation (coreutils, awk, python3), never Ember itself.
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIN="$ROOT/build/bin"
+TMP=$(mktemp -d /tmp/ember-e2e.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT INT TERM
+# Root and oversubscription, as `ember run` does for users: CI runs as root on 2 cores.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export EMBER_HOME="$TMP/ember-home"
+# Under sanitizers Open MPI's own leaks flood LeakSanitizer's report.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0}"
+
+pass() { echo "PASS: $1"; }
+fail() { echo "FAIL: $1"; }
+
+# check NAME EXPECTED ACTUAL
+check() {
+  if [ "$2" = "$3" ]; then pass "$1"; else fail "$1"; echo "  expected: $(printf '%s' "$2" | head -c 400)"; echo "  actual:   $(printf '%s' "$3" | head -c 400)"; fi
+}
+
+# check_files NAME EXPECTED_FILE ACTUAL_FILE
+check_files() {
+  if cmp -s "$2" "$3"; then pass "$1"; else fail "$1"; diff "$2" "$3" | head -20; fi
+}
+
+# mpirun_t SECONDS NP PROGRAM ARGS...: plain mpirun (no recovery recipe) with a hard timeout.
+mpirun_t() {
+  t=$1; np=$2; shift 2
+  timeout -k 5 "$t" mpirun --oversubscribe --allow-run-as-root -np "$np" "$@"
+}
