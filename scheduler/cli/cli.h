@@ -1,0 +1,32 @@
+/*
+ * cli.h — internal interface between the `ember` command's dispatcher (main.c) and its verbs.
+ *
+ * Each verb is one function `int em__cli_<verb>(int argc, char **argv)` that receives argv starting at the verb
+ * name (argv[0] is "run", "submit", ...) and returns the process exit status. A verb is added by writing it in
+ * its own file and adding one row to the table in main.c. See shared DESIGN.md section 9.
+ */
+#ifndef EMBER_CLI_H
+#define EMBER_CLI_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+/* `ember run [-np N] [--hostfile F] PROGRAM [ARGS...]`: run.c. */
+int em__cli_run(int argc, char **argv);
+void em__cli_run_usage(FILE *out);
+
+/*
+ * Filter of mpirun's stderr (mpinoise.c): drops Open MPI's known noise, passes everything else through in order.
+ * Feed it bytes as they arrive; it writes what it keeps to fd. Lines are held only while they might still turn
+ * out to be noise (a boxed message that has not closed yet, a partial line); em__noise_idle() releases a held
+ * partial line or an unterminated box after the input has been quiet for a while, so prompts and progress bars
+ * are not delayed indefinitely.
+ */
+typedef struct em__noise em__noise;
+em__noise *em__noise_new(int fd);
+void em__noise_feed(em__noise *nf, const char *data, size_t len);
+void em__noise_idle(em__noise *nf);
+/* Flushes whatever is held (end of input) and frees the filter. em__noise_free(NULL) is a no-op. */
+void em__noise_free(em__noise *nf);
+
+#endif
