@@ -1,0 +1,402 @@
+#!/bin/sh
+# bench/run.sh — Ember against baselines measured in the same run, printed as ONE markdown table (issues 2, 3).
+#
+#   sh bench/run.sh                 (what `make bench` runs after building)
+#   BENCH_RUNS=5 sh bench/run.sh    runs per measurement; the table shows the median (default 3)
+#   BENCH_QUICK=1 sh bench/run.sh   small sizes only (pi(1e9), 20 MB / 40 MB corpora): a smoke run
+#   BENCH_DIR=/path                 where generated corpora are cached (default /tmp/ember-bench)
+#
+# Rules: every program runs under `timeout`; a program that is not built prints `not built yet`, never a number;
+# a failed run prints `failed` with its log; Ember's output is checked against the baseline's (`WRONG OUTPUT`).
+# Times are wall-clock seconds (median). Peak RSS per rank comes from GNU time wrapped around each rank.
+# Progress goes to stderr; the table goes to stdout.
+# shellcheck disable=SC2086  # $MPIRUN and $(rank_wrap ...) are split into words on purpose
+set -u
+cd "$(dirname "$0")/.." || exit 1
+
+RUNS=${BENCH_RUNS:-3}
+QUICK=${BENCH_QUICK:-0}
+DIR=${BENCH_DIR:-/tmp/ember-bench}
+# Where the programs are (overridable so the script itself can be tested with stand-ins).
+B=${BENCH_BENCH_DIR:-build/bench}
+BIN=${BENCH_BIN_DIR:-build/bin}
+EMBER=$BIN/ember
+GTIME=/usr/bin/time
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+# Plain-mpirun rows: the same recovery settings `ember run` uses are not needed (nothing fails on purpose).
+MPIRUN="mpirun -np 2"
+
+if [ "$QUICK" = 1 ]; then
+    PI_N=1e9; PI_EXPECT=50847534
+    SMALL=20M; BIG=40M; OOC_MEM=16M
+else
+    PI_N=1e10; PI_EXPECT=455052511
+    SMALL=100M; BIG=1G; OOC_MEM=128M
+fi
+
+mkdir -p "$DIR"
+LOGS=$(mktemp -d /tmp/ember-bench-logs.XXXXXX)
+ROWS=$LOGS/rows.md
+: >"$ROWS"
+NOTES=$LOGS/notes.txt
+: >"$NOTES"
+
+say() { echo "bench: $*" >&2; }
+
+# ---- helpers ---------------------------------------------------------------------------------------------
+
+# Median of the numbers given as arguments.
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {if (NR==0) exit 1; if (NR%2) print v[(NR+1)/2]; else printf "%.6g\n", (v[NR/2]+v[NR/2+1])/2}'
+}
+
+now_ns() { date +%s%N; }
+
+# run_timed LIMIT LOG CMD...: runs CMD under `timeout` with stdout+stderr in LOG; sets T (seconds) and RC.
+run_timed() {
+    _lim=$1; _log=$2; shift 2
+    _t0=$(now_ns)
+    timeout -k 10 "$_lim" "$@" >"$_log" 2>&1
+    RC=$?
+    _t1=$(now_ns)
+    T=$(awk -v a="$_t0" -v b="$_t1" 'BEGIN {printf "%.3f", (b-a)/1e9}')
+    [ "$RC" = 124 ] && echo "(timed out after ${_lim}s)" >>"$_log"
+    return $RC
+}
+
+# bench_n NAME LIMIT CMD...: runs CMD $RUNS times; on success sets MED (median seconds) and LAST (log of the last
+# run) and returns 0; on the first failure sets FAIL ("exit N, log: PATH") and returns 1.
+bench_n() {
+    _name=$1; _lim=$2; shift 2
+    _ts=""
+    _i=1
+    while [ "$_i" -le "$RUNS" ]; do
+        LAST=$LOGS/$_name.$_i.log
+        if [ -n "${RSSF:-}" ]; then : >"$RSSF"; fi
+        if ! run_timed "$_lim" "$LAST" "$@"; then
+            FAIL="exit $RC, log: $LAST"
+            say "$_name: failed ($FAIL)"
+            return 1
+        fi
+        say "$_name run $_i: ${T}s"
+        _ts="$_ts $T"
+        _i=$((_i + 1))
+    done
+    MED=$(median $_ts)
+    return 0
+}
+
+# Peak RSS per rank, from the GNU time lines (%M, KiB) in $RSSF: "a, b MB" (sorted by rank order of exit).
+rss_list() {
+    if [ -z "${RSSF:-}" ] || [ ! -s "$RSSF" ]; then echo ""; return; fi
+    grep -E '^[0-9]+$' "$RSSF" | awk '{printf "%s%.0f", (NR>1?", ":""), $1/1024} END {if (NR) printf " MB"}'
+}
+rss_max_kb() { grep -E '^[0-9]+$' "$RSSF" | sort -n | tail -1; }
+
+# A wrapper for each rank that records its peak RSS, when GNU time is there.
+HAVE_GTIME=0
+if "$GTIME" -f %M true >/dev/null 2>&1; then
+    HAVE_GTIME=1
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing GNU time (Debian package time) for peak-RSS measurements"
+    apt-get install -y -qq time >/dev/null 2>&1 && "$GTIME" -f %M true >/dev/null 2>&1 && HAVE_GTIME=1
+fi
+[ "$HAVE_GTIME" = 1 ] || echo "- peak RSS not measured: GNU time (/usr/bin/time, Debian package time) is missing" >>"$NOTES"
+# rank_wrap FILE: prints the words to put before a rank's program so that its peak RSS is appended to FILE.
+rank_wrap() { [ "$HAVE_GTIME" = 1 ] && printf '%s -a -o %s -f %%M' "$GTIME" "$1"; }
+
+fmt_s() { awk -v t="$1" 'BEGIN {printf (t < 10 ? "%.3f s" : "%.1f s"), t}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2fx", a/b; else print "—"}'; }
+
+# row BENCHMARK EMBER BASELINE BASELINE_TIME RATIO TARGET NOTE
+row() { printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$@" >>"$ROWS"; }
+
+have() { [ -x "$1" ]; }
+
+# ---- pi(N): primecount vs primesieve ------------------------------------------------------------------------
+
+bench_primes() {
+    name="pi($PI_N), np=2"
+    ps_t="—"; ps_med=""; ps_note=""
+    if ! command -v primesieve >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        say "installing primesieve (Debian package primesieve)"
+        apt-get install -y -qq primesieve >/dev/null 2>&1
+    fi
+    if command -v primesieve >/dev/null 2>&1; then
+        RSSF=""
+        if bench_n primesieve 300 primesieve -t2 --no-status "$PI_N"; then
+            ps_med=$MED; ps_t=$(fmt_s "$MED")
+            got=$(sed -n 's/^Primes: *//p' "$LAST")
+            [ "$got" = "$PI_EXPECT" ] || ps_note="primesieve printed '$got', expected $PI_EXPECT; "
+        else
+            ps_t="failed"; ps_note="primesieve $FAIL; "
+        fi
+    else
+        ps_note="primesieve missing (apt-get install primesieve as root); "
+    fi
+    if ! have "$EMBER" || ! have "$BIN/primecount"; then
+        row "$name" "—" "primesieve -t2" "$ps_t" "—" "≤ 1.5x" "${ps_note}not built yet"
+        return
+    fi
+    RSSF=""
+    if bench_n primecount 300 "$EMBER" run -np 2 "$BIN/primecount" --limit "$PI_N"; then
+        got=$(grep -E '^primes in ' "$LAST" | sed 's/.*: *//')
+        note="$ps_note"
+        [ "$got" = "$PI_EXPECT" ] || note="${note}WRONG OUTPUT: '$got', expected $PI_EXPECT; "
+        r="—"; [ -n "$ps_med" ] && r=$(ratio "$MED" "$ps_med")
+        row "$name" "$(fmt_s "$MED")" "primesieve -t2" "$ps_t" "$r" "≤ 1.5x" "${note}ember run + primecount --limit $PI_N"
+    else
+        row "$name" "failed" "primesieve -t2" "$ps_t" "—" "≤ 1.5x" "${ps_note}$FAIL"
+    fi
+}
+
+# ---- scheduler overhead ----------------------------------------------------------------------------------
+
+bench_sched() {
+    name="scheduler overhead, 10,000 one-record tasks, np=2"
+    if ! have "$B/sched_overhead"; then
+        row "$name" "—" "Dask distributed (published)" "~1000 us/task" "—" "< 20 us/task" "not built yet"
+        return
+    fi
+    us=""
+    i=1
+    while [ "$i" -le "$RUNS" ]; do
+        LAST=$LOGS/sched_overhead.$i.log
+        if ! run_timed 300 "$LAST" $MPIRUN "$B/sched_overhead"; then
+            row "$name" "failed" "Dask distributed (published)" "~1000 us/task" "—" "< 20 us/task" "exit $RC, log: $LAST"
+            return
+        fi
+        u=$(sed -n 's/^us per task: *//p' "$LAST")
+        [ -n "$u" ] || { row "$name" "failed" "Dask distributed (published)" "~1000 us/task" "—" "< 20 us/task" "no 'us per task' line, log: $LAST"; return; }
+        say "sched_overhead run $i: $u us/task"
+        us="$us $u"
+        i=$((i + 1))
+    done
+    m=$(median $us)
+    row "$name" "$(awk -v u="$m" 'BEGIN {printf "%.1f us/task", u}')" "Dask distributed (published)" "~1000 us/task" \
+        "$(ratio "$m" 1000)" "< 20 us/task" "em_count over 10,000 partitions minus 2 partitions, plain mpirun"
+}
+
+# ---- start-up ----------------------------------------------------------------------------------------------
+
+bench_startup() {
+    hello_med=""; hello_t="—"; hnote=""
+    if have "$B/mpi_hello"; then
+        RSSF=""
+        if bench_n mpi_hello 60 $MPIRUN "$B/mpi_hello"; then hello_med=$MED; hello_t=$(fmt_s "$MED")
+        else hello_t="failed"; hnote="mpi_hello $FAIL; "; fi
+    else
+        hello_t="—"; hnote="mpi_hello not built yet; "
+    fi
+    for how in mpirun "ember run"; do
+        name="start-up: empty job (em_init + em_finalize), np=2, $how"
+        if ! have "$B/empty_job" || { [ "$how" = "ember run" ] && ! have "$EMBER"; }; then
+            row "$name" "—" "MPI hello (mpirun -np 2)" "$hello_t" "—" "(reported)" "${hnote}not built yet"
+            continue
+        fi
+        RSSF=""
+        if [ "$how" = mpirun ]; then set -- $MPIRUN "$B/empty_job"; else set -- "$EMBER" run -np 2 "$B/empty_job"; fi
+        if bench_n "empty_job-$(echo "$how" | tr ' ' -)" 60 "$@"; then
+            r="—"; extra=""
+            if [ -n "$hello_med" ]; then
+                r=$(ratio "$MED" "$hello_med")
+                extra=$(awk -v a="$MED" -v b="$hello_med" 'BEGIN {printf "%+.0f ms over plain MPI", (a-b)*1000}')
+            fi
+            row "$name" "$(fmt_s "$MED")" "MPI hello (mpirun -np 2)" "$hello_t" "$r" "(reported)" "${hnote}$extra"
+        else
+            row "$name" "failed" "MPI hello (mpirun -np 2)" "$hello_t" "—" "(reported)" "${hnote}$FAIL"
+        fi
+    done
+}
+
+# ---- word count --------------------------------------------------------------------------------------------
+
+# corpus SIZE: path of the cached Zipf corpus of SIZE (generated once with seed 42); empty if zipfgen is missing.
+corpus() {
+    f=$DIR/zipf-$1-seed42.txt
+    want=$(awk -v s="$1" 'BEGIN {m=1; u=substr(s, length(s)); if (u=="K") m=1024; if (u=="M") m=1048576; if (u=="G") m=1073741824; printf "%.0f", s*m}')
+    if [ ! -f "$f" ] || [ "$(wc -c <"$f")" != "$want" ]; then
+        have "$B/zipfgen" || { echo ""; return; }
+        say "generating $f"
+        if ! timeout 600 "$B/zipfgen" --bytes "$1" --seed 42 >"$f.tmp"; then rm -f "$f.tmp"; echo ""; return; fi
+        mv "$f.tmp" "$f"
+    fi
+    cat "$f" >/dev/null # warm the page cache so every contender reads from memory
+    echo "$f"
+}
+
+# wc_counts LOG: the "distinct words: N / total words: N" lines of a log, joined.
+wc_counts() { grep -E '^(distinct|total) words: ' "$1" | tr '\n' ' '; }
+
+# MPI footprint: peak RSS per rank of a plain MPI hello, for the out-of-core target.
+mpi_footprint_kb() {
+    [ "$HAVE_GTIME" = 1 ] && have "$B/mpi_hello" || return 1
+    RSSF=$LOGS/rss.hello
+    : >"$RSSF"
+    # shellcheck disable=SC2046
+    timeout 60 $MPIRUN $(rank_wrap "$RSSF") "$B/mpi_hello" >/dev/null 2>&1 || return 1
+    rss_max_kb
+}
+
+bench_wordcount() {
+    size=$1
+    label="wordcount $size Zipf corpus, np=2"
+    f=$(corpus "$size")
+    if [ -z "$f" ]; then
+        row "$label" "—" "C hash table, 1 thread" "—" "—" "≤ 0.7x" "zipfgen not built yet"
+        return
+    fi
+    # Baseline 1: the single-threaded C hash table.
+    base_med=""; base_t="—"; base_counts=""; bnote=""
+    if have "$B/wc_baseline"; then
+        RSSF=$LOGS/rss.base-$size
+        # shellcheck disable=SC2046
+        if bench_n "wc_baseline-$size" 900 $(rank_wrap "$RSSF") "$B/wc_baseline" "$f"; then
+            base_med=$MED; base_t=$(fmt_s "$MED"); base_counts=$(wc_counts "$LAST")
+            [ -n "$(rss_list)" ] && bnote="baseline peak RSS: $(rss_list); "
+        else base_t="failed"; bnote="wc_baseline $FAIL; "; fi
+    else
+        bnote="wc_baseline not built yet; "
+    fi
+    # Baseline 2: coreutils. Large inputs get half the memory and both cores, as a user would ask for.
+    sortopt=""
+    [ "$size" = "$BIG" ] && sortopt="-S 50% --parallel=2"
+    RSSF=""
+    if bench_n "sort-uniq-$size" 1800 sh -c "LC_ALL=C tr -s ' \\t\\n\\r\\v\\f' '\\n' <'$f' | LC_ALL=C sort $sortopt | LC_ALL=C uniq -c | wc -l"; then
+        sort_med=$MED; sort_t=$(fmt_s "$MED")
+    else
+        sort_med=""; sort_t="failed"
+        echo "- sort | uniq -c on $size: $FAIL" >>"$NOTES"
+    fi
+
+    if ! have "$EMBER" || ! have "$BIN/wordcount"; then
+        row "$label" "—" "C hash table, 1 thread" "$base_t" "—" "≤ 0.7x" "${bnote}not built yet"
+        row "$label" "—" "tr \\| sort \\| uniq -c" "$sort_t" "—" "(reported)" "not built yet"
+        [ "$size" = "$SMALL" ] && row "$label" "—" "Thrill, 2 workers (published)" "2.4 s" "—" "≤ 0.33x (0.79 s)" "not built yet"
+        return
+    fi
+    RSSF=$LOGS/rss.wc-$size
+    # shellcheck disable=SC2046
+    if bench_n "ember-wordcount-$size" 900 "$EMBER" run -np 2 $(rank_wrap "$RSSF") "$BIN/wordcount" "$f"; then
+        em_med=$MED
+        note=""
+        got=$(wc_counts "$LAST")
+        if [ -z "$got" ]; then note="WRONG OUTPUT: no distinct/total lines; "
+        elif [ -n "$base_counts" ] && [ "$got" != "$base_counts" ]; then note="WRONG OUTPUT: ember '$got' vs baseline '$base_counts'; "; fi
+        rss=$(rss_list)
+        [ -n "$rss" ] && note="${note}peak RSS/rank: $rss"
+        r="—"; [ -n "$base_med" ] && r=$(ratio "$em_med" "$base_med")
+        row "$label" "$(fmt_s "$em_med")" "C hash table, 1 thread" "$base_t" "$r" "≤ 0.7x" "${bnote}$note"
+        r="—"; [ -n "$sort_med" ] && r=$(ratio "$em_med" "$sort_med")
+        row "$label" "$(fmt_s "$em_med")" "tr \\| sort \\| uniq -c" "$sort_t" "$r" "(reported)" "LC_ALL=C $sortopt"
+        if [ "$size" = "$SMALL" ]; then
+            t="published for 100 MB on these machines; MR-MPI np=2: 3.2 s"
+            [ "$QUICK" = 1 ] && t="QUICK run: corpus is $SIZE_NOTE, not 100 MB — ratio not meaningful"
+            row "$label" "$(fmt_s "$em_med")" "Thrill, 2 workers (published)" "2.4 s" "$(ratio "$em_med" 2.4)" "≤ 0.33x (0.79 s)" "$t"
+        fi
+    else
+        row "$label" "failed" "C hash table, 1 thread" "$base_t" "—" "≤ 0.7x" "${bnote}$FAIL"
+    fi
+    RSSF=""
+}
+
+bench_out_of_core() {
+    label="wordcount $BIG out-of-core, --ember-memory $OOC_MEM, np=2"
+    f=$(corpus "$BIG")
+    mem_mb=$(awk -v s="$OOC_MEM" 'BEGIN {print s+0}')
+    if [ -z "$f" ] || ! have "$EMBER" || ! have "$BIN/wordcount"; then
+        row "$label" "—" "same job, default memory" "—" "—" "peak RSS/rank < 1.5 x $OOC_MEM + MPI" "not built yet"
+        return
+    fi
+    foot_kb=$(mpi_footprint_kb) || foot_kb=""
+    # The in-memory time of the same corpus, measured once more so the row is self-contained.
+    RSSF=""
+    in_t="—"; in_med=""
+    if run_timed 900 "$LOGS/wc-inmem-$BIG.log" "$EMBER" run -np 2 "$BIN/wordcount" "$f"; then in_med=$T; in_t=$(fmt_s "$T"); fi
+    RSSF=$LOGS/rss.ooc
+    # shellcheck disable=SC2046
+    if bench_n "ember-wordcount-ooc" 1800 "$EMBER" run -np 2 $(rank_wrap "$RSSF") "$BIN/wordcount" --ember-memory "$OOC_MEM" "$f"; then
+        note=""
+        got=$(wc_counts "$LAST")
+        want=$(wc_counts "$LOGS/wc-inmem-$BIG.log")
+        if [ -z "$got" ] || { [ -n "$want" ] && [ "$got" != "$want" ]; }; then note="WRONG OUTPUT: '$got' vs in-memory '$want'; "; fi
+        if [ "$HAVE_GTIME" = 1 ] && [ -s "$RSSF" ]; then
+            mx=$(rss_max_kb)
+            note="${note}peak RSS/rank: $(rss_list)"
+            if [ -n "$foot_kb" ]; then
+                lim=$(awk -v m="$mem_mb" -v f="$foot_kb" 'BEGIN {printf "%.0f", 1.5*m*1024 + f}')
+                verdict=$(awk -v x="$mx" -v l="$lim" 'BEGIN {print (x < l ? "within" : "OVER")}')
+                note="$note; limit $(awk -v l="$lim" 'BEGIN {printf "%.0f", l/1024}') MB (MPI hello footprint $(awk -v f="$foot_kb" 'BEGIN {printf "%.0f", f/1024}') MB): $verdict"
+            fi
+        fi
+        r="—"; [ -n "$in_med" ] && r=$(ratio "$MED" "$in_med")
+        row "$label" "$(fmt_s "$MED")" "same job, default memory (1 run)" "$in_t" "$r" "peak RSS/rank < 1.5 x $OOC_MEM + MPI" "$note"
+    else
+        row "$label" "failed" "same job, default memory (1 run)" "$in_t" "—" "peak RSS/rank < 1.5 x $OOC_MEM + MPI" "$FAIL"
+    fi
+    RSSF=""
+}
+
+# ---- shuffle bandwidth ---------------------------------------------------------------------------------------
+
+# gbps LOG [PATTERN]: the number before "GB/s" on the last line matching PATTERN (default: any GB/s line).
+gbps() { grep -E "${2:-GB/s}" "$1" | tail -1 | sed -n 's/.*[^0-9.]\([0-9][0-9.]*\) *GB\/s.*/\1/p'; }
+
+bench_shuffle() {
+    name="shuffle, 2 ranks (GB/s, higher is better)"
+    bw_med=""; bw_t="—"; bnote=""
+    if have "$B/mpi_bw"; then
+        v=""; uv=""; i=1; ok=1
+        while [ "$i" -le "$RUNS" ]; do
+            LAST=$LOGS/mpi_bw.$i.log
+            if ! run_timed 120 "$LAST" $MPIRUN "$B/mpi_bw"; then ok=0; bnote="mpi_bw exit $RC, log: $LAST; "; break; fi
+            x=$(gbps "$LAST" '^bidirectional'); u=$(gbps "$LAST" '^unidirectional')
+            say "mpi_bw run $i: $x GB/s both ways, $u GB/s one way"
+            v="$v $x"; uv="$uv $u"; i=$((i + 1))
+        done
+        if [ "$ok" = 1 ]; then bw_med=$(median $v); bw_t="$bw_med GB/s"; bnote="MPI one way: $(median $uv) GB/s; "; else bw_t="failed"; fi
+    else
+        bnote="mpi_bw not built yet; "
+    fi
+    if ! have "$B/shuffle_bw"; then
+        row "$name" "—" "MPI Isend/Irecv, 4 MiB, both ways" "$bw_t" "—" "(reported)" "${bnote}not built yet"
+        return
+    fi
+    v=""; i=1
+    while [ "$i" -le "$RUNS" ]; do
+        LAST=$LOGS/shuffle_bw.$i.log
+        if ! run_timed 300 "$LAST" $MPIRUN "$B/shuffle_bw"; then
+            row "$name" "failed" "MPI Isend/Irecv, 4 MiB, both ways" "$bw_t" "—" "(reported)" "${bnote}exit $RC, log: $LAST"
+            return
+        fi
+        x=$(gbps "$LAST")
+        [ -n "$x" ] || { row "$name" "failed" "MPI Isend/Irecv, 4 MiB, both ways" "$bw_t" "—" "(reported)" "${bnote}no 'N GB/s' line, log: $LAST"; return; }
+        v="$v $x"; i=$((i + 1))
+    done
+    m=$(median $v)
+    r="—"; [ -n "$bw_med" ] && r=$(ratio "$m" "$bw_med")
+    row "$name" "$m GB/s" "MPI Isend/Irecv, 4 MiB, both ways" "$bw_t" "$r" "(reported)" "${bnote}"
+}
+
+# ---- main --------------------------------------------------------------------------------------------------
+
+SIZE_NOTE="$SMALL"
+say "runs per measurement: $RUNS; quick: $QUICK; corpora in $DIR; logs in $LOGS"
+bench_primes
+bench_sched
+bench_startup
+bench_wordcount "$SMALL"
+bench_wordcount "$BIG"
+bench_out_of_core
+bench_shuffle
+
+echo
+echo "## Ember benchmarks ($(date -u +%Y-%m-%d), $(nproc) cores, median of $RUNS runs$( [ "$QUICK" = 1 ] && echo ', BENCH_QUICK sizes'))"
+echo
+echo "| benchmark | ember | baseline | baseline time | ratio | target | note |"
+echo "|---|---|---|---|---|---|---|"
+cat "$ROWS"
+echo
+echo "ratio = ember / baseline (times: lower is better; GB/s: higher is better). Logs: $LOGS"
+[ -s "$NOTES" ] && cat "$NOTES"
+exit 0
