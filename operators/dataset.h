@@ -1,0 +1,74 @@
+/* dataset.h — the lineage graph shared by every rank: datasets are nodes numbered in creation order, so a task
+ * is named by (action, stage, partition) alone and no function pointer ever crosses the wire (DESIGN section 2).
+ * Also the definition of em_ctx, which ties the runtime (rt) to the graph and the scheduler state. */
+#ifndef EM_OPERATORS_DATASET_H
+#define EM_OPERATORS_DATASET_H
+
+#include "ember.h"
+#include "runtime/buf.h"
+#include "runtime/loop.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+typedef enum em__kind {
+    EM__K_RANGE,
+    EM__K_MAP,
+    EM__K_FILTER,
+} em__kind;
+
+typedef struct em__node em__node;
+struct em__node {
+    int id;
+    em__kind kind;
+    int nparts;
+    em_ctx *ctx;
+    em__node *parent; /* narrow parent, or NULL for a source */
+    /* operator arguments */
+    em_map_fn map;
+    em_filter_fn filter;
+    void *arg;
+    int64_t from, to; /* range */
+};
+
+/* An emitter is one stage of a push pipeline: push() receives a record and forwards what it makes to next. */
+struct em_emitter {
+    int (*push)(em_emitter *self, const em_rec *r);
+    em_emitter *next;
+    const em__node *node;
+    void *state;
+};
+
+/* Node table: chunks of stable pointers, so the executor thread can look nodes up while main() adds more. */
+#define EM__NODE_CHUNK 256
+#define EM__NODE_CHUNKS 4096
+
+struct em_ctx {
+    em__rt rt;
+    pthread_mutex_t graph_mu;
+    em__node **chunks[EM__NODE_CHUNKS];
+    _Atomic int nnodes;
+
+    /* actions: main() announces the action it entered so the executor only runs tasks whose graph exists */
+    pthread_mutex_t act_mu;
+    pthread_cond_t act_cv;
+    uint32_t action_seq; /* actions entered by main() on this rank */
+
+    pthread_t executor;
+    _Atomic int exec_stop;
+    void *sched;  /* scheduler/driver.c state (leader) */
+    void *execst; /* scheduler/executor.c state */
+    int job_failed;
+};
+
+/* Adds a node (LOCAL); assigns its id. */
+em__node *em__node_add(em_ctx *ctx, em__kind kind, em__node *parent, int nparts);
+/* Node by id, or NULL. Any thread. */
+em__node *em__node_get(em_ctx *ctx, int id);
+void em__graph_release(em_ctx *ctx);
+
+/* Computes partition `part` of `node` and pushes every record into sink (a narrow pipeline, no materialization).
+ * Returns 0 or a negative code with em_last_error() set. Runs on the executor thread. */
+int em__node_compute(em__node *node, int part, em_emitter *sink);
+
+#endif

@@ -1,0 +1,143 @@
+/* comm.c — the only file that talks to MPI (DESIGN sections 2 and 6, STYLE rule 7).
+ *
+ * Only the progress thread (loop.c) calls into this file after start-up, so MPI sees one thread at a time even
+ * though we ask for MPI_THREAD_MULTIPLE (which Open MPI 4.1 provides) to stay free to change that.
+ * Sends are MPI_Isend of the whole message buffer, kept until MPI_Test says done. Receives are
+ * MPI_Improbe + MPI_Mrecv into a buffer of the exact size. No call here blocks on a peer.
+ */
+#include "runtime/comm.h"
+
+#include "ember.h"
+#include "runtime/log.h"
+
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+
+static MPI_Comm comm = MPI_COMM_NULL;
+static char hostname[MPI_MAX_PROCESSOR_NAME + 1];
+
+typedef struct pending {
+    MPI_Request req;
+    em__msg *msg;
+} pending;
+static pending *sends;
+static int nsends, capsends;
+
+static const char *msg_names[] = {
+#define EM__MSG_NAME(name) #name,
+    EM__MSG_TYPES(EM__MSG_NAME)
+#undef EM__MSG_NAME
+};
+
+const char *em__msg_name(int type) { return type >= 0 && type < EM__MSG_NTYPES ? msg_names[type] : "UNKNOWN"; }
+
+em__msg *em__msg_new(int type, size_t len)
+{
+    em__msg *m = em__malloc(sizeof *m + sizeof(em__msghdr) + len);
+    memset(m, 0, sizeof *m + sizeof(em__msghdr));
+    m->hdr = (em__msghdr *)m->data;
+    m->payload = m->data + sizeof(em__msghdr);
+    m->len = len;
+    m->hdr->version = EM__PROTO_VERSION;
+    m->hdr->type = (uint8_t)type;
+    return m;
+}
+
+void em__msg_free(em__msg *m) { free(m); }
+
+int em__comm_init(int *argc, char ***argv, int *rank, int *size)
+{
+    int provided = 0, inited = 0;
+    MPI_Initialized(&inited);
+    if (!inited && MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS)
+        return em__fail(EM_ECOMM, "MPI_Init_thread failed");
+    if (!inited && provided < MPI_THREAD_MULTIPLE)
+        EM_LOG_W("MPI provides thread level %d, not MPI_THREAD_MULTIPLE; only the progress thread calls MPI", provided);
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    /* The one collective after MPI_Init: at start-up every rank is alive by definition. */
+    if (MPI_Comm_dup(MPI_COMM_WORLD, &comm) != MPI_SUCCESS) return em__fail(EM_ECOMM, "MPI_Comm_dup failed");
+    MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(comm, rank);
+    MPI_Comm_size(comm, size);
+    int len = 0;
+    MPI_Get_processor_name(hostname, &len);
+    hostname[len] = 0;
+    return 0;
+}
+
+const char *em__comm_host(void) { return hostname; }
+
+int em__comm_send(int dst, em__msg *m)
+{
+    if (nsends == capsends) {
+        capsends = capsends ? 2 * capsends : 64;
+        sends = em__realloc(sends, (size_t)capsends * sizeof *sends);
+    }
+    size_t total = sizeof(em__msghdr) + m->len;
+    if (total > (size_t)INT32_MAX) {
+        EM_LOG_E("message %s of %zu bytes is too large to send", em__msg_name(m->hdr->type), total);
+        em__msg_free(m);
+        return EM_EINVAL;
+    }
+    int rc = MPI_Isend(m->data, (int)total, MPI_BYTE, dst, m->hdr->type, comm, &sends[nsends].req);
+    if (rc != MPI_SUCCESS) {
+        EM_LOG_W("MPI_Isend of %s to r%d failed (%d)", em__msg_name(m->hdr->type), dst, rc);
+        em__msg_free(m);
+        return EM_ECOMM;
+    }
+    sends[nsends++].msg = m;
+    return 0;
+}
+
+int em__comm_progress(void)
+{
+    for (int i = 0; i < nsends;) {
+        int done = 0;
+        if (MPI_Test(&sends[i].req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) done = 1; /* error: give up on it */
+        if (done) {
+            em__msg_free(sends[i].msg);
+            sends[i] = sends[--nsends];
+        } else {
+            i++;
+        }
+    }
+    return nsends;
+}
+
+em__msg *em__comm_poll(void)
+{
+    int flag = 0;
+    MPI_Message mm;
+    MPI_Status st;
+    if (MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm, &flag, &mm, &st) != MPI_SUCCESS || !flag) return NULL;
+    int count = 0;
+    MPI_Get_count(&st, MPI_BYTE, &count);
+    if (count < (int)sizeof(em__msghdr)) {
+        char junk[sizeof(em__msghdr)];
+        MPI_Mrecv(junk, count, MPI_BYTE, &mm, MPI_STATUS_IGNORE);
+        EM_LOG_W("dropped a %d-byte message from r%d: shorter than a header", count, st.MPI_SOURCE);
+        return NULL;
+    }
+    em__msg *m = em__msg_new(0, (size_t)count - sizeof(em__msghdr));
+    if (MPI_Mrecv(m->data, count, MPI_BYTE, &mm, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+        em__msg_free(m);
+        return NULL;
+    }
+    if (m->hdr->version != EM__PROTO_VERSION || m->hdr->src != st.MPI_SOURCE) {
+        EM_LOG_W("dropped a message from r%d: protocol version %d, expected %d", st.MPI_SOURCE, m->hdr->version,
+                 EM__PROTO_VERSION);
+        em__msg_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void em__comm_finalize(void)
+{
+    /* Sends that never completed went to dead ranks: leave their buffers to the process exit. */
+    free(sends);
+    sends = NULL;
+    nsends = capsends = 0;
+    MPI_Finalize();
+}

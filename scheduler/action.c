@@ -1,0 +1,285 @@
+/* action.c — start-up, collective actions and shutdown of a job (DESIGN sections 2 and 6).
+ *
+ * An action is collective: every rank enters it in the same order and numbers it the same way. The leader runs
+ * the driver; every rank (the leader too) keeps executing tasks on its executor thread; the leader then sends the
+ * result to every live rank point-to-point, so main() sees the same value everywhere. If the leader changes
+ * during an action, the new leader's main thread takes over as driver for the same action.
+ *
+ * Shutdown never hangs: each rank tells the leader BYE, the leader answers FIN once every live rank said BYE,
+ * and a watchdog _exit()s the process if MPI_Finalize (or anything else) takes longer than the grace period.
+ */
+#include "runtime/log.h"
+#include "scheduler/sched.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Messages that arrived on main_mb before main() wanted them (a result of a later action, an early BYE). */
+typedef struct stash {
+    em__msg *head;
+} stash;
+static stash main_stash;
+
+static em__msg *stash_take(int type, uint32_t action, int match_action)
+{
+    for (em__msg **pp = &main_stash.head; *pp; pp = &(*pp)->next) {
+        em__msg *m = *pp;
+        uint32_t a = 0;
+        if (m->len >= 4) memcpy(&a, m->payload, 4);
+        if (m->hdr->type == type && (!match_action || a == action)) {
+            *pp = m->next;
+            m->next = NULL;
+            return m;
+        }
+    }
+    return NULL;
+}
+
+static void stash_put(em__msg *m)
+{
+    m->next = main_stash.head;
+    main_stash.head = m;
+}
+
+int em_rank(const em_ctx *ctx) { return ctx->rt.rank; }
+int em_size(const em_ctx *ctx) { return ctx->rt.size; }
+int em_is_leader(const em_ctx *ctx) { return em__rt_leader((em__rt *)&ctx->rt) == ctx->rt.rank; }
+
+int em_default_partitions(const em_ctx *ctx)
+{
+    return ctx->rt.cfg.partitions > 0 ? (int)ctx->rt.cfg.partitions : 4 * ctx->rt.size;
+}
+
+/* Writes the status file atomically (write a temp file, then rename over the final name). */
+static void write_status(em_ctx *ctx, const char *text)
+{
+    const char *path = ctx->rt.cfg.status_file;
+    if (!path || !*path || atomic_load(&ctx->rt.fenced)) return;
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.r%d.tmp", path, ctx->rt.rank);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        EM_LOG_W("cannot write the status file %s", tmp);
+        return;
+    }
+    ssize_t w = write(fd, text, strlen(text));
+    (void)w;
+    fsync(fd);
+    close(fd);
+    if (rename(tmp, path) < 0) EM_LOG_W("cannot rename %s to %s", tmp, path);
+}
+
+static int env_rank(void)
+{
+    const char *v = getenv("OMPI_COMM_WORLD_RANK");
+    if (!v) v = getenv("PMI_RANK");
+    return v ? atoi(v) : 0;
+}
+
+int em_init(int *argc, char ***argv, em_ctx **out)
+{
+    int rc, help = 0;
+    *out = NULL;
+    em_ctx *ctx = em__calloc(1, sizeof *ctx);
+    if ((rc = em__config_load(&ctx->rt.cfg, argc, argv, &help)) < 0) {
+        if (env_rank() == 0) fprintf(stderr, "ember: %s\n", em_last_error());
+        em__config_release(&ctx->rt.cfg);
+        free(ctx);
+        return rc;
+    }
+    if (help) {
+        if (env_rank() == 0) em__config_print_help(&ctx->rt.cfg, stdout);
+        exit(0);
+    }
+    em__log_setup(env_rank(), em__log_parse_level(ctx->rt.cfg.log_level));
+    pthread_mutex_init(&ctx->graph_mu, NULL);
+    pthread_mutex_init(&ctx->act_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&ctx->act_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if ((rc = em__rt_start(&ctx->rt, argc, argv)) < 0) {
+        fprintf(stderr, "ember: %s\n", em_last_error());
+        return rc;
+    }
+    em__log_setup(ctx->rt.rank, em__log_parse_level(ctx->rt.cfg.log_level));
+    if (ctx->rt.rank == 0) write_status(ctx, "running\n");
+    if ((rc = em__fault_init(ctx)) < 0) {
+        if (ctx->rt.rank == 0) fprintf(stderr, "ember: %s\n", em_last_error());
+        return rc;
+    }
+    if ((rc = em__executor_start(ctx)) < 0) return rc;
+    EM_LOG_I("started: %d ranks, pid %d on %s", ctx->rt.size, (int)getpid(), em__comm_host());
+    *out = ctx;
+    return 0;
+}
+
+/* Runs one collective action; result gets the combined op-specific bytes. */
+static int run_action(em_ctx *ctx, em__node *node, em__op op, int64_t op_arg, em__buf *result)
+{
+    em__rt *rt = &ctx->rt;
+    pthread_mutex_lock(&ctx->act_mu);
+    uint32_t a = ++ctx->action_seq;
+    pthread_cond_broadcast(&ctx->act_cv);
+    pthread_mutex_unlock(&ctx->act_mu);
+    int rc;
+    for (;;) {
+        if (em__rt_leader(rt) == rt->rank) {
+            rc = em__driver_run(ctx, a, node, op, op_arg, result);
+            if (rc == 1) continue; /* lost the lead mid-action: wait for the new leader's result */
+            const char *err = rc < 0 ? em_last_error() : "";
+            size_t blen = rc < 0 ? strlen(err) : result->len;
+            em__msg *m = em__msg_new(EM__MSG_ACTION_RESULT, 12 + blen);
+            int32_t st = rc;
+            uint32_t l = (uint32_t)blen;
+            memcpy(m->payload, &a, 4);
+            memcpy(m->payload + 4, &st, 4);
+            memcpy(m->payload + 8, &l, 4);
+            memcpy(m->payload + 12, rc < 0 ? (const void *)err : result->p, blen);
+            em__send_all(rt, m);
+            break;
+        }
+        em__msg *m = stash_take(EM__MSG_ACTION_RESULT, a, 1);
+        if (!m) m = em__mbox_get(&rt->main_mb, 200);
+        if (!m) continue;
+        uint32_t ma = 0;
+        if (m->len >= 4) memcpy(&ma, m->payload, 4);
+        if (m->hdr->type == EM__MSG_ACTION_RESULT && ma == a) {
+            em__rd rd;
+            em__rd_init(&rd, m->payload + 4, m->len - 4);
+            rc = (int32_t)em__rd_u32(&rd);
+            uint32_t blen;
+            const void *body = em__rd_bytes(&rd, &blen);
+            if (rd.err) rc = em__fail(EM_ECOMM, "malformed action result from r%d", m->hdr->src);
+            else if (rc < 0) em__fail(rc, "%.*s", (int)blen, (const char *)body);
+            else {
+                result->len = 0;
+                em__buf_add(result, body, blen);
+            }
+            em__msg_free(m);
+            break;
+        }
+        if (m->hdr->type == EM__MSG_WAKE || (m->hdr->type == EM__MSG_ACTION_RESULT && ma < a)) em__msg_free(m);
+        else stash_put(m);
+    }
+    if (rc < 0) {
+        ctx->job_failed = 1;
+        if (em_is_leader(ctx)) EM_LOG_E("%s", em_last_error());
+    }
+    return rc;
+}
+
+int em_count(em_ds *ds, int64_t *out)
+{
+    em__node *n = (em__node *)ds;
+    em__buf res;
+    em__buf_init(&res);
+    int rc = run_action(n->ctx, n, EM__OP_COUNT, 0, &res);
+    if (rc == 0) {
+        EM_ASSERT(res.len == 8);
+        memcpy(out, res.p, 8);
+    }
+    em__buf_release(&res);
+    return rc;
+}
+
+int em_reduce_i64(em_ds *ds, em_agg agg, int64_t *out)
+{
+    em__node *n = (em__node *)ds;
+    if ((int)agg < EM_AGG_COUNT || agg > EM_AGG_MAX) return em__fail(EM_EINVAL, "em_reduce_i64: unknown aggregation %d", agg);
+    em__buf res;
+    em__buf_init(&res);
+    int rc = run_action(n->ctx, n, EM__OP_AGG, agg, &res);
+    if (rc == 0) {
+        int64_t cnt, acc;
+        EM_ASSERT(res.len == 16);
+        memcpy(&cnt, res.p, 8);
+        memcpy(&acc, res.p + 8, 8);
+        if (agg == EM_AGG_COUNT) *out = cnt;
+        else if (cnt == 0 && agg != EM_AGG_SUM) rc = em__fail(EM_EINVAL, "em_reduce_i64: min/max of an empty dataset");
+        else *out = acc;
+    }
+    em__buf_release(&res);
+    return rc;
+}
+
+/* ---- shutdown ---- */
+
+static int watchdog_status;
+static int64_t watchdog_ms;
+
+static void *watchdog_main(void *arg)
+{
+    (void)arg;
+    struct timespec ts = {watchdog_ms / 1000, (watchdog_ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+    fflush(stdout);
+    fflush(stderr);
+    _exit(watchdog_status);
+}
+
+int em_finalize(em_ctx *ctx, int status)
+{
+    if (!ctx) return status;
+    em__rt *rt = &ctx->rt;
+    fflush(stdout);
+    fflush(stderr);
+    watchdog_status = status;
+    watchdog_ms = rt->cfg.exit_grace_ms + 2 * rt->cfg.timeout_ms;
+    pthread_t wd;
+    if (pthread_create(&wd, NULL, watchdog_main, NULL) == 0) pthread_detach(wd);
+
+    /* BYE / FIN handshake: bounded by failure detection (a dead rank is fenced and no longer awaited). */
+    uint8_t *bye = em__calloc((size_t)rt->size, 1);
+    int sent_bye_to = -1;
+    for (;;) {
+        int leader = em__rt_leader(rt);
+        if (leader == rt->rank) {
+            for (em__msg *m; (m = stash_take(EM__MSG_BYE, 0, 0));) {
+                bye[m->hdr->src] = 1;
+                em__msg_free(m);
+            }
+            int waiting = 0;
+            for (int r = 0; r < rt->size; r++)
+                if (r != rt->rank && em__rt_is_alive(rt, r) && !bye[r]) waiting++;
+            if (!waiting) {
+                em__send_all(rt, em__msg_new(EM__MSG_FIN, 0));
+                break;
+            }
+        } else if (sent_bye_to != leader) {
+            em__send(rt, leader, em__msg_new(EM__MSG_BYE, 0));
+            sent_bye_to = leader;
+        }
+        em__msg *m = em__mbox_get(&rt->main_mb, 100);
+        if (!m) continue;
+        if (m->hdr->type == EM__MSG_FIN && m->hdr->src == em__rt_leader(rt)) {
+            em__msg_free(m);
+            break;
+        }
+        if (m->hdr->type == EM__MSG_BYE) bye[m->hdr->src] = 1;
+        em__msg_free(m);
+    }
+    free(bye);
+    if (em_is_leader(ctx) && !atomic_load(&rt->fenced)) {
+        char text[32];
+        snprintf(text, sizeof text, "exit %d\n", status);
+        write_status(ctx, text);
+    }
+    fflush(stdout);
+    em__executor_stop(ctx);
+    em__rt_stop(rt);
+    for (em__msg *m; (m = main_stash.head);) {
+        main_stash.head = m->next;
+        em__msg_free(m);
+    }
+    em__graph_release(ctx);
+    em__config_release(&rt->cfg);
+    em__comm_finalize();
+    free(ctx);
+    return status;
+}

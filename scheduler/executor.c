@@ -1,0 +1,165 @@
+/* executor.c — the task loop every rank runs on its executor thread (DESIGN section 2).
+ *
+ * A task arrives as a TASK message: (action, stage, partition, attempt, node, op). The executor waits until
+ * main() on this rank has entered that action (so the lineage graph up to the node exists here too), computes the
+ * partition through the node's narrow pipeline into an op-specific sink, and reports TASK_DONE to whoever leads
+ * now. Errors in user callbacks become a failed TASK_DONE with the message; the driver decides about retries.
+ */
+#include "runtime/log.h"
+#include "scheduler/sched.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void em__task_pack(em__buf *b, const em__task *t)
+{
+    uint32_t w[6] = {t->action, t->stage, t->part, t->attempt, t->node, t->op};
+    em__buf_add(b, w, sizeof w);
+    em__buf_i64(b, t->op_arg);
+}
+
+int em__task_unpack(const void *p, size_t n, em__task *t)
+{
+    em__rd r;
+    em__rd_init(&r, p, n);
+    t->action = em__rd_u32(&r);
+    t->stage = em__rd_u32(&r);
+    t->part = em__rd_u32(&r);
+    t->attempt = em__rd_u32(&r);
+    t->node = em__rd_u32(&r);
+    t->op = em__rd_u32(&r);
+    t->op_arg = em__rd_i64(&r);
+    return r.err ? EM_EINVAL : 0;
+}
+
+/* ---- sinks: the end of a task's pipeline ---- */
+
+typedef struct agg_state {
+    int64_t n;
+    int64_t acc;
+    em_agg agg;
+} agg_state;
+
+static int count_push(em_emitter *self, const em_rec *r)
+{
+    (void)r;
+    ((agg_state *)self->state)->n++;
+    return 0;
+}
+
+static int agg_push(em_emitter *self, const em_rec *r)
+{
+    agg_state *s = self->state;
+    if (s->agg == EM_AGG_COUNT) {
+        s->n++;
+        return 0;
+    }
+    if (r->vlen != 8) return em__fail(EM_ETYPE, "reduce: a record's value is %u bytes, not an int64 (8 bytes)", r->vlen);
+    int64_t v = em_i64_get(r->val);
+    if (s->n == 0) s->acc = s->agg == EM_AGG_SUM ? 0 : v;
+    switch (s->agg) {
+    case EM_AGG_SUM: s->acc += v; break;
+    case EM_AGG_MIN: if (v < s->acc) s->acc = v; break;
+    case EM_AGG_MAX: if (v > s->acc) s->acc = v; break;
+    default: break;
+    }
+    s->n++;
+    return 0;
+}
+
+static int run_task(em_ctx *ctx, const em__task *t, em__buf *out)
+{
+    em__node *node = em__node_get(ctx, (int)t->node);
+    if (!node) return em__fail(EM_EINVAL, "task names dataset %u which this rank does not have", t->node);
+    agg_state st = {0, 0, (em_agg)t->op_arg};
+    em_emitter sink = {t->op == EM__OP_COUNT ? count_push : agg_push, NULL, node, &st};
+    int rc = em__node_compute(node, (int)t->part, &sink);
+    if (rc < 0) return rc;
+    if (t->op == EM__OP_COUNT) {
+        em__buf_i64(out, st.n);
+    } else {
+        em__buf_i64(out, st.n);
+        em__buf_i64(out, st.acc);
+    }
+    return 0;
+}
+
+/* Blocks until main() entered `action` (or the executor is stopping). */
+static int wait_for_action(em_ctx *ctx, uint32_t action)
+{
+    pthread_mutex_lock(&ctx->act_mu);
+    while (ctx->action_seq < action && !atomic_load(&ctx->exec_stop)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += 50 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&ctx->act_cv, &ctx->act_mu, &ts);
+    }
+    int ok = ctx->action_seq >= action;
+    pthread_mutex_unlock(&ctx->act_mu);
+    return ok;
+}
+
+static void *executor_main(void *arg)
+{
+    em_ctx *ctx = arg;
+    em__rt *rt = &ctx->rt;
+    em__buf out;
+    em__buf_init(&out);
+    while (!atomic_load(&ctx->exec_stop)) {
+        em__msg *m = em__mbox_get(&rt->exec_mb, 100);
+        if (!m) continue;
+        if (m->hdr->type != EM__MSG_TASK) {
+            em__msg_free(m);
+            continue;
+        }
+        em__task t;
+        if (em__task_unpack(m->payload, m->len, &t) < 0) {
+            EM_LOG_W("dropped a malformed TASK from r%d", m->hdr->src);
+            em__msg_free(m);
+            continue;
+        }
+        em__msg_free(m);
+        if (!wait_for_action(ctx, t.action)) break;
+        em__fault_point(ctx, EM__FP_TASK_START, &t);
+        out.len = 0;
+        em__set_error("");
+        double t0 = em__now_s();
+        int rc = run_task(ctx, &t, &out);
+        EM_LOG_D("task a%u s%u p%u attempt %u: %s in %.3f ms", t.action, t.stage, t.part, t.attempt,
+                 rc < 0 ? em_err_name(rc) : "ok", (em__now_s() - t0) * 1e3);
+        const char *err = rc < 0 ? em_last_error() : NULL;
+        size_t blen = rc < 0 ? strlen(err) : out.len;
+        em__msg *d = em__msg_new(EM__MSG_TASK_DONE, 24 + blen);
+        uint32_t w[4] = {t.action, t.stage, t.part, t.attempt};
+        int32_t status = rc;
+        uint32_t len32 = (uint32_t)blen;
+        memcpy(d->payload, w, 16);
+        memcpy(d->payload + 16, &status, 4);
+        memcpy(d->payload + 20, &len32, 4);
+        memcpy(d->payload + 24, rc < 0 ? (const void *)err : out.p, blen);
+        em__fault_point(ctx, EM__FP_RESULT, &t);
+        em__send(rt, em__rt_leader(rt), d);
+    }
+    em__buf_release(&out);
+    return NULL;
+}
+
+int em__executor_start(em_ctx *ctx)
+{
+    if (pthread_create(&ctx->executor, NULL, executor_main, ctx) != 0)
+        return em__fail(EM_ECOMM, "cannot start the executor thread");
+    return 0;
+}
+
+void em__executor_stop(em_ctx *ctx)
+{
+    atomic_store(&ctx->exec_stop, 1);
+    pthread_mutex_lock(&ctx->act_mu);
+    pthread_cond_broadcast(&ctx->act_cv);
+    pthread_mutex_unlock(&ctx->act_mu);
+    pthread_join(ctx->executor, NULL);
+}

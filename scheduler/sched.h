@@ -1,0 +1,43 @@
+/* sched.h — what the driver (leader) and the executors say to each other, and the hooks between them.
+ *
+ * TASK payload (leader -> executor):
+ *   u32 action, u32 stage, u32 part, u32 attempt, u32 node, u32 op, i64 op_arg
+ * TASK_DONE payload (executor -> leader):
+ *   u32 action, u32 stage, u32 part, u32 attempt, i32 status, bytes result (status 0) or error message
+ * ACTION_RESULT payload (leader -> all):
+ *   u32 action, i32 status, bytes result (status 0) or error message
+ */
+#ifndef EM_SCHEDULER_SCHED_H
+#define EM_SCHEDULER_SCHED_H
+
+#include "operators/dataset.h"
+
+typedef enum em__op {
+    EM__OP_COUNT, /* result: i64 count */
+    EM__OP_AGG,   /* op_arg: em_agg; result: i64 n, i64 acc */
+} em__op;
+
+typedef struct em__task {
+    uint32_t action, stage, part, attempt, node, op;
+    int64_t op_arg;
+} em__task;
+
+void em__task_pack(em__buf *b, const em__task *t);
+int em__task_unpack(const void *p, size_t n, em__task *t);
+
+/* executor.c */
+int em__executor_start(em_ctx *ctx);
+void em__executor_stop(em_ctx *ctx);
+
+/* driver.c: runs one action as the leader; on success fills result (the combined, op-specific bytes).
+ * Returns 0 or a negative code with the message in em_last_error(). */
+int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int64_t op_arg, em__buf *result);
+/* Combines one task's result into the action's result (op-specific). */
+int em__op_combine(em__op op, int64_t op_arg, em__buf *acc, const void *part, size_t n, int first);
+
+/* fault.c: deterministic fault injection (--ember-fault). Points where a fault may fire. */
+enum { EM__FP_TASK_START, EM__FP_FETCH, EM__FP_RESULT, EM__FP_TIMER };
+int em__fault_init(em_ctx *ctx);
+void em__fault_point(em_ctx *ctx, int point, const em__task *t);
+
+#endif
