@@ -85,7 +85,8 @@ Test(sieve, tiny_and_empty_ranges)
 
 Test(sieve, every_single_number_below_3000)
 {
-    for (uint64_t n = 0; n < 3000; n++) cr_expect_eq(em_sieve_count(n, n + 1), is_prime_td(n), "n = %llu", (unsigned long long)n);
+    for (uint64_t n = 0; n < 3000; n++)
+        cr_expect_eq(em_sieve_count(n, n + 1), is_prime_td(n), "n = %llu", (unsigned long long)n);
 }
 
 Test(sieve, random_short_ranges)
@@ -133,7 +134,8 @@ Test(sieve, splits_add_up)
     cr_expect_eq(total, 16252325); /* pi(3e8) */
     for (int i = 0; i < 5; i++) {
         uint64_t x = rnd(&s) % 300000000;
-        cr_expect_eq(em_sieve_count(0, x) + em_sieve_count(x, 300000000), total, "split at %llu", (unsigned long long)x);
+        uint64_t sum = em_sieve_count(0, x) + em_sieve_count(x, 300000000);
+        cr_expect_eq(sum, total, "split at %llu", (unsigned long long)x);
     }
 }
 
@@ -142,7 +144,8 @@ Test(sieve, window_near_10_to_12)
     uint64_t a = UINT64_C(1000000000000) - 3001, b = UINT64_C(1000000000000) + 4999;
     cr_expect_eq(em_sieve_count(a, b), count_td(a, b));
     cr_expect_eq(em_sieve_count(UINT64_C(999999999989), UINT64_C(999999999990)), 1); /* largest prime < 10^12 */
-    cr_expect_eq(em_sieve_count(UINT64_C(1000000000000), UINT64_C(1000000000040)), 1); /* 10^12 + 39 is the next prime */
+    /* 10^12 + 39 is the next prime */
+    cr_expect_eq(em_sieve_count(UINT64_C(1000000000000), UINT64_C(1000000000040)), 1);
 }
 
 Test(sieve, window_near_10_to_13)
