@@ -71,7 +71,8 @@ bad() {
   out=$(run 2 "$@")
   rc=$(cat "$TMP/rc")
   lines=$(grep -c '^primecount: ' "$TMP/err")
-  if [ "$rc" = 2 ] && [ -z "$out" ] && [ "$lines" = 1 ] && grep '^primecount: ' "$TMP/err" | grep -qe "$flag"; then
+  named=$(grep '^primecount: ' "$TMP/err" | grep -ce "$flag")
+  if [ "$rc" = 2 ] && [ -z "$out" ] && [ "$lines" = 1 ] && [ "$named" = 1 ]; then
     pass "bad arguments: $*"
   else
     fail "bad arguments: $*"
