@@ -63,7 +63,10 @@ check "no arguments: default --limit 1e8" "primes in [0, 100000000): 5761455" "$
 
 out=$(run 2 --help)
 check "--help exits 0" 0 "$(cat "$TMP/rc")"
-case "$out" in usage:*) pass "--help prints usage on stdout" ;; *) fail "--help prints usage on stdout"; echo "  got: $out" ;; esac
+case "$out" in
+  usage:*) pass "--help prints usage on stdout" ;;
+  *) fail "--help prints usage on stdout"; echo "  got: $out" ;;
+esac
 
 # bad ARGS... FLAG: exit status 2, nothing on stdout, one error line naming FLAG (at np=2: printed once)
 bad() {
