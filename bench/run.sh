@@ -109,7 +109,10 @@ fmt_s() { awk -v t="$1" 'BEGIN {printf (t < 10 ? "%.3f s" : "%.1f s"), t}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2fx", a/b; else print "—"}'; }
 
 # row BENCHMARK EMBER BASELINE BASELINE_TIME RATIO TARGET NOTE
-row() { printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$@" >>"$ROWS"; }
+row() {
+    _note=$(printf '%s' "$7" | sed 's/[; ]*$//')
+    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4" "$5" "$6" "$_note" >>"$ROWS"
+}
 
 have() { [ -x "$1" ]; }
 
@@ -288,7 +291,7 @@ bench_wordcount() {
         r="—"; [ -n "$base_med" ] && r=$(ratio "$em_med" "$base_med")
         row "$label" "$(fmt_s "$em_med")" "C hash table, 1 thread" "$base_t" "$r" "≤ 0.7x" "${bnote}$note"
         r="—"; [ -n "$sort_med" ] && r=$(ratio "$em_med" "$sort_med")
-        row "$label" "$(fmt_s "$em_med")" "tr \\| sort \\| uniq -c" "$sort_t" "$r" "(reported)" "LC_ALL=C $sortopt"
+        row "$label" "$(fmt_s "$em_med")" "tr \\| sort \\| uniq -c" "$sort_t" "$r" "(reported)" "LC_ALL=C sort $sortopt"
         if [ "$size" = "$SMALL" ]; then
             t="published for 100 MB on these machines; MR-MPI np=2: 3.2 s"
             [ "$QUICK" = 1 ] && t="QUICK run: corpus is $SIZE_NOTE, not 100 MB — ratio not meaningful"
