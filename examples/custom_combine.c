@@ -33,15 +33,15 @@ static int add_pairs(const void *a, uint32_t alen, const void *b, uint32_t blen,
     const unsigned char *x = a, *y = b;
     unsigned char sum[16];
     (void)arg;
-    if (alen != 16 || blen != 16) return -1;
+    if (alen != 16 || blen != 16) return -1; /* not a pair: fail the task rather than read past the end */
     em_i64_put(sum, em_i64_get(x) + em_i64_get(y));
     em_i64_put(sum + 8, em_i64_get(x + 8) + em_i64_get(y + 8));
     return em_value_set(out, sum, 16);
 }
 
-static int by_key(const void *pa, const void *pb)
+static int by_key(const void *a, const void *b) /* em_i64_put keys: memcmp gives numeric order */
 {
-    return memcmp(((const em_rec *)pa)->key, ((const em_rec *)pb)->key, 8); /* em_i64_put keys: numeric order */
+    return memcmp(((const em_rec *)a)->key, ((const em_rec *)b)->key, 8);
 }
 
 int main(int argc, char **argv)
@@ -58,12 +58,11 @@ int main(int argc, char **argv)
         return em_finalize(ctx, 1);
     }
     if (em_is_leader(ctx)) {
-        qsort(res.recs, res.n, sizeof *res.recs, by_key);
+        qsort(res.recs, res.n, sizeof *res.recs, by_key); /* collect returns partition order */
         for (size_t i = 0; i < res.n; i++) {
-            const unsigned char *v = res.recs[i].val;
-            int64_t sum = em_i64_get(v), cnt = em_i64_get(v + 8);
-            printf("n %% 7 == %" PRId64 ": %" PRId64 " numbers, mean %.3f\n", em_i64_get(res.recs[i].key), cnt,
-                   (double)sum / (double)cnt);
+            const unsigned char *v = res.recs[i].val; /* the (sum, count) pair of this key */
+            printf("n %% 7 == %" PRId64 ": %" PRId64 " numbers, mean %.3f\n", em_i64_get(res.recs[i].key),
+                   em_i64_get(v + 8), (double)em_i64_get(v) / (double)em_i64_get(v + 8));
         }
     }
     em_records_free(&res);
