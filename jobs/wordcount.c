@@ -15,6 +15,7 @@
  */
 #include <ember.h>
 
+#include <errno.h>
 #include <glob.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -89,17 +90,18 @@ static int by_count_then_word(const void *pa, const void *pb)
     return c ? c : (a->klen > b->klen) - (a->klen < b->klen);
 }
 
-/* Whether an input names something: a path that exists, or a glob that matches. Checked on every rank before
- * any action, so that a typo is a usage error (exit 2) rather than a failed job. */
-static int input_exists(const char *path)
+/* Why an input names nothing (NULL: it is a path that exists, or a glob that matches). Checked on every rank
+ * before any action, so that a typo is a usage error (exit 2) rather than a failed job. */
+static const char *input_problem(const char *path)
 {
     struct stat st;
     glob_t g;
-    if (stat(path, &st) == 0) return 1;
-    if (!strpbrk(path, "*?[")) return 0;
+    if (stat(path, &st) == 0) return NULL;
+    if (!strpbrk(path, "*?["))
+        return errno == ENOENT || errno == ENOTDIR ? "no such file or directory" : strerror(errno);
     int found = glob(path, 0, NULL, &g) == 0 && g.gl_pathc > 0;
     globfree(&g);
-    return found;
+    return found ? NULL : "no file matches";
 }
 
 /* The sample text shipped in the repository, found from the binary (build/bin/wordcount). */
@@ -166,8 +168,9 @@ static int parse_args(int argc, char **argv, const em_ctx *ctx, wc_args *a)
         return -1;
     }
     for (int i = 1; i <= n; i++) {
-        if (!input_exists(argv[i])) {
-            wc_error(ctx, "%s: no such file or directory", argv[i]);
+        const char *why = input_problem(argv[i]);
+        if (why) {
+            wc_error(ctx, "%s: %s", argv[i], why);
             return -1;
         }
     }
