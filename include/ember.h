@@ -113,6 +113,14 @@ double em_f64_get(const void *src);
 int em_emit_i64(em_emitter *out, int64_t key, int64_t val);
 int em_emit_str_i64(em_emitter *out, const char *key, size_t klen, int64_t val);
 
+/* Built-in aggregations over int64 values (em_i64_get of the record's value). */
+typedef enum em_agg {
+    EM_AGG_COUNT, /* number of records */
+    EM_AGG_SUM,   /* sum of values */
+    EM_AGG_MIN,
+    EM_AGG_MAX
+} em_agg;
+
 /* ---- datasets (lineage nodes) -------------------------------------------------------------------------- */
 
 typedef struct em_ds em_ds;
@@ -136,15 +144,33 @@ em_ds *em_filter(em_ds *parent, em_filter_fn fn, void *arg);
 /* Number of partitions of a dataset. LOCAL. */
 int em_ds_partitions(const em_ds *ds);
 
+/* Lines of text files: paths may be files, directories (every regular file inside, sorted, skipping names that
+ * start with '.' or '_') and globs. One record per line: key = the line without '\n' (and without a trailing
+ * '\r'), empty value. Files are split by byte ranges aligned to line starts, so every line is read exactly once.
+ * nparts: minimum number of splits (0: default). A missing input fails the first action that reads it with
+ * EM_ENOENT naming the path. LOCAL (lazy). */
+em_ds *em_text(em_ctx *ctx, const char *const *paths, int npaths, int nparts);
+
+/* Records from memory: recs[0..n) are copied now (on every rank; pass the same data everywhere, e.g. constants
+ * or data every rank read) and spread over nparts partitions. LOCAL (lazy). */
+em_ds *em_parallelize(em_ctx *ctx, const em_rec *recs, size_t n, int nparts);
+
+/* Combines two values of one key into one: write the combined value into *out (an em_buf-like sink, see
+ * em_value_set). Must be associative and commutative. */
+typedef struct em_value em_value;
+typedef int (*em_combine_fn)(const void *a, uint32_t alen, const void *b, uint32_t blen, em_value *out, void *arg);
+/* Sets the combined value inside an em_combine_fn. LOCAL. */
+int em_value_set(em_value *out, const void *val, uint32_t len);
+
+/* reduceByKey: one record per distinct key, its values combined by fn, with map-side combine. nparts: output
+ * partitions (0: default). A shuffle. LOCAL (lazy). */
+em_ds *em_reduce_by_key(em_ds *parent, em_combine_fn fn, void *arg, int nparts);
+/* reduceByKey with a built-in aggregator over int64 values (EM_AGG_COUNT counts records; the value of a COUNT
+ * output is the count as int64). LOCAL (lazy). */
+em_ds *em_reduce_by_key_agg(em_ds *parent, em_agg agg, int nparts);
+
 /* ---- actions (COLLECTIVE) ------------------------------------------------------------------------------ */
 
-/* Built-in aggregations over int64 values (em_i64_get of the record's value). */
-typedef enum em_agg {
-    EM_AGG_COUNT, /* number of records */
-    EM_AGG_SUM,   /* sum of values */
-    EM_AGG_MIN,
-    EM_AGG_MAX
-} em_agg;
 
 /* Number of records. COLLECTIVE. Returns 0 or EM_ETASK / EM_ENORANKS / EM_EFENCED (see em_last_error()). */
 int em_count(em_ds *ds, int64_t *out);
@@ -152,6 +178,23 @@ int em_count(em_ds *ds, int64_t *out);
 /* Aggregates the int64 values of all records with `agg`; an empty dataset gives 0 for COUNT and SUM and
  * EM_EINVAL for MIN/MAX. COLLECTIVE. Errors as em_count. */
 int em_reduce_i64(em_ds *ds, em_agg agg, int64_t *out);
+
+/* Every record, in partition order, as one buffer the caller frees with em_records_free. Fails with EM_ETOOBIG
+ * when the result exceeds --ember-max-result bytes (uncompressed). COLLECTIVE. */
+typedef struct em_records {
+    em_rec *recs;
+    size_t n;
+    void *mem; /* owns the bytes recs point into */
+} em_records;
+int em_collect(em_ds *ds, em_records *out);
+void em_records_free(em_records *r);
+
+/* Writes one part file per partition under dir ("part-00000", ...) with one line per record: key, a TAB, value
+ * (records with an empty value: just the key), then `_SUCCESS` when every part is in place. Each task writes a
+ * temporary file that the leader's commit renames, so a retried task's output lands once. Fails with EM_EEXISTS
+ * when dir already holds _SUCCESS. fmt: NULL for raw bytes, or "str_i64" to print an int64 value in decimal.
+ * COLLECTIVE. */
+int em_save_text(em_ds *ds, const char *dir, const char *fmt);
 
 #ifdef __cplusplus
 }

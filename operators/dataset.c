@@ -2,6 +2,8 @@
  * of narrow operators inside one task (DESIGN section 4: narrow operators are pipelined). */
 #include "operators/dataset.h"
 
+#include "operators/shuffle.h"
+#include "operators/sources/textsplit.h"
 #include "runtime/log.h"
 
 #include <stdlib.h>
@@ -35,10 +37,24 @@ em__node *em__node_get(em_ctx *ctx, int id)
     return n;
 }
 
+const em__node *em__node_find_error(const em__node *n)
+{
+    for (; n; n = n->parent)
+        if (n->err) return n;
+    return NULL;
+}
+
 void em__graph_release(em_ctx *ctx)
 {
     int n = atomic_load(&ctx->nnodes);
-    for (int i = 0; i < n; i++) free(ctx->chunks[i / EM__NODE_CHUNK][i % EM__NODE_CHUNK]);
+    for (int i = 0; i < n; i++) {
+        em__node *node = ctx->chunks[i / EM__NODE_CHUNK][i % EM__NODE_CHUNK];
+        em__text_plan_free(node->splits);
+        em__buf_release(&node->data);
+        free(node->offs);
+        free(node->err);
+        free(node);
+    }
     for (int c = 0; c < EM__NODE_CHUNKS && ctx->chunks[c]; c++) free(ctx->chunks[c]);
     memset(ctx->chunks, 0, sizeof ctx->chunks);
     atomic_store(&ctx->nnodes, 0);
@@ -126,6 +142,9 @@ int em__node_compute(em__node *node, int part, em_emitter *sink)
     em_emitter stage;
     switch (node->kind) {
     case EM__K_RANGE: return range_compute(node, part, sink);
+    case EM__K_TEXT: return em__text_compute(node, part, sink);
+    case EM__K_PARALLELIZE: return em__parallelize_compute(node, part, sink);
+    case EM__K_REDUCE: return em__shuffle_read(node->ctx, node, part, sink);
     case EM__K_MAP:
     case EM__K_FILTER:
         stage = (em_emitter){node->kind == EM__K_MAP ? map_push : filter_push, sink, node, NULL};

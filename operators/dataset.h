@@ -15,7 +15,12 @@ typedef enum em__kind {
     EM__K_RANGE,
     EM__K_MAP,
     EM__K_FILTER,
+    EM__K_TEXT,        /* source: lines of files */
+    EM__K_PARALLELIZE, /* source: records copied from memory */
+    EM__K_REDUCE,      /* wide: reduceByKey; its parent is the map side of a shuffle */
 } em__kind;
+
+struct em__split;
 
 typedef struct em__node em__node;
 struct em__node {
@@ -29,7 +34,18 @@ struct em__node {
     em_filter_fn filter;
     void *arg;
     int64_t from, to; /* range */
+    em_combine_fn combine;
+    int agg;              /* em_agg, or -1 when combine is set */
+    struct em__split *splits; /* text */
+    int nsplits;
+    em__buf data;         /* parallelize: records; */
+    uint64_t *offs;       /* parallelize: [nparts+1] partition boundaries in data */
+    char *err;            /* a source that could not be planned: actions reading it fail with this */
+    int err_code;
 };
+
+/* Whether a node starts a new stage (its partitions come from a shuffle). */
+static inline int em__node_is_wide(const em__node *n) { return n->kind == EM__K_REDUCE; }
 
 /* An emitter is one stage of a push pipeline: push() receives a record and forwards what it makes to next. */
 struct em_emitter {
@@ -70,5 +86,11 @@ void em__graph_release(em_ctx *ctx);
 /* Computes partition `part` of `node` and pushes every record into sink (a narrow pipeline, no materialization).
  * Returns 0 or a negative code with em_last_error() set. Runs on the executor thread. */
 int em__node_compute(em__node *node, int part, em_emitter *sink);
+
+/* Per-kind partition computations (sources/, reduce.c). */
+int em__text_compute(const em__node *n, int part, em_emitter *sink);
+int em__parallelize_compute(const em__node *n, int part, em_emitter *sink);
+/* The first node in the lineage of n (inclusive) that could not be planned, or NULL. */
+const em__node *em__node_find_error(const em__node *n);
 
 #endif

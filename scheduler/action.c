@@ -11,7 +11,10 @@
 #include "runtime/log.h"
 #include "scheduler/sched.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +115,7 @@ int em_init(int *argc, char ***argv, em_ctx **out)
         if (ctx->rt.rank == 0) fprintf(stderr, "ember: %s\n", em_last_error());
         return rc;
     }
+    em__store_init(&ctx->rt);
     if ((rc = em__executor_start(ctx)) < 0) return rc;
     EM_LOG_I("started: %d ranks, pid %d on %s", ctx->rt.size, (int)getpid(), em__comm_host());
     *out = ctx;
@@ -119,7 +123,41 @@ int em_init(int *argc, char ***argv, em_ctx **out)
 }
 
 /* Runs one collective action; result gets the combined op-specific bytes. */
-static int run_action(em_ctx *ctx, em__node *node, em__op op, int64_t op_arg, em__buf *result)
+/* em_save_text's output directory: refuse a finished one, prepare it, and after the tasks mark it complete. */
+static int save_prepare(const char *dir)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/_SUCCESS", dir);
+    if (access(p, F_OK) == 0) return em__fail(EM_EEXISTS, "save: %s already holds a complete output (_SUCCESS)", dir);
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) return em__fail(EM_EIO, "save: cannot create %s: %s", dir, strerror(errno));
+    snprintf(p, sizeof p, "%s/_temporary", dir);
+    if (mkdir(p, 0755) < 0 && errno != EEXIST) return em__fail(EM_EIO, "save: cannot create %s: %s", p, strerror(errno));
+    return 0;
+}
+
+static int save_commit(const char *dir)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/_temporary", dir);
+    DIR *d = opendir(p);
+    if (d) { /* attempts that lost the race, and files of dead ranks */
+        for (struct dirent *e; (e = readdir(d));) {
+            if (e->d_name[0] == '.') continue;
+            char f[4096 + 256];
+            snprintf(f, sizeof f, "%s/%s", p, e->d_name);
+            unlink(f);
+        }
+        closedir(d);
+    }
+    rmdir(p);
+    snprintf(p, sizeof p, "%s/_SUCCESS", dir);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return em__fail(EM_EIO, "save: cannot create %s: %s", p, strerror(errno));
+    close(fd);
+    return 0;
+}
+
+static int run_action(em_ctx *ctx, em__node *node, em__op op, int64_t op_arg, const char *extra, em__buf *result)
 {
     em__rt *rt = &ctx->rt;
     pthread_mutex_lock(&ctx->act_mu);
@@ -127,10 +165,19 @@ static int run_action(em_ctx *ctx, em__node *node, em__op op, int64_t op_arg, em
     pthread_cond_broadcast(&ctx->act_cv);
     pthread_mutex_unlock(&ctx->act_mu);
     int rc;
+    const em__node *bad = em__node_find_error(node);
+    if (bad) { /* a source that could not be planned: the same on every rank, so no communication needed */
+        rc = em__fail(bad->err_code, "%s", bad->err);
+        if (em_is_leader(ctx)) EM_LOG_E("%s", em_last_error());
+        ctx->job_failed = 1;
+        return rc;
+    }
     for (;;) {
         if (em__rt_leader(rt) == rt->rank) {
-            rc = em__driver_run(ctx, a, node, op, op_arg, result);
+            rc = op == EM__OP_SAVE ? save_prepare(extra) : 0;
+            if (rc == 0) rc = em__driver_run(ctx, a, node, op, op_arg, extra, result);
             if (rc == 1) continue; /* lost the lead mid-action: wait for the new leader's result */
+            if (rc == 0 && op == EM__OP_SAVE) rc = save_commit(extra);
             const char *err = rc < 0 ? em_last_error() : "";
             size_t blen = rc < 0 ? strlen(err) : result->len;
             em__msg *m = em__msg_new(EM__MSG_ACTION_RESULT, 12 + blen);
@@ -178,7 +225,7 @@ int em_count(em_ds *ds, int64_t *out)
     em__node *n = (em__node *)ds;
     em__buf res;
     em__buf_init(&res);
-    int rc = run_action(n->ctx, n, EM__OP_COUNT, 0, &res);
+    int rc = run_action(n->ctx, n, EM__OP_COUNT, 0, NULL, &res);
     if (rc == 0) {
         EM_ASSERT(res.len == 8);
         memcpy(out, res.p, 8);
@@ -193,7 +240,7 @@ int em_reduce_i64(em_ds *ds, em_agg agg, int64_t *out)
     if ((int)agg < EM_AGG_COUNT || agg > EM_AGG_MAX) return em__fail(EM_EINVAL, "em_reduce_i64: unknown aggregation %d", agg);
     em__buf res;
     em__buf_init(&res);
-    int rc = run_action(n->ctx, n, EM__OP_AGG, agg, &res);
+    int rc = run_action(n->ctx, n, EM__OP_AGG, agg, NULL, &res);
     if (rc == 0) {
         int64_t cnt, acc;
         EM_ASSERT(res.len == 16);
@@ -204,6 +251,52 @@ int em_reduce_i64(em_ds *ds, em_agg agg, int64_t *out)
         else *out = acc;
     }
     em__buf_release(&res);
+    return rc;
+}
+
+int em_collect(em_ds *ds, em_records *out)
+{
+    em__node *n = (em__node *)ds;
+    memset(out, 0, sizeof *out);
+    em__buf res;
+    em__buf_init(&res);
+    int rc = run_action(n->ctx, n, EM__OP_COLLECT, 0, NULL, &res);
+    if (rc < 0) {
+        em__buf_release(&res);
+        return rc;
+    }
+    size_t cnt = 0, pos = 0;
+    em_rec r;
+    while (em__rec_next(res.p, res.len, &pos, &r) > 0) cnt++;
+    out->recs = em__malloc(sizeof(em_rec) * (cnt ? cnt : 1));
+    pos = 0;
+    while (em__rec_next(res.p, res.len, &pos, &r) > 0) out->recs[out->n++] = r;
+    out->mem = res.p; /* recs point into it */
+    return 0;
+}
+
+void em_records_free(em_records *r)
+{
+    if (!r) return;
+    free(r->recs);
+    free(r->mem);
+    memset(r, 0, sizeof *r);
+}
+
+int em_save_text(em_ds *ds, const char *dir, const char *fmt)
+{
+    em__node *n = (em__node *)ds;
+    if (!dir || !*dir) return em__fail(EM_EINVAL, "em_save_text: no directory given");
+    if (fmt && *fmt && strcmp(fmt, "str_i64") != 0) return em__fail(EM_EINVAL, "em_save_text: unknown format '%s'", fmt);
+    size_t dl = strlen(dir), fl = fmt ? strlen(fmt) : 0;
+    char *extra = em__malloc(dl + fl + 2);
+    memcpy(extra, dir, dl + 1);
+    memcpy(extra + dl + 1, fmt ? fmt : "", fl + 1);
+    em__buf res;
+    em__buf_init(&res);
+    int rc = run_action(n->ctx, n, EM__OP_SAVE, 0, extra, &res);
+    em__buf_release(&res);
+    free(extra);
     return rc;
 }
 
@@ -277,6 +370,7 @@ int em_finalize(em_ctx *ctx, int status)
         main_stash.head = m->next;
         em__msg_free(m);
     }
+    em__tracker_free(ctx);
     em__graph_release(ctx);
     em__config_release(&rt->cfg);
     em__comm_finalize();

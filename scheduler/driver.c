@@ -58,68 +58,216 @@ int em__op_combine(em__op op, int64_t op_arg, em__buf *acc, const void *part, si
     return 0;
 }
 
-static void send_task(em_ctx *ctx, int rank, uint32_t action, int part, uint32_t attempt, em__node *node, em__op op,
-                      int64_t op_arg)
+/* ---- the plan: stages cut at shuffle boundaries (the dag of DESIGN section 1, small enough to live here) ---- */
+
+#define MAX_STAGES 32
+
+typedef struct stage {
+    em__node *node;     /* partitions of this node are computed by the stage's tasks */
+    em__node *wide_out; /* shuffle map stage: the wide node it feeds; NULL: the result stage */
+    int nparts;
+    int ndeps;
+    em__node *deps[8]; /* wide nodes whose shuffles this stage reads */
+    tstate *ts;
+    int *queue, qhead, qtail, qcap;
+    int ndone;
+} stage;
+
+/* Map output tracker: which rank holds each map output of each shuffle. Lives on the leader across actions, so
+ * a shuffle read by two actions is written once. */
+typedef struct tracker {
+    int nshuf;
+    int32_t **loc; /* [node id] -> [nmaps] rank or -1 */
+    int *nmaps;
+} tracker;
+
+static int32_t *tracker_get(em_ctx *ctx, em__node *w)
 {
-    em__task t = {action, 0, (uint32_t)part, attempt, (uint32_t)node->id, op, op_arg};
-    em__msg *m = em__msg_new(EM__MSG_TASK, 32);
-    em__buf b = {m->payload, 0, 32};
-    em__task_pack(&b, &t);
-    EM_ASSERT(b.p == m->payload && b.len == 32);
+    tracker *tr = ctx->sched;
+    if (!tr) tr = ctx->sched = em__calloc(1, sizeof *tr);
+    if (w->id >= tr->nshuf) {
+        int n = w->id + 64;
+        tr->loc = em__realloc(tr->loc, sizeof *tr->loc * (size_t)n);
+        tr->nmaps = em__realloc(tr->nmaps, sizeof *tr->nmaps * (size_t)n);
+        for (int i = tr->nshuf; i < n; i++) {
+            tr->loc[i] = NULL;
+            tr->nmaps[i] = 0;
+        }
+        tr->nshuf = n;
+    }
+    if (!tr->loc[w->id]) {
+        int nm = w->parent->nparts;
+        tr->loc[w->id] = em__malloc(sizeof(int32_t) * (size_t)(nm ? nm : 1));
+        for (int i = 0; i < nm; i++) tr->loc[w->id][i] = -1;
+        tr->nmaps[w->id] = nm;
+    }
+    return tr->loc[w->id];
+}
+
+void em__tracker_free(em_ctx *ctx)
+{
+    tracker *tr = ctx->sched;
+    if (!tr) return;
+    for (int i = 0; i < tr->nshuf; i++) free(tr->loc[i]);
+    free(tr->loc);
+    free(tr->nmaps);
+    free(tr);
+    ctx->sched = NULL;
+}
+
+/* Adds the stage computing `node` (feeding wide_out, or the result) after the stages it depends on. */
+static int plan(stage *st, int *nst, em__node *node, em__node *wide_out)
+{
+    for (int i = 0; i < *nst; i++)
+        if (wide_out && st[i].wide_out == wide_out) return i;
+    stage s;
+    memset(&s, 0, sizeof s);
+    s.node = node;
+    s.wide_out = wide_out;
+    s.nparts = node->nparts;
+    for (em__node *n = node; n; n = n->parent)
+        if (em__node_is_wide(n)) {
+            if (s.ndeps == 8) return em__fail(EM_EINVAL, "a stage reads more than 8 shuffles");
+            s.deps[s.ndeps++] = n;
+            if (plan(st, nst, n->parent, n) < 0) return EM_EINVAL;
+            break;
+        }
+    if (*nst == MAX_STAGES) return em__fail(EM_EINVAL, "lineage has more than %d stages", MAX_STAGES);
+    st[*nst] = s;
+    return (*nst)++;
+}
+
+static int stage_complete(em_ctx *ctx, stage *s)
+{
+    if (!s->wide_out) return s->ndone == s->nparts;
+    int32_t *loc = tracker_get(ctx, s->wide_out);
+    for (int p = 0; p < s->nparts; p++)
+        if (loc[p] < 0) return 0;
+    return 1;
+}
+
+static int stage_ready(em_ctx *ctx, stage *st, int nst, stage *s)
+{
+    for (int d = 0; d < s->ndeps; d++)
+        for (int i = 0; i < nst; i++)
+            if (st[i].wide_out == s->deps[d] && !stage_complete(ctx, &st[i])) return 0;
+    return 1;
+}
+
+static void enqueue(stage *s, int p)
+{
+    s->ts[p].state = T_PENDING;
+    s->queue[s->qtail++ % s->qcap] = p;
+}
+
+static void send_task(em_ctx *ctx, int rank, uint32_t action, int si, stage *s, int part, em__op op, int64_t op_arg,
+                      const char *extra)
+{
+    em__buf b;
+    em__buf_init(&b);
+    uint32_t w[6] = {action, (uint32_t)si, (uint32_t)part, s->ts[part].attempts, 0, 0};
+    w[4] = (uint32_t)(s->wide_out ? s->wide_out->id : s->node->id);
+    w[5] = s->wide_out ? EM__OP_SHUFFLE_MAP : op;
+    em__buf_add(&b, w, sizeof w);
+    em__buf_i64(&b, op_arg);
+    em__buf_u32(&b, (uint32_t)s->ndeps);
+    for (int d = 0; d < s->ndeps; d++) {
+        int32_t *loc = tracker_get(ctx, s->deps[d]);
+        uint32_t nm = (uint32_t)s->deps[d]->parent->nparts;
+        em__buf_u32(&b, (uint32_t)s->deps[d]->id);
+        em__buf_u32(&b, nm);
+        em__buf_add(&b, loc, 4 * (size_t)nm);
+    }
+    size_t el = extra && !s->wide_out ? strlen(extra) + 1 + strlen(extra + strlen(extra) + 1) + 1 : 0;
+    em__buf_bytes(&b, extra, (uint32_t)el);
+    em__msg *m = em__msg_new(EM__MSG_TASK, b.len);
+    memcpy(m->payload, b.p, b.len);
+    em__buf_release(&b);
     em__send(&ctx->rt, rank, m);
 }
 
-int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int64_t op_arg, em__buf *result)
+int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int64_t op_arg, const char *extra,
+                   em__buf *result)
 {
     em__rt *rt = &ctx->rt;
-    int n = node->nparts, size = rt->size, rc = 0;
-    tstate *ts = em__calloc((size_t)(n ? n : 1), sizeof *ts);
-    int *queue = em__malloc(sizeof(int) * (size_t)(n ? n : 1) * 2);
-    int qhead = 0, qtail = 0, qcap = 2 * (n ? n : 1);
+    int size = rt->size, rc = 0, nst = 0;
+    stage st[MAX_STAGES];
+    if (plan(st, &nst, node, NULL) < 0) return EM_EINVAL;
+    stage *res = &st[nst - 1];
+    for (int i = 0; i < nst; i++) {
+        stage *s = &st[i];
+        int n = s->nparts ? s->nparts : 1;
+        s->ts = em__calloc((size_t)n, sizeof *s->ts);
+        s->qcap = 2 * n;
+        s->queue = em__malloc(sizeof(int) * (size_t)s->qcap);
+        int32_t *loc = s->wide_out ? tracker_get(ctx, s->wide_out) : NULL;
+        for (int p = 0; p < s->nparts; p++) {
+            if (loc && loc[p] >= 0 && em__rt_is_alive(rt, loc[p])) s->ts[p].state = T_DONE; /* written before */
+            else enqueue(s, p);
+        }
+    }
+    em__buf *parts = em__calloc((size_t)(res->nparts ? res->nparts : 1), sizeof *parts);
     int *inflight = em__calloc((size_t)size, sizeof(int));
-    for (int p = 0; p < n; p++) queue[qtail++] = p;
-    int ndone = 0, first = 1;
+    int first = 1;
+    uint64_t collected = 0;
     result->len = 0;
     double t0 = em__now_s();
-    EM_LOG_I("action %u: %d tasks on dataset %d", action, n, node->id);
+    EM_LOG_I("action %u: %d stage(s), %d result tasks on dataset %d", action, nst, res->nparts, node->id);
 
-    while (ndone < n) {
+    while (res->ndone < res->nparts) {
         if (em__rt_leader(rt) != rt->rank) {
             rc = 1; /* lost the lead: the new leader redoes what is missing */
             goto out;
         }
+        /* outputs lost with a fenced rank: their map tasks run again (only those) */
+        for (int i = 0; i < nst; i++) {
+            stage *s = &st[i];
+            if (!s->wide_out) continue;
+            int32_t *loc = tracker_get(ctx, s->wide_out);
+            for (int p = 0; p < s->nparts; p++)
+                if (loc[p] >= 0 && !em__rt_is_alive(rt, loc[p])) {
+                    EM_LOG_W("action %u: map output %d of shuffle %d was on fenced r%d; recomputing it from lineage",
+                             action, p, s->wide_out->id, loc[p]);
+                    loc[p] = -1;
+                    if (s->ts[p].state == T_DONE) enqueue(s, p);
+                }
+        }
         /* assign */
-        int nexec = em__rt_nalive(rt);
-        int remaining = qtail - qhead;
+        int nexec = em__rt_nalive(rt), remaining = 0;
+        for (int i = 0; i < nst; i++) remaining += st[i].qtail - st[i].qhead;
         int depth = remaining / (4 * (nexec ? nexec : 1));
         depth = (depth < 1 ? 1 : depth > 16 ? 16 : depth) + 1;
-        while (qhead < qtail) {
-            int best = -1;
-            for (int r = 0; r < size; r++) {
-                int rr = (int)((action + (uint32_t)r) % (uint32_t)size); /* rotate the tie-break */
-                if (!em__rt_is_alive(rt, rr) || inflight[rr] >= depth) continue;
-                if (best < 0 || inflight[rr] < inflight[best]) best = rr;
+        for (int i = 0; i < nst; i++) {
+            stage *s = &st[i];
+            if (s->qhead == s->qtail || !stage_ready(ctx, st, nst, s)) continue;
+            while (s->qhead < s->qtail) {
+                int best = -1;
+                for (int r = 0; r < size; r++) {
+                    int rr = (int)((action + (uint32_t)r) % (uint32_t)size); /* rotate the tie-break */
+                    if (!em__rt_is_alive(rt, rr) || inflight[rr] >= depth) continue;
+                    if (best < 0 || inflight[rr] < inflight[best]) best = rr;
+                }
+                if (best < 0) break;
+                int p = s->queue[s->qhead++ % s->qcap];
+                if (s->ts[p].state != T_PENDING) continue;
+                s->ts[p].state = T_RUNNING;
+                s->ts[p].rank = best;
+                s->ts[p].attempts++;
+                inflight[best]++;
+                send_task(ctx, best, action, i, s, p, op, op_arg, extra);
             }
-            if (best < 0) break;
-            int p = queue[qhead++ % qcap];
-            if (ts[p].state == T_DONE) continue;
-            ts[p].state = T_RUNNING;
-            ts[p].rank = best;
-            ts[p].attempts++;
-            inflight[best]++;
-            send_task(ctx, best, action, p, ts[p].attempts, node, op, op_arg);
         }
         em__msg *m = em__mbox_get(&rt->driver_mb, 200);
         /* requeue what ran on fenced ranks */
         for (int r = 0; r < size; r++) {
             if (!inflight[r] || em__rt_is_alive(rt, r)) continue;
             int moved = 0;
-            for (int p = 0; p < n; p++)
-                if (ts[p].state == T_RUNNING && ts[p].rank == r) {
-                    ts[p].state = T_PENDING;
-                    queue[qtail++ % qcap] = p;
-                    moved++;
-                }
+            for (int i = 0; i < nst; i++)
+                for (int p = 0; p < st[i].nparts; p++)
+                    if (st[i].ts[p].state == T_RUNNING && st[i].ts[p].rank == r) {
+                        enqueue(&st[i], p);
+                        moved++;
+                    }
             EM_LOG_W("action %u: r%d is gone; requeued its %d running task(s)", action, r, moved);
             inflight[r] = 0;
         }
@@ -130,58 +278,109 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
         }
         em__rd rd;
         em__rd_init(&rd, m->payload, m->len);
-        uint32_t a = em__rd_u32(&rd), stage = em__rd_u32(&rd), p = em__rd_u32(&rd), attempt = em__rd_u32(&rd);
+        uint32_t a = em__rd_u32(&rd), si = em__rd_u32(&rd), p = em__rd_u32(&rd), attempt = em__rd_u32(&rd);
         int32_t status = (int32_t)em__rd_u32(&rd);
         uint32_t blen;
-        const void *body = em__rd_bytes(&rd, &blen);
+        const char *body = em__rd_bytes(&rd, &blen);
         int src = m->hdr->src;
-        (void)stage;
         (void)attempt;
-        if (rd.err || a != action || p >= (uint32_t)n) {
-            if (!rd.err && a > action) EM_LOG_W("TASK_DONE for future action %u from r%d", a, src);
+        if (rd.err || a != action || si >= (uint32_t)nst || p >= (uint32_t)st[si].nparts) {
             em__msg_free(m);
             continue;
         }
-        tstate *t = &ts[p];
+        stage *s = &st[si];
+        tstate *t = &s->ts[p];
         if (t->state == T_RUNNING && t->rank == src && inflight[src] > 0) inflight[src]--;
-        if (t->state == T_DONE) { /* a duplicate: first success won */
+        if (t->state == T_DONE) { /* a duplicate: the first success won */
             em__msg_free(m);
             continue;
         }
         if (status == 0) {
-            if ((rc = em__op_combine(op, op_arg, result, body, blen, first)) < 0) {
+            if (s->wide_out) {
+                tracker_get(ctx, s->wide_out)[p] = src;
+            } else if (op == EM__OP_COLLECT) {
+                collected += blen;
+                if (collected > (uint64_t)ctx->rt.cfg.max_result) {
+                    rc = em__fail(EM_ETOOBIG, "collect: the result is more than %llu bytes (--ember-max-result %lld); "
+                                  "use em_save_text or raise the limit", (unsigned long long)collected,
+                                  (long long)ctx->rt.cfg.max_result);
+                    em__msg_free(m);
+                    goto out;
+                }
+                em__buf_add(&parts[p], body, blen);
+            } else if (op == EM__OP_SAVE) {
+                char final[4096];
+                const char *dir = extra;
+                snprintf(final, sizeof final, "%s/part-%05u", dir, p);
+                if (blen == 0 || body[blen - 1] != 0 || rename(body, final) < 0) {
+                    rc = em__fail(EM_EIO, "save: cannot commit %.*s as %s", (int)blen, body, final);
+                    em__msg_free(m);
+                    goto out;
+                }
+            } else if ((rc = em__op_combine(op, op_arg, result, body, blen, first)) < 0) {
                 rc = em__fail(EM_EINVAL, "action %u: malformed result of task %u from r%d", action, p, src);
                 em__msg_free(m);
                 goto out;
+            } else {
+                first = 0;
             }
-            first = 0;
             t->state = T_DONE;
-            ndone++;
+            s->ndone++;
+        } else if (status == EM__FETCH_FAILED && blen >= 12) {
+            uint32_t fs, fm;
+            int32_t fr;
+            memcpy(&fs, body, 4);
+            memcpy(&fm, body + 4, 4);
+            memcpy(&fr, body + 8, 4);
+            EM_LOG_W("action %u: task %u of stage %u lost its input (%.*s); rerunning the lost map output first",
+                     action, p, si, (int)blen - 12, body + 12);
+            for (int i = 0; i < nst; i++)
+                if (st[i].wide_out && (uint32_t)st[i].wide_out->id == fs && fm < (uint32_t)st[i].nparts) {
+                    int32_t *loc = tracker_get(ctx, st[i].wide_out);
+                    if (loc[fm] == fr) {
+                        loc[fm] = -1;
+                        if (st[i].ts[fm].state == T_DONE) enqueue(&st[i], (int)fm);
+                    }
+                }
+            if (++t->failures > 4 * ctx->rt.cfg.max_task_failures) {
+                rc = em__fail(EM_ETASK, "task %u of stage %u (action %u) could not fetch its input %d times", p, si,
+                              action, t->failures);
+                em__msg_free(m);
+                goto out;
+            }
+            enqueue(s, (int)p);
         } else {
             t->failures++;
             size_t l = strlen(t->ranks);
             snprintf(t->ranks + l, sizeof t->ranks - l, "%sr%d", l ? "," : "", src);
-            EM_LOG_W("action %u: task %u (stage 0) failed on r%d (attempt %d of %lld): %.*s", action, p, src,
-                     t->failures, (long long)ctx->rt.cfg.max_task_failures, (int)blen, (const char *)body);
+            EM_LOG_W("action %u: task %u of stage %u failed on r%d (attempt %d of %lld): %.*s", action, p, si, src,
+                     t->failures, (long long)ctx->rt.cfg.max_task_failures, (int)blen, body);
             if (t->failures >= ctx->rt.cfg.max_task_failures) {
-                rc = em__fail(EM_ETASK, "task %u of stage 0 (action %u, dataset %d) failed %d times on ranks %s; last error: %.*s",
-                              p, action, node->id, t->failures, t->ranks, (int)blen, (const char *)body);
+                rc = em__fail(EM_ETASK, "task %u of stage %u (action %u, dataset %d) failed %d times on ranks %s; last error: %.*s",
+                              p, si, action, s->node->id, t->failures, t->ranks, (int)blen, body);
                 em__msg_free(m);
                 goto out;
             }
-            t->state = T_PENDING;
-            queue[qtail++ % qcap] = (int)p;
+            enqueue(s, (int)p);
         }
         em__msg_free(m);
     }
-    EM_LOG_I("action %u: %d tasks done in %.3f s", action, n, em__now_s() - t0);
-    if (first) { /* no partitions at all: the op's identity */
+    EM_LOG_I("action %u: done in %.3f s", action, em__now_s() - t0);
+    if (op == EM__OP_COLLECT) {
+        for (int p = 0; p < res->nparts; p++) em__buf_add(result, parts[p].p, parts[p].len);
+    } else if (op == EM__OP_SAVE) {
+        result->len = 0;
+    } else if (first) { /* no partitions at all: the op's identity */
         static const uint8_t zeros[16];
         em__op_combine(op, op_arg, result, zeros, op == EM__OP_COUNT ? 8 : 16, 1);
     }
 out:
-    free(ts);
-    free(queue);
+    for (int i = 0; i < nst; i++) {
+        free(st[i].ts);
+        free(st[i].queue);
+    }
+    for (int p = 0; p < res->nparts; p++) em__buf_release(&parts[p]);
+    free(parts);
     free(inflight);
     return rc;
 }

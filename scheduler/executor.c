@@ -8,15 +8,11 @@
 #include "runtime/log.h"
 #include "scheduler/sched.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-void em__task_pack(em__buf *b, const em__task *t)
-{
-    uint32_t w[6] = {t->action, t->stage, t->part, t->attempt, t->node, t->op};
-    em__buf_add(b, w, sizeof w);
-    em__buf_i64(b, t->op_arg);
-}
+#include <sys/stat.h>
+#include <unistd.h>
 
 int em__task_unpack(const void *p, size_t n, em__task *t)
 {
@@ -29,6 +25,15 @@ int em__task_unpack(const void *p, size_t n, em__task *t)
     t->node = em__rd_u32(&r);
     t->op = em__rd_u32(&r);
     t->op_arg = em__rd_i64(&r);
+    uint32_t nd = em__rd_u32(&r);
+    if (nd > 8) return EM_EINVAL;
+    t->ndeps = (int)nd;
+    for (uint32_t i = 0; i < nd; i++) {
+        t->deps[i].shuffle = em__rd_u32(&r);
+        t->deps[i].nmaps = em__rd_u32(&r);
+        t->deps[i].loc = (int32_t *)em__rd_take(&r, 4 * (size_t)t->deps[i].nmaps);
+    }
+    t->extra = em__rd_bytes(&r, &t->extra_len);
     return r.err ? EM_EINVAL : 0;
 }
 
@@ -67,10 +72,67 @@ static int agg_push(em_emitter *self, const em_rec *r)
     return 0;
 }
 
+static int collect_push(em_emitter *self, const em_rec *r)
+{
+    em__rec_append(self->state, r->key, r->klen, r->val, r->vlen);
+    return 0;
+}
+
+typedef struct save_state {
+    FILE *f;
+    int i64;
+    const char *path;
+} save_state;
+
+static int save_push(em_emitter *self, const em_rec *r)
+{
+    save_state *s = self->state;
+    fwrite(r->key, 1, r->klen, s->f);
+    if (s->i64) {
+        if (r->vlen != 8) return em__fail(EM_ETYPE, "save: a value is %u bytes, not an int64", r->vlen);
+        fprintf(s->f, "\t%lld", (long long)em_i64_get(r->val));
+    } else if (r->vlen) {
+        fputc('\t', s->f);
+        fwrite(r->val, 1, r->vlen, s->f);
+    }
+    if (fputc('\n', s->f) == EOF) return em__fail(EM_EIO, "save: cannot write %s", s->path);
+    return 0;
+}
+
+static int run_save(em_ctx *ctx, em__node *node, const em__task *t, em__buf *out)
+{
+    const char *dir = t->extra ? t->extra : "";
+    const char *fmt = t->extra ? dir + strlen(dir) + 1 : "";
+    char path[4096];
+    snprintf(path, sizeof path, "%s/_temporary", dir);
+    mkdir(dir, 0755);
+    mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/_temporary/part-%05u.a%u.r%d", dir, t->part, t->attempt, ctx->rt.rank);
+    save_state st = {fopen(path, "w"), strcmp(fmt, "str_i64") == 0, path};
+    if (!st.f) return em__fail(EM_EIO, "save: cannot create %s", path);
+    em_emitter sink = {save_push, NULL, node, &st};
+    int rc = em__node_compute(node, (int)t->part, &sink);
+    if (fflush(st.f) != 0 || fsync(fileno(st.f)) != 0) rc = rc < 0 ? rc : em__fail(EM_EIO, "save: cannot write %s", path);
+    fclose(st.f);
+    if (rc < 0) {
+        unlink(path);
+        return rc;
+    }
+    em__buf_add(out, path, strlen(path) + 1);
+    return 0;
+}
+
 static int run_task(em_ctx *ctx, const em__task *t, em__buf *out)
 {
     em__node *node = em__node_get(ctx, (int)t->node);
     if (!node) return em__fail(EM_EINVAL, "task names dataset %u which this rank does not have", t->node);
+    em__task_deps_set((em__deploc *)t->deps, t->ndeps);
+    if (t->op == EM__OP_SHUFFLE_MAP) return em__shuffle_map(ctx, node, (int)t->part, out);
+    if (t->op == EM__OP_SAVE) return run_save(ctx, node, t, out);
+    if (t->op == EM__OP_COLLECT) {
+        em_emitter sink = {collect_push, NULL, node, out};
+        return em__node_compute(node, (int)t->part, &sink);
+    }
     agg_state st = {0, 0, (em_agg)t->op_arg};
     em_emitter sink = {t->op == EM__OP_COUNT ? count_push : agg_push, NULL, node, &st};
     int rc = em__node_compute(node, (int)t->part, &sink);
@@ -122,8 +184,10 @@ static void *executor_main(void *arg)
             em__msg_free(m);
             continue;
         }
-        em__msg_free(m);
-        if (!wait_for_action(ctx, t.action)) break;
+        if (!wait_for_action(ctx, t.action)) {
+            em__msg_free(m);
+            break;
+        }
         em__fault_point(ctx, EM__FP_TASK_START, &t);
         out.len = 0;
         em__set_error("");
@@ -131,8 +195,15 @@ static void *executor_main(void *arg)
         int rc = run_task(ctx, &t, &out);
         EM_LOG_D("task a%u s%u p%u attempt %u: %s in %.3f ms", t.action, t.stage, t.part, t.attempt,
                  rc < 0 ? em_err_name(rc) : "ok", (em__now_s() - t0) * 1e3);
-        const char *err = rc < 0 ? em_last_error() : NULL;
-        size_t blen = rc < 0 ? strlen(err) : out.len;
+        if (rc == EM__FETCH_FAILED) { /* body: which output was lost, then the message */
+            out.len = 0;
+            em__buf_u32(&out, em__last_fetch_fail.shuffle);
+            em__buf_u32(&out, em__last_fetch_fail.map_part);
+            em__buf_u32(&out, (uint32_t)em__last_fetch_fail.rank);
+            em__buf_add(&out, em_last_error(), strlen(em_last_error()));
+        }
+        const char *err = rc < 0 && rc != EM__FETCH_FAILED ? em_last_error() : NULL;
+        size_t blen = err ? strlen(err) : out.len;
         em__msg *d = em__msg_new(EM__MSG_TASK_DONE, 24 + blen);
         uint32_t w[4] = {t.action, t.stage, t.part, t.attempt};
         int32_t status = rc;
@@ -140,9 +211,10 @@ static void *executor_main(void *arg)
         memcpy(d->payload, w, 16);
         memcpy(d->payload + 16, &status, 4);
         memcpy(d->payload + 20, &len32, 4);
-        memcpy(d->payload + 24, rc < 0 ? (const void *)err : out.p, blen);
+        memcpy(d->payload + 24, err ? (const void *)err : out.p, blen);
         em__fault_point(ctx, EM__FP_RESULT, &t);
         em__send(rt, em__rt_leader(rt), d);
+        em__msg_free(m); /* t's deps and extra pointed into it */
     }
     em__buf_release(&out);
     return NULL;

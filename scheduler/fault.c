@@ -139,8 +139,13 @@ static void *timer_main(void *arg)
     }
 }
 
+static em_ctx *fault_ctx;
+static void on_fetch(void) { em__fault_point(fault_ctx, EM__FP_FETCH, NULL); }
+
 int em__fault_init(em_ctx *ctx)
 {
+    fault_ctx = ctx;
+    if (ctx->rt.cfg.nfault) em__fetch_hook = on_fetch;
     int rc;
     for (int i = 0; i < ctx->rt.cfg.nfault; i++)
         if ((rc = parse_fault(ctx->rt.cfg.fault[i], &faults[nfaults++])) < 0) return rc;

@@ -1,9 +1,12 @@
 /* sched.h — what the driver (leader) and the executors say to each other, and the hooks between them.
  *
  * TASK payload (leader -> executor):
- *   u32 action, u32 stage, u32 part, u32 attempt, u32 node, u32 op, i64 op_arg
+ *   u32 action, u32 stage, u32 part, u32 attempt, u32 node, u32 op, i64 op_arg,
+ *   u32 ndeps, ndeps x {u32 shuffle, u32 nmaps, i32 loc[nmaps]}, bytes extra (em_save_text: dir NUL fmt)
  * TASK_DONE payload (executor -> leader):
- *   u32 action, u32 stage, u32 part, u32 attempt, i32 status, bytes result (status 0) or error message
+ *   u32 action, u32 stage, u32 part, u32 attempt, i32 status, bytes body:
+ *   status 0: the result (op-specific; SHUFFLE_MAP: u64 size of each bucket; SAVE: the temporary file's path);
+ *   EM__FETCH_FAILED: u32 shuffle, u32 map part, i32 rank, then the message; other errors: the message
  * ACTION_RESULT payload (leader -> all):
  *   u32 action, i32 status, bytes result (status 0) or error message
  */
@@ -15,14 +18,23 @@
 typedef enum em__op {
     EM__OP_COUNT, /* result: i64 count */
     EM__OP_AGG,   /* op_arg: em_agg; result: i64 n, i64 acc */
+    EM__OP_SHUFFLE_MAP, /* node: the wide node whose map side this computes */
+    EM__OP_COLLECT,     /* result: the records, em__rec_append format */
+    EM__OP_SAVE,        /* extra: dir NUL fmt; result: path of the temporary part file */
 } em__op;
+
+#include "operators/shuffle.h"
 
 typedef struct em__task {
     uint32_t action, stage, part, attempt, node, op;
     int64_t op_arg;
+    int ndeps;
+    em__deploc deps[8];
+    const char *extra; /* points into the message */
+    uint32_t extra_len;
 } em__task;
 
-void em__task_pack(em__buf *b, const em__task *t);
+/* Unpacked deps point into the message buffer p. */
 int em__task_unpack(const void *p, size_t n, em__task *t);
 
 /* executor.c */
@@ -31,9 +43,12 @@ void em__executor_stop(em_ctx *ctx);
 
 /* driver.c: runs one action as the leader; on success fills result (the combined, op-specific bytes).
  * Returns 0 or a negative code with the message in em_last_error(). */
-int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int64_t op_arg, em__buf *result);
+int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int64_t op_arg, const char *extra,
+                   em__buf *result);
 /* Combines one task's result into the action's result (op-specific). */
 int em__op_combine(em__op op, int64_t op_arg, em__buf *acc, const void *part, size_t n, int first);
+
+void em__tracker_free(em_ctx *ctx);
 
 /* fault.c: deterministic fault injection (--ember-fault). Points where a fault may fire. */
 enum { EM__FP_TASK_START, EM__FP_FETCH, EM__FP_RESULT, EM__FP_TIMER };

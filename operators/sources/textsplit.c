@@ -230,7 +230,7 @@ void em__text_plan_free(em__split *splits)
 
 /* Reads more bytes after buf[len), first dropping the consumed prefix buf[0, pos) and growing the buffer when it
  * is full of one unfinished line. Sets r->eof when the file has nothing more. */
-static int reader_fill(em__line_reader *r)
+int em__line_reader_fill(em__line_reader *r)
 {
     ssize_t n;
     if (r->pos > 0) {
@@ -336,7 +336,7 @@ int em__line_reader_next(em__line_reader *r, const char **line, size_t *len, uin
             return 0;
         } else {
             r->pos = r->len; /* nothing before here matters: let the fill drop it */
-            if ((rc = reader_fill(r)) < 0) return rc;
+            if ((rc = em__line_reader_fill(r)) < 0) return rc;
         }
     }
     for (;;) {
@@ -347,7 +347,7 @@ int em__line_reader_next(em__line_reader *r, const char **line, size_t *len, uin
             n = (size_t)(nl - b);
             r->pos += n + 1;
         } else if (!r->eof) {
-            if ((rc = reader_fill(r)) < 0) return rc;
+            if ((rc = em__line_reader_fill(r)) < 0) return rc;
             continue;
         } else if (r->pos < r->len) {
             n = r->len - r->pos; /* last line without a final newline */

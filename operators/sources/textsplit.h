@@ -99,6 +99,11 @@ int em__line_reader_open(em__line_reader *r, const char *path, uint64_t start, u
  * or EM_EIO (message in r->err) / EM_ENOMEM. */
 int em__line_reader_next(em__line_reader *r, const char **line, size_t *len, uint64_t *lineno);
 
+/* Low-level, for other readers that reuse this buffer management (the CSV reader): drops buf[0, pos), grows the
+ * buffer if it is full, then appends what pread() gives at off + len; sets r->eof at end of file.
+ * Returns 0, EM_EIO or EM_ENOMEM (message in r->err). */
+int em__line_reader_fill(em__line_reader *r);
+
 /* Closes the file and frees the buffer. Safe after a failed open and when called twice. */
 void em__line_reader_release(em__line_reader *r);
 

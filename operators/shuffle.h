@@ -1,0 +1,76 @@
+/* shuffle.h — map-side combine tables, the per-rank block store, and fetching buckets from other ranks
+ * (DESIGN section 5). */
+#ifndef EM_OPERATORS_SHUFFLE_H
+#define EM_OPERATORS_SHUFFLE_H
+
+#include "operators/dataset.h"
+
+/* Records in shuffle buffers: u32 klen, u32 vlen, key bytes, value bytes, back to back. */
+static inline void em__rec_append(em__buf *b, const void *k, uint32_t kl, const void *v, uint32_t vl)
+{
+    em__buf_grow(b, 8 + (size_t)kl + vl);
+    uint8_t *p = b->p + b->len;
+    memcpy(p, &kl, 4);
+    memcpy(p + 4, &vl, 4);
+    if (kl) memcpy(p + 8, k, kl);
+    if (vl) memcpy(p + 8 + kl, v, vl);
+    b->len += 8 + (size_t)kl + vl;
+}
+/* Decodes the record at *pos of [p, p+n); returns 1, 0 at the end, -1 if malformed. */
+int em__rec_next(const uint8_t *p, size_t n, size_t *pos, em_rec *r);
+
+uint64_t em__hash(const void *p, size_t n);
+
+/* A combine table: one entry per distinct key, values combined as records arrive. */
+typedef struct em__ctab {
+    em__buf arena;   /* the records */
+    uint64_t *off1;  /* [cap] offset+1 of each entry's record in arena, 0 = empty */
+    uint32_t *tag;   /* [cap] high hash bits */
+    size_t cap, n;
+    const em__node *node; /* the wide node: agg or combine fn */
+    int map_side;         /* COUNT turns each input record into 1 on the map side */
+    em__buf scratch;
+} em__ctab;
+
+void em__ctab_init(em__ctab *t, const em__node *wide, int map_side);
+void em__ctab_release(em__ctab *t);
+void em__ctab_clear(em__ctab *t);
+int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_t vl);
+/* Calls fn for every entry; stops at the first negative return. */
+int em__ctab_each(em__ctab *t, int (*fn)(const em_rec *r, void *arg), void *arg);
+
+/* ---- block store: the output of map tasks, by (shuffle, map partition), R buckets each ---- */
+typedef struct em__block em__block;
+void em__store_init(em__rt *rt);
+/* Takes ownership of data; offs has nbuckets+1 entries (bucket r is data[offs[r], offs[r+1])). */
+void em__store_put(uint32_t shuffle, uint32_t map_part, em__buf *data, uint64_t *offs, uint32_t nbuckets);
+int em__store_has(uint32_t shuffle, uint32_t map_part);
+
+/* ---- the two sides of a shuffle, run on the executor thread ---- */
+
+/* Where the map outputs of one shuffle live (set per task by the executor from the TASK message). */
+typedef struct em__deploc {
+    uint32_t shuffle;
+    uint32_t nmaps;
+    int32_t *loc; /* [nmaps] owner rank of each map output */
+} em__deploc;
+void em__task_deps_set(em__deploc *deps, int ndeps);
+
+/* A fetch failed because an owner is gone: the task reports this so the driver recomputes the lost maps. */
+typedef struct em__fetch_fail {
+    uint32_t shuffle, map_part;
+    int32_t rank;
+} em__fetch_fail;
+extern _Thread_local em__fetch_fail em__last_fetch_fail;
+#define EM__FETCH_FAILED (-1000)
+
+/* Called before each remote fetch on the fetching thread (the scheduler's fault injection hangs here). */
+extern void (*em__fetch_hook)(void);
+
+/* Map side: computes partition `part` of wide->parent and writes its buckets to the local block store.
+ * sizes gets nbuckets u64 sizes (the completion report). */
+int em__shuffle_map(em_ctx *ctx, em__node *wide, int part, em__buf *sizes);
+/* Reduce side: fetches bucket `part` from every map output, combines and pushes the result into sink. */
+int em__shuffle_read(em_ctx *ctx, em__node *wide, int part, em_emitter *sink);
+
+#endif

@@ -1,0 +1,15 @@
+#!/bin/sh
+# Shuffle tests (tests/mpi/shuffle.c) at np = 1..4, and the same under lost shuffle data: an executor killed while
+# reduce tasks fetch, so map outputs must be recomputed from lineage.
+. "$(dirname "$0")/../e2e/lib.sh"
+P="$ROOT/build/tests/mpi/shuffle"
+for np in 1 2 3 4; do
+  out=$(mpirun_t 120 $np "$P" --small-limit --ember-max-result 100000 2>"$TMP/err"); rc=$?
+  if [ $rc = 0 ] && [ "$out" = "ok shuffle np=$np" ]; then pass "shuffle np=$np"; else fail "shuffle np=$np (rc=$rc)"; tail -5 "$TMP/err"; fi
+done
+for fault in kill:rank=2:during=fetch exit:rank=3:code=1:during=fetch kill:rank=1:stage=1:after-tasks=1 kill:leader:during=fetch; do
+  out=$(timeout -k 5 120 mpirun --enable-recovery --mca async_mpi_finalize 1 --mca orte_allowed_exit_without_sync 1 \
+    --oversubscribe --allow-run-as-root -np 4 "$P" --ember-heartbeat-ms=100 --ember-timeout-ms=600 --ember-fault=$fault 2>"$TMP/err"); rc=$?
+  if [ $rc = 0 ] && [ "$out" = "ok shuffle np=4" ] && grep -q "fenced\|elected" "$TMP/err"; then pass "shuffle survives $fault"
+  else fail "shuffle survives $fault (rc=$rc)"; echo "$out"; tail -8 "$TMP/err"; fi
+done
