@@ -1,0 +1,11 @@
+#!/bin/sh
+# `make demo`: the shipped jobs on their embedded defaults, launched the way users launch them (`ember run`).
+set -u
+cd "$(dirname "$0")/.."
+E=build/bin/ember
+echo "== ember run -np 2 build/bin/primecount   (default: --limit 1e8)"
+$E run -np 2 build/bin/primecount || exit 1
+echo "== ember run -np 4 build/bin/primecount --limit 1e9"
+$E run -np 4 build/bin/primecount --limit 1e9 || exit 1
+echo "== ember run -np 2 build/bin/wordcount --top 5   (default: examples/data/sample.txt)"
+$E run -np 2 build/bin/wordcount --top 5 || exit 1
