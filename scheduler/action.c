@@ -186,7 +186,7 @@ static int run_action(em_ctx *ctx, em__node *node, em__op op, int64_t op_arg, co
             memcpy(m->payload, &a, 4);
             memcpy(m->payload + 4, &st, 4);
             memcpy(m->payload + 8, &l, 4);
-            memcpy(m->payload + 12, rc < 0 ? (const void *)err : result->p, blen);
+            if (blen) memcpy(m->payload + 12, rc < 0 ? (const void *)err : result->p, blen);
             em__send_all(rt, m);
             break;
         }

@@ -211,7 +211,7 @@ static void *executor_main(void *arg)
         memcpy(d->payload, w, 16);
         memcpy(d->payload + 16, &status, 4);
         memcpy(d->payload + 20, &len32, 4);
-        memcpy(d->payload + 24, err ? (const void *)err : out.p, blen);
+        if (blen) memcpy(d->payload + 24, err ? (const void *)err : out.p, blen);
         em__fault_point(ctx, EM__FP_RESULT, &t);
         em__send(rt, em__rt_leader(rt), d);
         em__msg_free(m); /* t's deps and extra pointed into it */
