@@ -242,6 +242,26 @@ static void *progress_main(void *arg)
     return NULL;
 }
 
+/* The sentinel: if the progress thread itself stops making rounds (stuck inside a call, or the process was
+ * SIGSTOPped), the rest of the job fences this rank after timeout_ms; from then on nothing this rank does may
+ * count, so it leaves. Without this a rank whose progress thread hangs would live forever and keep mpirun
+ * from exiting. */
+static void *sentinel_main(void *arg)
+{
+    em__rt *rt = arg;
+    for (;;) {
+        struct timespec ts = {rt->cfg.heartbeat_ms / 1000, (rt->cfg.heartbeat_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        if (atomic_load(&rt->stop)) return NULL;
+        int64_t stale = em__now_ms() - atomic_load(&rt->loop_tick);
+        if (stale > rt->cfg.timeout_ms + rt->cfg.heartbeat_ms) {
+            EM_LOG_W("progress thread silent for %lld ms (> timeout): this rank is fenced by now; exiting", (long long)stale);
+            atomic_store(&rt->fenced, 1);
+            _exit(75);
+        }
+    }
+}
+
 int em__rt_start(em__rt *rt, int *argc, char ***argv)
 {
     int rc;
@@ -259,8 +279,11 @@ int em__rt_start(em__rt *rt, int *argc, char ***argv)
     em__mbox_init(&rt->main_mb);
     em__mbox_init(&rt->fetch_mb);
     em__mem_init(rt);
+    atomic_store(&rt->loop_tick, em__now_ms());
     if (pthread_create(&rt->progress, NULL, progress_main, rt) != 0)
         return em__fail(EM_ECOMM, "cannot start the progress thread");
+    pthread_t sentinel;
+    if (rt->size > 1 && pthread_create(&sentinel, NULL, sentinel_main, rt) == 0) pthread_detach(sentinel);
     return 0;
 }
 

@@ -139,6 +139,9 @@ static void become_leader(em__rt *rt, int64_t now)
     pthread_mutex_lock(&rt->mu);
     int old = rt->leader;
     rt->alive[old] = old == rt->rank;
+    /* The old leader may be stopped or stuck rather than dead: on this host, make sure it is gone for good so it
+     * never acts on stale beliefs and mpirun can exit (it is fenced either way). */
+    if (old != rt->rank && rt->same_host[old] && rt->pids[old] > 0) kill(rt->pids[old], SIGKILL);
     rt->epoch++;
     rt->leader = rt->rank;
     rt->elect_state = EM__ELECT_NONE;

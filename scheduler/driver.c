@@ -20,6 +20,7 @@ typedef struct tstate {
     int rank;          /* where it runs (T_RUNNING) */
     uint32_t attempts; /* attempts started */
     int failures;
+    int last_failed;   /* rank of the last failed attempt */
     char ranks[64];    /* ranks it failed on, for the final message */
 } tstate;
 
@@ -241,15 +242,22 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
             stage *s = &st[i];
             if (s->qhead == s->qtail || !stage_ready(ctx, st, nst, s)) continue;
             while (s->qhead < s->qtail) {
-                int best = -1;
-                for (int r = 0; r < size; r++) {
-                    int rr = (int)((action + (uint32_t)r) % (uint32_t)size); /* rotate the tie-break */
-                    if (!em__rt_is_alive(rt, rr) || inflight[rr] >= depth) continue;
-                    if (best < 0 || inflight[rr] < inflight[best]) best = rr;
+                int p = s->queue[s->qhead % s->qcap];
+                if (s->ts[p].state != T_PENDING) {
+                    s->qhead++;
+                    continue;
                 }
+                /* the least loaded live rank; a retried task avoids the rank it last failed on when it can */
+                int best = -1;
+                for (int pass = 0; pass < 2 && best < 0; pass++)
+                    for (int r = 0; r < size; r++) {
+                        int rr = (int)((action + (uint32_t)r) % (uint32_t)size); /* rotate the tie-break */
+                        if (!em__rt_is_alive(rt, rr) || inflight[rr] >= depth) continue;
+                        if (pass == 0 && s->ts[p].failures && rr == s->ts[p].last_failed) continue;
+                        if (best < 0 || inflight[rr] < inflight[best]) best = rr;
+                    }
                 if (best < 0) break;
-                int p = s->queue[s->qhead++ % s->qcap];
-                if (s->ts[p].state != T_PENDING) continue;
+                s->qhead++;
                 s->ts[p].state = T_RUNNING;
                 s->ts[p].rank = best;
                 s->ts[p].attempts++;
@@ -351,6 +359,7 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
             enqueue(s, (int)p);
         } else {
             t->failures++;
+            t->last_failed = src;
             size_t l = strlen(t->ranks);
             snprintf(t->ranks + l, sizeof t->ranks - l, "%sr%d", l ? "," : "", src);
             EM_LOG_W("action %u: task %u of stage %u failed on r%d (attempt %d of %lld): %.*s", action, p, si, src,
