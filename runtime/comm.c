@@ -13,6 +13,7 @@
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static MPI_Comm comm = MPI_COMM_NULL;
 static char hostname[MPI_MAX_PROCESSOR_NAME + 1];
@@ -67,6 +68,23 @@ int em__comm_init(int *argc, char ***argv, int *rank, int *size)
 }
 
 const char *em__comm_host(void) { return hostname; }
+
+void em__comm_peer_info(int32_t *pids, uint8_t *same_host)
+{
+    /* Start-up only (every rank is alive by definition): each rank's pid and a hash of its host name, so that any
+     * rank that becomes leader later can SIGKILL a fenced rank on its own host without having heard from it. */
+    int size = 0;
+    MPI_Comm_size(comm, &size);
+    uint64_t mine[2] = {(uint64_t)getpid(), 1469598103934665603ULL};
+    for (const char *p = hostname; *p; p++) mine[1] = (mine[1] ^ (uint8_t)*p) * 1099511628211ULL;
+    uint64_t *all = em__malloc(sizeof(uint64_t) * 2 * (size_t)size);
+    if (MPI_Allgather(mine, 2, MPI_UINT64_T, all, 2, MPI_UINT64_T, comm) == MPI_SUCCESS)
+        for (int r = 0; r < size; r++) {
+            pids[r] = (int32_t)all[2 * r];
+            same_host[r] = all[2 * r + 1] == mine[1];
+        }
+    free(all);
+}
 
 int em__comm_send(int dst, em__msg *m)
 {

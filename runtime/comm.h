@@ -72,6 +72,8 @@ void em__msg_free(em__msg *m);
 /* Start-up: MPI_Init_thread(MULTIPLE), MPI_ERRORS_RETURN, a private duplicate of the world communicator.
  * Returns 0 or EM_ECOMM. */
 int em__comm_init(int *argc, char ***argv, int *rank, int *size);
+/* Start-up only (a collective): pid of every rank and whether it runs on this host. */
+void em__comm_peer_info(int32_t *pids, uint8_t *same_host);
 /* Sends m to dst without blocking; comm owns m from now on and frees it once the send completed. */
 int em__comm_send(int dst, em__msg *m);
 /* Completes finished sends; returns how many are still in flight. */

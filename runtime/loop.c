@@ -31,16 +31,21 @@ double em__now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+void em__cond_init(pthread_cond_t *cv)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
 /* ---- mailboxes ---- */
 
 void em__mbox_init(em__mbox *mb)
 {
     pthread_mutex_init(&mb->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&mb->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    em__cond_init(&mb->cv);
     mb->head = mb->tail = NULL;
 }
 
@@ -269,11 +274,7 @@ int em__rt_start(em__rt *rt, int *argc, char ***argv)
     if ((rc = em__comm_init(argc, argv, &rt->rank, &rt->size)) < 0) return rc;
     pthread_mutex_init(&rt->mu, NULL);
     pthread_mutex_init(&rt->out_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&rt->out_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    em__cond_init(&rt->out_cv);
     em__mbox_init(&rt->exec_mb);
     em__mbox_init(&rt->driver_mb);
     em__mbox_init(&rt->main_mb);

@@ -78,6 +78,8 @@ struct em__rt {
 };
 
 int64_t em__now_ms(void);
+/* A condition variable whose timed waits use CLOCK_MONOTONIC (deadlines from em__now_ms-style clocks). */
+void em__cond_init(pthread_cond_t *cv);
 double em__now_s(void);
 
 /* Starts the runtime on this rank: MPI, config already loaded into rt->cfg by the caller. */

@@ -44,6 +44,7 @@ void em__mem_init(em__rt *rt)
         rt->alive[r] = 1;
         rt->last_heard[r] = now;
     }
+    em__comm_peer_info(rt->pids, rt->same_host);
     rt->same_host[rt->rank] = 1;
     rt->pids[rt->rank] = (int32_t)getpid();
     rt->epoch = 1;

@@ -100,11 +100,7 @@ int em_init(int *argc, char ***argv, em_ctx **out)
     em__log_setup(env_rank(), em__log_parse_level(ctx->rt.cfg.log_level));
     pthread_mutex_init(&ctx->graph_mu, NULL);
     pthread_mutex_init(&ctx->act_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&ctx->act_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    em__cond_init(&ctx->act_cv);
     if ((rc = em__rt_start(&ctx->rt, argc, argv)) < 0) {
         fprintf(stderr, "ember: %s\n", em_last_error());
         return rc;
