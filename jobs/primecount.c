@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "jobs/common/joberr.h"
 #include "jobs/common/numarg.h"
 #include "jobs/common/sieve.h"
 
@@ -58,31 +59,19 @@ static int count_slice(const em_rec *in, em_emitter *out, void *arg)
     return em_emit_i64(out, i, (int64_t)n);
 }
 
-/* Prints "primecount: <message>" on stderr, on the leader only, so that an error appears once however many
- * ranks run (every rank checks the same arguments and reaches the same verdict). */
-static void pc_error(const em_ctx *ctx, const char *fmt, ...)
-{
-    va_list ap;
-    if (!em_is_leader(ctx)) return;
-    va_start(ap, fmt);
-    fputs(PROG ": ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
 
 /* Parses the value of `flag` into *v. Returns 0, or -1 after printing why it is missing or not a number. */
 static int flag_value(const em_ctx *ctx, const char *flag, const char *s, uint64_t *v)
 {
     if (!s) {
-        pc_error(ctx, "%s: missing value", flag);
+        em_job_error(ctx, PROG, "%s: missing value", flag);
         return -1;
     }
     if (em_parse_u64(s, v) == 0) return 0;
     if (s[0] == '-' && s[1] >= '0' && s[1] <= '9')
-        pc_error(ctx, "%s: '%s' is negative", flag, s);
+        em_job_error(ctx, PROG, "%s: '%s' is negative", flag, s);
     else
-        pc_error(ctx, "%s: '%s' is not a number", flag, s);
+        em_job_error(ctx, PROG, "%s: '%s' is not a number", flag, s);
     return -1;
 }
 
@@ -118,7 +107,7 @@ static int parse_args(int argc, char **argv, const em_ctx *ctx, pc_job *job)
             }
         }
         if (!dst) {
-            pc_error(ctx, "unknown %s '%s' (see --help)", arg[0] == '-' ? "flag" : "argument", arg);
+            em_job_error(ctx, PROG, "unknown %s '%s' (see --help)", arg[0] == '-' ? "flag" : "argument", arg);
             return -1;
         }
         if (flen < strlen(arg))
@@ -128,28 +117,28 @@ static int parse_args(int argc, char **argv, const em_ctx *ctx, pc_job *job)
         if (flag_value(ctx, flag, val, dst) < 0) return -1;
     }
     if (has_limit && (has_from || has_to)) {
-        pc_error(ctx, "--limit cannot be combined with --from/--to");
+        em_job_error(ctx, PROG, "--limit cannot be combined with --from/--to");
         return -1;
     }
     if (has_from && !has_to) {
-        pc_error(ctx, "--from: needs --to as well");
+        em_job_error(ctx, PROG, "--from: needs --to as well");
         return -1;
     }
     if (!has_limit && !has_to) {
-        pc_error(ctx, "give --limit N or --from A --to B (see --help)");
+        em_job_error(ctx, PROG, "give --limit N or --from A --to B (see --help)");
         return -1;
     }
     if (has_limit) to = limit;
     if (from > to) {
-        pc_error(ctx, "--from %" PRIu64 " is greater than --to %" PRIu64, from, to);
+        em_job_error(ctx, PROG, "--from %" PRIu64 " is greater than --to %" PRIu64, from, to);
         return -1;
     }
     if (to > EM_SIEVE_MAX_B) {
-        pc_error(ctx, "%s: %" PRIu64 " is above the largest supported bound 2^62", has_limit ? "--limit" : "--to", to);
+        em_job_error(ctx, PROG, "%s: %" PRIu64 " is above the largest supported bound 2^62", has_limit ? "--limit" : "--to", to);
         return -1;
     }
     if (has_parts && (parts < 1 || parts > INT_MAX)) {
-        pc_error(ctx, "--partitions: must be between 1 and %d", INT_MAX);
+        em_job_error(ctx, PROG, "--partitions: must be between 1 and %d", INT_MAX);
         return -1;
     }
     if (!has_parts) { /* several slices per rank for balance, but none too small to be worth a task */

@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "jobs/common/joberr.h"
 #include "jobs/common/numarg.h"
 
 #define PROG "wordcount"
@@ -46,18 +47,6 @@ typedef struct wc_args {
     const char *out; /* NULL: no part files */
 } wc_args;
 
-/* Prints "wordcount: <message>" on stderr from the leader only: every rank parses the same command line and
- * reaches the same verdict, and the user should see it once. */
-static void wc_error(const em_ctx *ctx, const char *fmt, ...)
-{
-    va_list ap;
-    if (!em_is_leader(ctx)) return;
-    va_start(ap, fmt);
-    fputs(PROG ": ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
 
 static int is_space(unsigned char c)
 {
@@ -148,29 +137,29 @@ static int parse_args(int argc, char **argv, const em_ctx *ctx, wc_args *a)
         }
         int is_top = flen == 5 && strncmp(arg, "--top", 5) == 0, is_out = flen == 5 && strncmp(arg, "--out", 5) == 0;
         if (!is_top && !is_out) {
-            wc_error(ctx, "unknown flag '%s' (see --help)", arg);
+            em_job_error(ctx, PROG, "unknown flag '%s' (see --help)", arg);
             return -1;
         }
         val = eq ? eq + 1 : ++i < argc ? argv[i] : NULL;
         if (!val || !*val) {
-            wc_error(ctx, "%s: missing value", is_top ? "--top" : "--out");
+            em_job_error(ctx, PROG, "%s: missing value", is_top ? "--top" : "--out");
             return -1;
         }
         if (is_out) {
             a->out = val;
         } else if (em_parse_u64(val, &a->top) < 0 || a->top > INT64_MAX) {
-            wc_error(ctx, "--top: '%s' is not a count of words (expected an integer >= 0)", val);
+            em_job_error(ctx, PROG, "--top: '%s' is not a count of words (expected an integer >= 0)", val);
             return -1;
         }
     }
     if (n == 0) {
-        wc_error(ctx, "no input: give one or more files, directories or globs (see --help)");
+        em_job_error(ctx, PROG, "no input: give one or more files, directories or globs (see --help)");
         return -1;
     }
     for (int i = 1; i <= n; i++) {
         const char *why = input_problem(argv[i]);
         if (why) {
-            wc_error(ctx, "%s: %s", argv[i], why);
+            em_job_error(ctx, PROG, "%s: %s", argv[i], why);
             return -1;
         }
     }

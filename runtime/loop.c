@@ -71,7 +71,7 @@ void em__mbox_put(em__mbox *mb, em__msg *m)
     pthread_mutex_unlock(&mb->mu);
 }
 
-static void deadline_after(struct timespec *ts, int64_t us)
+void em__deadline_after(struct timespec *ts, int64_t us)
 {
     clock_gettime(CLOCK_MONOTONIC, ts);
     ts->tv_sec += us / 1000000;
@@ -85,7 +85,7 @@ static void deadline_after(struct timespec *ts, int64_t us)
 em__msg *em__mbox_get(em__mbox *mb, int timeout_ms)
 {
     struct timespec dl;
-    if (timeout_ms >= 0) deadline_after(&dl, (int64_t)timeout_ms * 1000);
+    if (timeout_ms >= 0) em__deadline_after(&dl, (int64_t)timeout_ms * 1000);
     pthread_mutex_lock(&mb->mu);
     while (!mb->head) {
         int rc = timeout_ms < 0 ? pthread_cond_wait(&mb->cv, &mb->mu) : pthread_cond_timedwait(&mb->cv, &mb->mu, &dl);
@@ -231,7 +231,7 @@ static void *progress_main(void *arg)
             continue;
         }
         struct timespec dl;
-        deadline_after(&dl, idle_us);
+        em__deadline_after(&dl, idle_us);
         pthread_mutex_lock(&rt->out_mu);
         if (!rt->out_head && !atomic_load(&rt->stop)) pthread_cond_timedwait(&rt->out_cv, &rt->out_mu, &dl);
         pthread_mutex_unlock(&rt->out_mu);

@@ -80,6 +80,8 @@ struct em__rt {
 int64_t em__now_ms(void);
 /* A condition variable whose timed waits use CLOCK_MONOTONIC (deadlines from em__now_ms-style clocks). */
 void em__cond_init(pthread_cond_t *cv);
+/* ts = now (CLOCK_MONOTONIC) + us microseconds: a deadline for timed waits on em__cond_init condvars. */
+void em__deadline_after(struct timespec *ts, int64_t us);
 double em__now_s(void);
 
 /* Starts the runtime on this rank: MPI, config already loaded into rt->cfg by the caller. */

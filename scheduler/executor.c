@@ -152,12 +152,7 @@ static int wait_for_action(em_ctx *ctx, uint32_t action)
     pthread_mutex_lock(&ctx->act_mu);
     while (ctx->action_seq < action && !atomic_load(&ctx->exec_stop)) {
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += 50 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        em__deadline_after(&ts, 50 * 1000);
         pthread_cond_timedwait(&ctx->act_cv, &ctx->act_mu, &ts);
     }
     int ok = ctx->action_seq >= action;

@@ -112,9 +112,8 @@ static void fire(em_ctx *ctx, fault *f)
 
 static int who_matches(em_ctx *ctx, const fault *f)
 {
-    /* "leader" means the leader the job started with, or the one at the moment of the condition if it changed on
-     * this rank... but only once cluster-wide: a rank that saw a leader change never fires a "leader" fault, so
-     * killing "the leader" does not cascade through every newly elected one (name that one by rank=N). */
+    /* "leader" fires only on a rank that leads and has seen no leader change: killing "the leader" must not
+     * cascade through every newly elected one (name that one by rank=N). */
     if (f->rank == -1) return em_is_leader(ctx) && atomic_load(&ctx->rt.leader_changes) == 0;
     return f->rank == ctx->rt.rank;
 }

@@ -30,17 +30,6 @@
 #define ESC_BIT 0x80000000u /* in flen during parsing: the quoted field holds "" pairs to unescape */
 #define MAX_FIELD 0x7fffffffu
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (!err || !errlen) return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* "FILE:LINE: " (or less when unknown) into buf. */
 static const char *where(char *buf, size_t n, const char *file, uint64_t line)
 {
@@ -107,7 +96,7 @@ static int field_text(const em__csv_row *row, int idx, char *tmp, size_t tmpsz, 
 {
     char w[600], fname[300];
     if (idx < 0 || idx >= row->nfields) {
-        set_err(err, errlen, "%sno field %d (the record has %d)", where(w, sizeof w, row->file, row->line), idx + 1,
+        em__set_err(err, errlen, "%sno field %d (the record has %d)", where(w, sizeof w, row->file, row->line), idx + 1,
                 row->nfields);
         return EM_EINVAL;
     }
@@ -116,11 +105,11 @@ static int field_text(const em__csv_row *row, int idx, char *tmp, size_t tmpsz, 
     if (row->hdr && idx < row->hdr->ncols) snprintf(fname, sizeof fname, "%s", row->hdr->name[idx]);
     else field_name(fname, sizeof fname, NULL, idx);
     if (n == 0) {
-        set_err(err, errlen, "%s%s: empty field is not %s", where(w, sizeof w, row->file, row->line), fname, what);
+        em__set_err(err, errlen, "%s%s: empty field is not %s", where(w, sizeof w, row->file, row->line), fname, what);
         return EM_EPARSE;
     }
     if (n >= tmpsz || memchr(s, 0, n) || s[0] == ' ' || (s[0] >= '\t' && s[0] <= '\r')) {
-        set_err(err, errlen, "%s%s: '%.*s%s' is not %s", where(w, sizeof w, row->file, row->line), fname,
+        em__set_err(err, errlen, "%s%s: '%.*s%s' is not %s", where(w, sizeof w, row->file, row->line), fname,
                 n > 40 ? 40 : (int)n, s, n > 40 ? "..." : "", what);
         return EM_EPARSE;
     }
@@ -135,7 +124,7 @@ static int number_error(const em__csv_row *row, int idx, const char *why, char *
     size_t n = row->len[idx];
     if (row->hdr && idx < row->hdr->ncols) snprintf(fname, sizeof fname, "%s", row->hdr->name[idx]);
     else field_name(fname, sizeof fname, NULL, idx);
-    set_err(err, errlen, "%s%s: '%.*s%s' %s", where(w, sizeof w, row->file, row->line), fname,
+    em__set_err(err, errlen, "%s%s: '%.*s%s' %s", where(w, sizeof w, row->file, row->line), fname,
             n > 40 ? 40 : (int)n, row->field[idx], n > 40 ? "..." : "", why);
     return EM_EPARSE;
 }
@@ -294,7 +283,7 @@ done:
     if (!bad && p->ncols && nf != p->ncols) {
         char w[600];
         p->nbad++;
-        set_err(p->err, sizeof p->err, "%sexpected %d fields as in the header, got %d",
+        em__set_err(p->err, sizeof p->err, "%sexpected %d fields as in the header, got %d",
                  where(w, sizeof w, p->file, row->line), p->ncols, nf);
         return EM_EPARSE;
     }
@@ -305,20 +294,20 @@ done:
         p->nbad++;
         switch (bad) {
         case BAD_UNTERMINATED:
-            set_err(p->err, sizeof p->err, "%sunterminated quoted %s: no closing quote before end of file", w, f);
+            em__set_err(p->err, sizeof p->err, "%sunterminated quoted %s: no closing quote before end of file", w, f);
             break;
         case BAD_QUOTE_IN_FIELD:
-            set_err(p->err, sizeof p->err, "%squote inside unquoted %s (quote the whole field and double it)", w, f);
+            em__set_err(p->err, sizeof p->err, "%squote inside unquoted %s (quote the whole field and double it)", w, f);
             break;
         case BAD_AFTER_QUOTE:
             if (badch >= 0x20 && badch < 0x7f)
-                set_err(p->err, sizeof p->err, "%sunexpected '%c' after the closing quote of %s", w, badch, f);
+                em__set_err(p->err, sizeof p->err, "%sunexpected '%c' after the closing quote of %s", w, badch, f);
             else
-                set_err(p->err, sizeof p->err, "%sunexpected byte 0x%02x after the closing quote of %s", w,
+                em__set_err(p->err, sizeof p->err, "%sunexpected byte 0x%02x after the closing quote of %s", w,
                          (unsigned char)badch, f);
             break;
         default:
-            set_err(p->err, sizeof p->err, "%s%s is longer than 2 GiB", w, f);
+            em__set_err(p->err, sizeof p->err, "%s%s is longer than 2 GiB", w, f);
             break;
         }
         return EM_EPARSE;
@@ -358,7 +347,7 @@ static int read_header(em__csv_reader *r, char sep, uint64_t *data_start, uint64
         if (rc == EM__CSV_MORE) {
             if (r->io.eof) break;
             if ((rc = em__line_reader_fill(&r->io)) < 0) {
-                set_err(r->err, sizeof r->err, "%s", r->io.err);
+                em__set_err(r->err, sizeof r->err, "%s", r->io.err);
                 goto out;
             }
             continue;
@@ -367,7 +356,7 @@ static int read_header(em__csv_reader *r, char sep, uint64_t *data_start, uint64
             r->io.pos += used;
             continue;
         }
-        if (rc == EM_EPARSE) set_err(r->err, sizeof r->err, "%s (in the header row)", hp.err);
+        if (rc == EM_EPARSE) em__set_err(r->err, sizeof r->err, "%s (in the header row)", hp.err);
         if (rc == EM__CSV_ROW) {
             r->io.pos += used;
             rc = header_from_row(&r->hdr, &row);
@@ -393,11 +382,11 @@ int em__csv_reader_open(em__csv_reader *r, const char *path, uint64_t start, uin
     r->io.fd = -1;
     char sep = opts->sep ? opts->sep : ',';
     if (sep == '"' || sep == '\n' || sep == '\r') {
-        set_err(r->err, sizeof r->err, "%s: bad csv separator 0x%02x", path, (unsigned char)sep);
+        em__set_err(r->err, sizeof r->err, "%s: bad csv separator 0x%02x", path, (unsigned char)sep);
         return EM_EINVAL;
     }
     if ((rc = em__line_reader_open(&r->io, path, 0, end, opts->bufsize, 0)) < 0) {
-        set_err(r->err, sizeof r->err, "%s", r->io.err);
+        em__set_err(r->err, sizeof r->err, "%s", r->io.err);
         return rc;
     }
     r->io.done = 0;
@@ -425,7 +414,7 @@ int em__csv_reader_next(em__csv_reader *r, em__csv_row *row)
         if (rc == EM__CSV_MORE) {
             if (r->io.eof) return 0;
             if ((rc = em__line_reader_fill(&r->io)) < 0) {
-                set_err(r->err, sizeof r->err, "%s", r->io.err);
+                em__set_err(r->err, sizeof r->err, "%s", r->io.err);
                 return rc;
             }
             continue;
@@ -435,7 +424,7 @@ int em__csv_reader_next(em__csv_reader *r, em__csv_row *row)
         if (rc == EM__CSV_ROW) return 1;
         if (rc == EM_EPARSE) {
             r->nbad++;
-            set_err(r->err, sizeof r->err, "%s", r->p.err);
+            em__set_err(r->err, sizeof r->err, "%s", r->p.err);
         }
         return rc;
     }
@@ -476,7 +465,7 @@ static int align_cuts(em__csv_reader *r, char sep, uint64_t data_start, uint64_t
         size_t n, i = 0;
         if (got < 0 && errno == EINTR) continue;
         if (got < 0) {
-            set_err(r->err, sizeof r->err, "%s: read at offset %llu failed: %s", r->io.path,
+            em__set_err(r->err, sizeof r->err, "%s: read at offset %llu failed: %s", r->io.path,
                      (unsigned long long)off, strerror(errno));
             return EM_EIO;
         }
@@ -566,7 +555,7 @@ int em__csv_plan(const char *const *paths, int npaths, uint64_t split_bytes, int
             dline = r.p.line;
             rc = align_cuts(&r, r.p.sep, dstart, dline, f.file_size, cut, ncut, bound, bline);
         }
-        if (rc < 0) set_err(err, errlen, "%s", r.err);
+        if (rc < 0) em__set_err(err, errlen, "%s", r.err);
         em__csv_reader_release(&r);
         if (rc < 0) goto out;
         for (int k = 0; k <= ncut; k++) {

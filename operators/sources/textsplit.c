@@ -19,9 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+void em__set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
     if (!err || !errlen) return;
@@ -81,7 +79,7 @@ static int add_dir(file_list *fl, const char *dir, char *err, size_t errlen)
     int n = 0, cap = 0, rc = 0;
     struct dirent *de;
     if (!d) {
-        set_err(err, errlen, "%s: cannot open directory: %s", dir, strerror(errno));
+        em__set_err(err, errlen, "%s: cannot open directory: %s", dir, strerror(errno));
         return errno == ENOENT ? EM_ENOENT : EM_EIO;
     }
     while ((de = readdir(d))) {
@@ -121,12 +119,12 @@ static int add_path(file_list *fl, const char *path, int from_glob, char *err, s
         if (skipped_name(base)) return 0;
     }
     if (stat(path, &st) < 0) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        em__set_err(err, errlen, "%s: %s", path, strerror(errno));
         return errno == ENOENT || errno == ENOTDIR ? EM_ENOENT : EM_EIO;
     }
     if (S_ISDIR(st.st_mode)) return add_dir(fl, path, err, errlen);
     if (!S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "%s: not a regular file or directory", path);
+        em__set_err(err, errlen, "%s: not a regular file or directory", path);
         return EM_EINVAL;
     }
     return files_add(fl, path, (uint64_t)st.st_size);
@@ -140,10 +138,10 @@ static int add_input(file_list *fl, const char *path, char *err, size_t errlen)
     memset(&g, 0, sizeof g);
     grc = glob(path, 0, NULL, &g);
     if (grc == GLOB_NOMATCH) {
-        set_err(err, errlen, "%s: no file matches the pattern", path);
+        em__set_err(err, errlen, "%s: no file matches the pattern", path);
         rc = EM_ENOENT;
     } else if (grc != 0) {
-        set_err(err, errlen, "%s: glob failed (%s)", path, grc == GLOB_NOSPACE ? "out of memory" : "read error");
+        em__set_err(err, errlen, "%s: glob failed (%s)", path, grc == GLOB_NOSPACE ? "out of memory" : "read error");
         rc = grc == GLOB_NOSPACE ? EM_ENOMEM : EM_EIO;
     } else {
         for (size_t i = 0; i < g.gl_pathc && rc == 0; i++) rc = add_path(fl, g.gl_pathv[i], 1, err, errlen);
@@ -165,14 +163,14 @@ int em__text_plan(const char *const *paths, int npaths, uint64_t split_bytes, in
     int rc = 0, k = 0;
 
     if (!out || !nsplits || npaths < 0 || (npaths > 0 && !paths)) {
-        set_err(err, errlen, "text plan: invalid arguments");
+        em__set_err(err, errlen, "text plan: invalid arguments");
         return EM_EINVAL;
     }
     *out = NULL;
     *nsplits = 0;
     for (int i = 0; i < npaths && rc == 0; i++) {
         if (!paths[i] || !paths[i][0]) {
-            set_err(err, errlen, "input path %d is empty", i);
+            em__set_err(err, errlen, "input path %d is empty", i);
             rc = EM_EINVAL;
         } else {
             rc = add_input(&fl, paths[i], err, errlen);
@@ -190,7 +188,7 @@ int em__text_plan(const char *const *paths, int npaths, uint64_t split_bytes, in
         if (fl.size[i]) strbytes += strlen(fl.path[i]) + 1;
     }
     if (count > (uint64_t)INT_MAX / 2 || count > SIZE_MAX / sizeof(em__split) / 2) {
-        set_err(err, errlen, "text plan: %llu splits is too many (split size %llu bytes)",
+        em__set_err(err, errlen, "text plan: %llu splits is too many (split size %llu bytes)",
                 (unsigned long long)count, (unsigned long long)size);
         rc = EM_EINVAL;
         goto out;

@@ -53,6 +53,9 @@ typedef struct em__split {
 int em__text_plan(const char *const *paths, int npaths, uint64_t split_bytes, int min_splits, em__split **out,
                   int *nsplits, char *err, size_t errlen);
 
+/* Formats a message into err[errlen] (nothing if err is NULL or errlen 0); shared by the text and CSV readers. */
+void em__set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Frees a plan from em__text_plan() or em__csv_plan(). NULL is a no-op. */
 void em__text_plan_free(em__split *splits);
 

@@ -30,3 +30,20 @@ mpirun_t() {
   t=$1; np=$2; shift 2
   timeout -k 5 "$t" mpirun --oversubscribe --allow-run-as-root -np "$np" "$@"
 }
+
+# usage_error PROG PATTERN ARGS...: runs the script's own `run 2 ARGS...` (which leaves the exit status in
+# $TMP/rc and stderr in $TMP/err) and checks a usage error: status 2, nothing on stdout, exactly one
+# "PROG: " line on stderr (printed once at np=2), and that line matches PATTERN.
+usage_error() {
+  prog=$1; pat=$2; shift 2
+  out=$(run 2 "$@")
+  rc=$(cat "$TMP/rc")
+  lines=$(grep -c "^$prog: " "$TMP/err")
+  named=$(grep "^$prog: " "$TMP/err" | grep -ce "$pat")
+  if [ "$rc" = 2 ] && [ -z "$out" ] && [ "$lines" = 1 ] && [ "$named" = 1 ]; then
+    pass "bad arguments: $*"
+  else
+    fail "bad arguments: $*"
+    echo "  exit $rc, stdout '$out', stderr:"; head -5 "$TMP/err"
+  fi
+}

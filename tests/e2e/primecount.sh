@@ -69,19 +69,7 @@ case "$out" in
 esac
 
 # bad ARGS... FLAG: exit status 2, nothing on stdout, one error line naming FLAG (at np=2: printed once)
-bad() {
-  flag=$1; shift
-  out=$(run 2 "$@")
-  rc=$(cat "$TMP/rc")
-  lines=$(grep -c '^primecount: ' "$TMP/err")
-  named=$(grep '^primecount: ' "$TMP/err" | grep -ce "$flag")
-  if [ "$rc" = 2 ] && [ -z "$out" ] && [ "$lines" = 1 ] && [ "$named" = 1 ]; then
-    pass "bad arguments: $*"
-  else
-    fail "bad arguments: $*"
-    echo "  exit $rc, stdout '$out', stderr:"; head -5 "$TMP/err"
-  fi
-}
+bad() { usage_error primecount "$@"; }
 bad "--limit" --limit abc
 bad "--limit" --limit -5
 bad "--limit" --limit 2.5

@@ -148,19 +148,7 @@ case "$out" in
 esac
 
 # bad PATTERN ARGS...: exit status 2, nothing on stdout, one error line matching PATTERN (np=2: printed once)
-bad() {
-  pat=$1; shift
-  out=$(run 2 "$@")
-  rc=$(cat "$TMP/rc")
-  lines=$(grep -c '^wordcount: ' "$TMP/err")
-  named=$(grep '^wordcount: ' "$TMP/err" | grep -ce "$pat")
-  if [ "$rc" = 2 ] && [ -z "$out" ] && [ "$lines" = 1 ] && [ "$named" = 1 ]; then
-    pass "bad arguments: $*"
-  else
-    fail "bad arguments: $*"
-    echo "  exit $rc, stdout '$out', stderr:"; head -5 "$TMP/err"
-  fi
-}
+bad() { usage_error wordcount "$@"; }
 bad "no input" --top 5
 bad "--top" --top abc "$D/small.txt"
 bad "--top" --top -1 "$D/small.txt"
