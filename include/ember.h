@@ -113,13 +113,59 @@ double em_f64_get(const void *src);
 int em_emit_i64(em_emitter *out, int64_t key, int64_t val);
 int em_emit_str_i64(em_emitter *out, const char *key, size_t klen, int64_t val);
 
-/* Built-in aggregations over int64 values (em_i64_get of the record's value). */
+/* Built-in aggregations. The plain ones read int64 values (em_i64_get of the record's value, 8 bytes); the _F64
+ * ones read doubles (em_f64_get). COUNT and the int64 ones produce int64 values; MEAN and the _F64 ones produce
+ * doubles (em_f64_put). An empty input gives no record for a key (reduceByKey) or EM_EINVAL (em_reduce_i64). */
 typedef enum em_agg {
     EM_AGG_COUNT, /* number of records */
     EM_AGG_SUM,   /* sum of values */
     EM_AGG_MIN,
-    EM_AGG_MAX
+    EM_AGG_MAX,
+    EM_AGG_MEAN,     /* mean of int64 values, as a double */
+    EM_AGG_SUM_F64,  /* the same over double values */
+    EM_AGG_MIN_F64,
+    EM_AGG_MAX_F64,
+    EM_AGG_MEAN_F64
 } em_agg;
+
+/* ---- tuples: small sequences of typed fields in one byte string ---------------------------------------------
+ * A tuple is a record key or value made of fields: NULL, int64, double or string (bytes, may hold NUL). The
+ * encoding preserves order: memcmp of two tuples compares them field by field (numbers numerically, strings
+ * bytewise, NULL first), so tuple keys sort right in em_sort_by_key and group right in every shuffle.
+ *
+ *     em_tup t = {0};
+ *     em_tup_str(&t, "fr", 2); em_tup_i64(&t, 2024);
+ *     em_emit(out, t.p, (uint32_t)t.len, v, 8);
+ *     em_tup_free(&t);
+ *
+ *     em_field f;
+ *     if (em_tup_get(rec->key, rec->klen, 1, &f) == 0 && f.type == EM_F_I64) use(f.i64);
+ */
+typedef struct em_tup {
+    uint8_t *p;
+    size_t len, cap;
+} em_tup;
+void em_tup_clear(em_tup *t); /* len = 0, keeps the memory */
+void em_tup_free(em_tup *t);
+void em_tup_null(em_tup *t);
+void em_tup_i64(em_tup *t, int64_t v);
+void em_tup_f64(em_tup *t, double v);
+void em_tup_str(em_tup *t, const void *s, size_t n);
+
+typedef enum em_ftype { EM_F_NULL, EM_F_I64, EM_F_F64, EM_F_STR } em_ftype;
+typedef struct em_field {
+    em_ftype type;
+    int64_t i64;
+    double f64;
+    const char *str; /* EM_F_STR: points into the tuple, or (when the string holds NUL bytes) into a per-thread
+                        buffer valid until the next em_tup_get on this thread; not NUL-terminated */
+    size_t len;
+} em_field;
+/* Field idx (0-based) of the tuple p[0, n). Returns 0, EM_EINVAL (no such field) or EM_EPARSE (not a tuple).
+ * LOCAL. */
+int em_tup_get(const void *p, size_t n, int idx, em_field *f);
+/* Number of fields, or EM_EPARSE. LOCAL. */
+int em_tup_count(const void *p, size_t n);
 
 /* ---- datasets (lineage nodes) -------------------------------------------------------------------------- */
 
@@ -169,6 +215,68 @@ em_ds *em_reduce_by_key(em_ds *parent, em_combine_fn fn, void *arg, int nparts);
  * output is the count as int64). LOCAL (lazy). */
 em_ds *em_reduce_by_key_agg(em_ds *parent, em_agg agg, int nparts);
 
+/* ---- more narrow operators (pipelined, LOCAL and lazy) ------------------------------------------------------- */
+
+/* mapPartitions: open() once per partition (its return value is the partition's state; NULL is fine), each()
+ * for every record, close() at the end of the partition (may emit; must free the state). A negative return
+ * fails the task with EM_EUSER. open may be NULL. */
+typedef void *(*em_part_open_fn)(int part, void *arg);
+typedef int (*em_part_each_fn)(void *state, const em_rec *in, em_emitter *out, void *arg);
+typedef int (*em_part_close_fn)(void *state, em_emitter *out, void *arg);
+em_ds *em_map_partitions(em_ds *parent, em_part_open_fn open, em_part_each_fn each, em_part_close_fn close,
+                         void *arg);
+
+/* The records of a, then those of b: partitions of a followed by partitions of b. Both from the same ctx. */
+em_ds *em_union(em_ds *a, em_ds *b);
+
+/* Keeps each record with probability `fraction` (0..1), independently, with a pseudo-random stream seeded by
+ * (seed, partition): the same seed gives the same sample on any number of ranks and across retries. */
+em_ds *em_sample(em_ds *parent, double fraction, uint64_t seed);
+
+/* ---- more wide operators (a shuffle each; nparts: output partitions, 0 = default; LOCAL and lazy) ---------- */
+
+/* aggregateByKey: per key, acc = zero; acc = seq(acc, value) for each value (map side, into a per-task table),
+ * then the per-task accumulators are merged with comb (reduce side). seq has em_combine_fn's shape with
+ * (acc, value). Output: (key, final acc). */
+em_ds *em_aggregate_by_key(em_ds *parent, const void *zero, uint32_t zlen, em_combine_fn seq, em_combine_fn comb,
+                           void *arg, int nparts);
+
+/* Values of one key, as a stream: em_values_next gives 1 and the next value (borrowed until the next call), or 0
+ * at the end (or a negative error code, which the callback should return). The values of a key need not fit in
+ * memory: they are merged from sorted runs on disk when the data exceeds --ember-memory. */
+typedef struct em_values em_values;
+int em_values_next(em_values *it, const void **val, uint32_t *vlen);
+
+/* groupByKey: fn is called once per distinct key (keys in byte order within a partition) with its values in no
+ * particular order; it emits any records. */
+typedef int (*em_group_fn)(const void *key, uint32_t klen, em_values *vals, em_emitter *out, void *arg);
+em_ds *em_group_by_key(em_ds *parent, em_group_fn fn, void *arg, int nparts);
+
+/* cogroup: fn is called once per key present in a or b, with a's values and b's values for that key (either may
+ * be empty). */
+typedef int (*em_cogroup_fn)(const void *key, uint32_t klen, em_values *a, em_values *b, em_emitter *out, void *arg);
+em_ds *em_cogroup(em_ds *a, em_ds *b, em_cogroup_fn fn, void *arg, int nparts);
+
+/* join of a and b on equal keys. Output records: the key, and as value a 2-field tuple (a's value, b's value) as
+ * strings (em_tup_get fields 0 and 1, type EM_F_STR); a missing side (outer joins) is EM_F_NULL. */
+typedef enum em_join_kind { EM_JOIN_INNER, EM_JOIN_LEFT, EM_JOIN_RIGHT, EM_JOIN_FULL } em_join_kind;
+em_ds *em_join(em_ds *a, em_ds *b, em_join_kind kind, int nparts);
+
+/* One copy of each distinct record (key and value both compared). */
+em_ds *em_distinct(em_ds *parent, int nparts);
+
+/* Sorted by key bytes (memcmp; use em_i64_put/em_f64_put/tuples for numbers) across partitions: every key of
+ * partition i sorts before every key of partition i+1. The boundaries come from a sample of the keys taken when
+ * an action first needs this dataset. Equal keys keep no particular order. */
+em_ds *em_sort_by_key(em_ds *parent, int ascending, int nparts);
+
+/* The same records spread evenly over nparts partitions (no combine, no order). */
+em_ds *em_repartition(em_ds *parent, int nparts);
+
+/* Keeps the partitions of ds on the ranks that computed them the first time an action needs them; later actions
+ * read them from there (or recompute them from lineage if that rank is gone). Returns ds. LOCAL. */
+em_ds *em_cache(em_ds *ds);
+
 /* ---- actions (COLLECTIVE) ------------------------------------------------------------------------------ */
 
 
@@ -195,6 +303,32 @@ void em_records_free(em_records *r);
  * when dir already holds _SUCCESS. fmt: NULL for raw bytes, or "str_i64" to print an int64 value in decimal.
  * COLLECTIVE. */
 int em_save_text(em_ds *ds, const char *dir, const char *fmt);
+
+/* The first n records (in partition order) as em_collect gives them. COLLECTIVE. */
+int em_take(em_ds *ds, size_t n, em_records *out);
+
+/* Calls fn for every record on the executors (side effects only; runs wherever the task runs, possibly twice for
+ * a retried task). A negative return fails the task with EM_EUSER. COLLECTIVE. */
+int em_foreach(em_ds *ds, em_filter_fn fn, void *arg);
+
+/* ---- CSV ------------------------------------------------------------------------------------------------ */
+
+/* Rows of RFC 4180 CSV files (quotes, "" escapes, separators and newlines inside quotes; first row = header)
+ * from files, directories and globs as em_text takes them, split by byte ranges aligned to record starts.
+ * One record per row: key empty, value = a tuple of the row's fields as strings (EM_F_STR, unescaped).
+ * Malformed rows (bad quoting, wrong field count) are skipped, counted and reported on stderr as FILE:LINE: what
+ * (at most 10 per task), or fail the task with EM_EPARSE when opts->strict. Column names: em_csv_columns.
+ * LOCAL (lazy; reads each file once when built, to cut it into splits). A missing file fails the first action. */
+typedef struct em_csv_opts {
+    char sep;   /* 0: ',' */
+    int strict; /* 1: a malformed row fails the job */
+} em_csv_opts;
+em_ds *em_csv(em_ctx *ctx, const char *const *paths, int npaths, const em_csv_opts *opts, int nparts);
+/* Number of columns of a CSV dataset's header (the first file's), and the index of a column by name (-1 if
+ * absent) and its name. LOCAL. */
+int em_csv_ncols(const em_ds *csv);
+int em_csv_col(const em_ds *csv, const char *name);
+const char *em_csv_colname(const em_ds *csv, int idx);
 
 #ifdef __cplusplus
 }

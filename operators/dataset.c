@@ -53,6 +53,7 @@ void em__graph_release(em_ctx *ctx)
         em__buf_release(&node->data);
         free(node->offs);
         free(node->err);
+        if (node->src_free) node->src_free(node->src);
         free(node);
     }
     for (int c = 0; c < EM__NODE_CHUNKS && ctx->chunks[c]; c++) free(ctx->chunks[c]);
@@ -144,6 +145,9 @@ int em__node_compute(em__node *node, int part, em_emitter *sink)
     case EM__K_RANGE: return range_compute(node, part, sink);
     case EM__K_TEXT: return em__text_compute(node, part, sink);
     case EM__K_PARALLELIZE: return em__parallelize_compute(node, part, sink);
+    case EM__K_SOURCE:
+        if (node->err) return em__fail(node->err_code, "%s", node->err);
+        return node->src_compute(node, part, sink);
     case EM__K_REDUCE: return em__shuffle_read(node->ctx, node, part, sink);
     case EM__K_MAP:
     case EM__K_FILTER:

@@ -17,6 +17,7 @@ typedef enum em__kind {
     EM__K_FILTER,
     EM__K_TEXT,        /* source: lines of files */
     EM__K_PARALLELIZE, /* source: records copied from memory */
+    EM__K_SOURCE,      /* source with its own compute function (csv, hdf5, the input log, ...) */
     EM__K_REDUCE,      /* wide: reduceByKey; its parent is the map side of a shuffle */
 } em__kind;
 
@@ -42,6 +43,11 @@ struct em__node {
     uint64_t *offs;       /* parallelize: [nparts+1] partition boundaries in data */
     char *err;            /* a source that could not be planned: actions reading it fail with this */
     int err_code;
+    /* EM__K_SOURCE: computes partition `part` into sink; src is its planned state (same on every rank), freed
+     * with src_free when the graph is released. */
+    int (*src_compute)(const em__node *n, int part, em_emitter *sink);
+    void *src;
+    void (*src_free)(void *src);
 };
 
 /* Whether a node starts a new stage (its partitions come from a shuffle). */

@@ -8,6 +8,7 @@
  * Shutdown never hangs: each rank tells the leader BYE, the leader answers FIN once every live rank said BYE,
  * and a watchdog _exit()s the process if MPI_Finalize (or anything else) takes longer than the grace period.
  */
+#include "operators/sinks/sink.h"
 #include "runtime/log.h"
 #include "scheduler/sched.h"
 
@@ -153,7 +154,8 @@ static int save_commit(const char *dir)
     return 0;
 }
 
-static int run_action(em_ctx *ctx, em__node *node, em__op op, int64_t op_arg, const char *extra, em__buf *result)
+static int run_action(em_ctx *ctx, em__node *node, em__op op, int64_t op_arg, const char *extra, size_t extra_len,
+                      em__buf *result)
 {
     em__rt *rt = &ctx->rt;
     pthread_mutex_lock(&ctx->act_mu);
@@ -171,7 +173,7 @@ static int run_action(em_ctx *ctx, em__node *node, em__op op, int64_t op_arg, co
     for (;;) {
         if (em__rt_leader(rt) == rt->rank) {
             rc = op == EM__OP_SAVE ? save_prepare(extra) : 0;
-            if (rc == 0) rc = em__driver_run(ctx, a, node, op, op_arg, extra, result);
+            if (rc == 0) rc = em__driver_run(ctx, a, node, op, op_arg, extra, extra_len, result);
             if (rc == 1) continue; /* lost the lead mid-action: wait for the new leader's result */
             if (rc == 0 && op == EM__OP_SAVE) rc = save_commit(extra);
             const char *err = rc < 0 ? em_last_error() : "";
@@ -221,7 +223,7 @@ int em_count(em_ds *ds, int64_t *out)
     em__node *n = (em__node *)ds;
     em__buf res;
     em__buf_init(&res);
-    int rc = run_action(n->ctx, n, EM__OP_COUNT, 0, NULL, &res);
+    int rc = run_action(n->ctx, n, EM__OP_COUNT, 0, NULL, 0, &res);
     if (rc == 0) {
         EM_ASSERT(res.len == 8);
         memcpy(out, res.p, 8);
@@ -236,7 +238,7 @@ int em_reduce_i64(em_ds *ds, em_agg agg, int64_t *out)
     if ((int)agg < EM_AGG_COUNT || agg > EM_AGG_MAX) return em__fail(EM_EINVAL, "em_reduce_i64: unknown aggregation %d", agg);
     em__buf res;
     em__buf_init(&res);
-    int rc = run_action(n->ctx, n, EM__OP_AGG, agg, NULL, &res);
+    int rc = run_action(n->ctx, n, EM__OP_AGG, agg, NULL, 0, &res);
     if (rc == 0) {
         int64_t cnt, acc;
         EM_ASSERT(res.len == 16);
@@ -256,7 +258,7 @@ int em_collect(em_ds *ds, em_records *out)
     memset(out, 0, sizeof *out);
     em__buf res;
     em__buf_init(&res);
-    int rc = run_action(n->ctx, n, EM__OP_COLLECT, 0, NULL, &res);
+    int rc = run_action(n->ctx, n, EM__OP_COLLECT, 0, NULL, 0, &res);
     if (rc < 0) {
         em__buf_release(&res);
         return rc;
@@ -279,21 +281,29 @@ void em_records_free(em_records *r)
     memset(r, 0, sizeof *r);
 }
 
-int em_save_text(em_ds *ds, const char *dir, const char *fmt)
+int em__save(em_ds *ds, const char *dir, const char *sink, const char *args)
 {
     em__node *n = (em__node *)ds;
-    if (!dir || !*dir) return em__fail(EM_EINVAL, "em_save_text: no directory given");
-    if (fmt && *fmt && strcmp(fmt, "str_i64") != 0) return em__fail(EM_EINVAL, "em_save_text: unknown format '%s'", fmt);
-    size_t dl = strlen(dir), fl = fmt ? strlen(fmt) : 0;
-    char *extra = em__malloc(dl + fl + 2);
+    if (!dir || !*dir) return em__fail(EM_EINVAL, "save: no output directory given");
+    if (!em__sink_find(sink)) return em__fail(EM_EINVAL, "save: unknown output format '%s'", sink);
+    if (!args) args = "";
+    size_t dl = strlen(dir), sl = strlen(sink), al = strlen(args);
+    char *extra = em__malloc(dl + sl + al + 3);
     memcpy(extra, dir, dl + 1);
-    memcpy(extra + dl + 1, fmt ? fmt : "", fl + 1);
+    memcpy(extra + dl + 1, sink, sl + 1);
+    memcpy(extra + dl + sl + 2, args, al + 1);
     em__buf res;
     em__buf_init(&res);
-    int rc = run_action(n->ctx, n, EM__OP_SAVE, 0, extra, &res);
+    int rc = run_action(n->ctx, n, EM__OP_SAVE, 0, extra, dl + sl + al + 3, &res);
     em__buf_release(&res);
     free(extra);
     return rc;
+}
+
+int em_save_text(em_ds *ds, const char *dir, const char *fmt)
+{
+    if (fmt && *fmt && strcmp(fmt, "str_i64") != 0) return em__fail(EM_EINVAL, "em_save_text: unknown format '%s'", fmt);
+    return em__save(ds, dir, fmt && *fmt ? fmt : "text", "");
 }
 
 /* ---- shutdown ---- */

@@ -162,7 +162,7 @@ static void enqueue(stage *s, int p)
 }
 
 static void send_task(em_ctx *ctx, int rank, uint32_t action, int si, stage *s, int part, em__op op, int64_t op_arg,
-                      const char *extra)
+                      const char *extra, size_t extra_len)
 {
     em__buf b;
     em__buf_init(&b);
@@ -179,8 +179,7 @@ static void send_task(em_ctx *ctx, int rank, uint32_t action, int si, stage *s, 
         em__buf_u32(&b, nm);
         em__buf_add(&b, loc, 4 * (size_t)nm);
     }
-    size_t el = extra && !s->wide_out ? strlen(extra) + 1 + strlen(extra + strlen(extra) + 1) + 1 : 0;
-    em__buf_bytes(&b, extra, (uint32_t)el);
+    em__buf_bytes(&b, extra, s->wide_out ? 0 : (uint32_t)extra_len);
     em__msg *m = em__msg_new(EM__MSG_TASK, b.len);
     memcpy(m->payload, b.p, b.len);
     em__buf_release(&b);
@@ -188,7 +187,7 @@ static void send_task(em_ctx *ctx, int rank, uint32_t action, int si, stage *s, 
 }
 
 int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int64_t op_arg, const char *extra,
-                   em__buf *result)
+                   size_t extra_len, em__buf *result)
 {
     em__rt *rt = &ctx->rt;
     int size = rt->size, rc = 0, nst = 0;
@@ -262,7 +261,7 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
                 s->ts[p].rank = best;
                 s->ts[p].attempts++;
                 inflight[best]++;
-                send_task(ctx, best, action, i, s, p, op, op_arg, extra);
+                send_task(ctx, best, action, i, s, p, op, op_arg, extra, extra_len);
             }
         }
         em__msg *m = em__mbox_get(&rt->driver_mb, 200);

@@ -5,6 +5,7 @@
  * partition through the node's narrow pipeline into an op-specific sink, and reports TASK_DONE to whoever leads
  * now. Errors in user callbacks become a failed TASK_DONE with the message; the driver decides about retries.
  */
+#include "operators/sinks/sink.h"
 #include "runtime/log.h"
 #include "scheduler/sched.h"
 
@@ -78,42 +79,39 @@ static int collect_push(em_emitter *self, const em_rec *r)
     return 0;
 }
 
-typedef struct save_state {
-    FILE *f;
-    int i64;
-    const char *path;
-} save_state;
+typedef struct sink_ctx {
+    const em__sink_ops *ops;
+    void *st;
+} sink_ctx;
 
-static int save_push(em_emitter *self, const em_rec *r)
+static int sink_push(em_emitter *self, const em_rec *r)
 {
-    save_state *s = self->state;
-    fwrite(r->key, 1, r->klen, s->f);
-    if (s->i64) {
-        if (r->vlen != 8) return em__fail(EM_ETYPE, "save: a value is %u bytes, not an int64", r->vlen);
-        fprintf(s->f, "\t%lld", (long long)em_i64_get(r->val));
-    } else if (r->vlen) {
-        fputc('\t', s->f);
-        fwrite(r->val, 1, r->vlen, s->f);
-    }
-    if (fputc('\n', s->f) == EOF) return em__fail(EM_EIO, "save: cannot write %s", s->path);
-    return 0;
+    sink_ctx *sc = self->state;
+    return sc->ops->push(sc->st, r);
 }
 
 static int run_save(em_ctx *ctx, em__node *node, const em__task *t, em__buf *out)
 {
-    const char *dir = t->extra ? t->extra : "";
-    const char *fmt = t->extra ? dir + strlen(dir) + 1 : "";
+    /* extra: dir NUL sink NUL args NUL */
+    const char *dir = t->extra ? t->extra : "", *sk = "", *args = "";
+    if (t->extra && t->extra_len > strlen(dir) + 1) sk = dir + strlen(dir) + 1;
+    if (*sk && (size_t)(sk - dir) + strlen(sk) + 1 < t->extra_len) args = sk + strlen(sk) + 1;
+    const em__sink_ops *ops = em__sink_find(*sk ? sk : "text");
+    if (!ops) return em__fail(EM_EINVAL, "save: unknown output format '%s'", sk);
     char path[4096];
     snprintf(path, sizeof path, "%s/_temporary", dir);
     mkdir(dir, 0755);
     mkdir(path, 0755);
     snprintf(path, sizeof path, "%s/_temporary/part-%05u.a%u.r%d", dir, t->part, t->attempt, ctx->rt.rank);
-    save_state st = {fopen(path, "w"), strcmp(fmt, "str_i64") == 0, path};
-    if (!st.f) return em__fail(EM_EIO, "save: cannot create %s", path);
-    em_emitter sink = {save_push, NULL, node, &st};
-    int rc = em__node_compute(node, (int)t->part, &sink);
-    if (fflush(st.f) != 0 || fsync(fileno(st.f)) != 0) rc = rc < 0 ? rc : em__fail(EM_EIO, "save: cannot write %s", path);
-    fclose(st.f);
+    void *st;
+    int rc = ops->open(&st, path, (int)t->part, args);
+    if (rc < 0) return rc;
+    em_emitter sink = {sink_push, NULL, node, NULL};
+    sink_ctx sc = {ops, st};
+    sink.state = &sc;
+    rc = em__node_compute(node, (int)t->part, &sink);
+    int crc = ops->close(st, rc == 0);
+    if (rc == 0) rc = crc;
     if (rc < 0) {
         unlink(path);
         return rc;

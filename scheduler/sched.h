@@ -2,7 +2,7 @@
  *
  * TASK payload (leader -> executor):
  *   u32 action, u32 stage, u32 part, u32 attempt, u32 node, u32 op, i64 op_arg,
- *   u32 ndeps, ndeps x {u32 shuffle, u32 nmaps, i32 loc[nmaps]}, bytes extra (em_save_text: dir NUL fmt)
+ *   u32 ndeps, ndeps x {u32 shuffle, u32 nmaps, i32 loc[nmaps]}, bytes extra (save: dir NUL sink NUL args NUL)
  * TASK_DONE payload (executor -> leader):
  *   u32 action, u32 stage, u32 part, u32 attempt, i32 status, bytes body:
  *   status 0: the result (op-specific; SHUFFLE_MAP: u64 size of each bucket; SAVE: the temporary file's path);
@@ -20,7 +20,7 @@ typedef enum em__op {
     EM__OP_AGG,   /* op_arg: em_agg; result: i64 n, i64 acc */
     EM__OP_SHUFFLE_MAP, /* node: the wide node whose map side this computes */
     EM__OP_COLLECT,     /* result: the records, em__rec_append format */
-    EM__OP_SAVE,        /* extra: dir NUL fmt; result: path of the temporary part file */
+    EM__OP_SAVE,        /* extra: dir NUL sink NUL args NUL; result: path of the temporary part file */
 } em__op;
 
 #include "operators/shuffle.h"
@@ -44,7 +44,7 @@ void em__executor_stop(em_ctx *ctx);
 /* driver.c: runs one action as the leader; on success fills result (the combined, op-specific bytes).
  * Returns 0 or a negative code with the message in em_last_error(). */
 int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int64_t op_arg, const char *extra,
-                   em__buf *result);
+                   size_t extra_len, em__buf *result);
 /* Combines one task's result into the action's result (op-specific). */
 int em__op_combine(em__op op, int64_t op_arg, em__buf *acc, const void *part, size_t n, int first);
 
