@@ -22,6 +22,7 @@
  */
 #include "ember.h"
 #include "runtime/buf.h"
+#include "runtime/events.h"
 #include "runtime/log.h"
 #include "runtime/loop.h"
 
@@ -50,6 +51,7 @@ void em__mem_init(em__rt *rt)
     rt->epoch = 1;
     rt->leader = 0;
     em__log_set_leader(rt->rank == 0);
+    em__events_set_leader(rt->rank == 0);
 }
 
 int em__rt_leader(em__rt *rt)
@@ -128,17 +130,24 @@ void em__rt_fence(em__rt *rt, int r, const char *why)
     int kill_it = rt->same_host[r] && rt->pids[r] > 0;
     pid_t pid = rt->pids[r];
     uint32_t e = rt->epoch;
+    long long silent = (long long)(em__now_ms() - rt->last_heard[r]);
     pthread_mutex_unlock(&rt->mu);
     EM_LOG_W("fenced r%d (%s); epoch is now %u, %d ranks live", r, why, e, em__rt_nalive(rt));
+    em__event("rank_fenced", "\"victim\":%d,\"epoch\":%u,\"reason\":\"%s\",\"silent_ms\":%lld", r, e, em__json_str(why),
+              silent);
     if (kill_it) kill(pid, SIGKILL); /* a stopped rank would otherwise keep mpirun waiting; it is out for good */
     announce(rt, EM__MSG_MEMBERSHIP);
     wake(rt);
 }
 
+/* When this rank started its current election, and the silence that made it start (for the event log). */
+static int64_t elect_started_ms, elect_silent_ms;
+
 static void become_leader(em__rt *rt, int64_t now)
 {
     pthread_mutex_lock(&rt->mu);
     int old = rt->leader;
+    uint32_t old_epoch = rt->epoch;
     rt->alive[old] = old == rt->rank;
     /* The old leader may be stopped or stuck rather than dead: on this host, make sure it is gone for good so it
      * never acts on stale beliefs and mpirun can exit (it is fenced either way). */
@@ -150,8 +159,18 @@ static void become_leader(em__rt *rt, int64_t now)
     uint32_t e = rt->epoch;
     pthread_mutex_unlock(&rt->mu);
     em__log_set_leader(1);
+    em__events_set_leader(1);
     atomic_fetch_add(&rt->leader_changes, 1);
     EM_LOG_W("elected leader after r%d was lost; epoch is now %u", old, e);
+    /* Only the leader writes the event log, so the winner records the election after the fact: the candidates
+     * that lost, and this rank while it was one, were not leading. */
+    em__event("election_start", "\"candidate\":%d,\"previous_leader\":%d,\"epoch\":%u,\"silent_ms\":%lld", rt->rank,
+              old, old_epoch, (long long)elect_silent_ms);
+    if (old != rt->rank)
+        em__event("rank_fenced", "\"victim\":%d,\"epoch\":%u,\"reason\":\"leader lost, replaced by election\","
+                  "\"silent_ms\":%lld", old, e, (long long)elect_silent_ms);
+    em__event("leader_elected", "\"leader\":%d,\"epoch\":%u,\"previous_leader\":%d,\"elapsed_ms\":%lld", rt->rank, e,
+              old, (long long)(now - elect_started_ms));
     announce(rt, EM__MSG_COORDINATOR);
     wake(rt);
 }
@@ -160,6 +179,10 @@ static void start_election(em__rt *rt, int64_t now)
 {
     int lower = 0;
     pthread_mutex_lock(&rt->mu);
+    if (rt->elect_state == EM__ELECT_NONE) {
+        elect_started_ms = now;
+        elect_silent_ms = now - rt->last_heard[rt->leader];
+    }
     rt->elect_state = EM__ELECT_RUNNING;
     rt->elect_deadline = now + rt->cfg.timeout_ms / 2;
     int n = rt->size, me = rt->rank;
@@ -202,6 +225,7 @@ static int adopt_view(em__rt *rt, const uint8_t *p, size_t len, int64_t now)
     if (changed) {
         atomic_fetch_add(&rt->leader_changes, 1);
         em__log_set_leader(l == rt->rank);
+        em__events_set_leader(l == rt->rank);
     }
     return 1;
 }
