@@ -4,6 +4,7 @@
 
 #include "ember.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,9 @@ static int log_rank = -1;
 static int log_level = EM_LOG_WARN;
 static volatile int log_leader;
 static _Thread_local char last_error[1024];
+static _Atomic(em__log_sink) log_sink;
+
+void em__log_set_sink(em__log_sink sink) { atomic_store(&log_sink, sink); }
 
 void em__log_setup(int rank, int level)
 {
@@ -45,6 +49,11 @@ void em__log(int level, const char *fmt, ...)
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
     if (len > sizeof line - 2) len = sizeof line - 2;
     line[len++] = '\n';
+    em__log_sink sink = atomic_load(&log_sink);
+    if (sink) {
+        sink(line, len);
+        return;
+    }
     ssize_t w = write(2, line, len);
     (void)w;
 }

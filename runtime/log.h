@@ -17,6 +17,12 @@ int em__log_parse_level(const char *s);
 /* One line: "[r2 exec] WARN message\n", written with a single write(2) so lines from threads never interleave. */
 void em__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Where finished log lines go instead of write(2, ...) (runtime/progress.c installs one that clears its bar, writes
+ * the line and redraws the bar in one write, so a log line never lands in the middle of a bar). The sink is called
+ * from any thread, must write the whole line and must not log. NULL restores the plain write. */
+typedef void (*em__log_sink)(const char *line, size_t len);
+void em__log_set_sink(em__log_sink sink);
+
 #define EM_LOG_E(...) em__log(EM_LOG_ERROR, __VA_ARGS__)
 #define EM_LOG_W(...) em__log(EM_LOG_WARN, __VA_ARGS__)
 #define EM_LOG_I(...) do { if (em__log_level() >= EM_LOG_INFO) em__log(EM_LOG_INFO, __VA_ARGS__); } while (0)
