@@ -15,6 +15,9 @@
 int em__cli_run(int argc, char **argv);
 void em__cli_run_usage(FILE *out);
 
+/* `ember log create|append|info|dump|verify ...`: the streaming input log, logcmd.c. */
+int em__cli_log(int argc, char **argv);
+
 /*
  * Filter of mpirun's stderr (mpinoise.c): drops Open MPI's known noise, passes everything else through in order.
  * Feed it bytes as they arrive; it writes what it keeps to fd. Lines are held only while they might still turn

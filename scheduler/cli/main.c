@@ -19,6 +19,7 @@ struct verb {
 
 static const struct verb verbs[] = {
     {"run", em__cli_run, "run a job under mpirun with recovery; exit with the job's status"},
+    {"log", em__cli_log, "create, append to, inspect and verify a streaming input log"},
 };
 
 static void usage(FILE *out)
