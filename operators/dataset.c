@@ -39,9 +39,26 @@ em__node *em__node_get(em_ctx *ctx, int id)
 
 const em__node *em__node_find_error(const em__node *n)
 {
-    for (; n; n = n->parent)
+    for (; n; n = n->parent) {
         if (n->err) return n;
+        const em__node *e = n->parent2 ? em__node_find_error(n->parent2) : NULL;
+        if (e) return e;
+    }
     return NULL;
+}
+
+void em__node_walk_part(em__node *node, int part, void (*fn)(em__node *n, int part, void *arg), void *arg)
+{
+    while (node) {
+        fn(node, part, arg);
+        if (em__node_is_wide(node)) return;
+        if (node->kind == EM__K_UNION && part >= node->parent->nparts) {
+            part -= node->parent->nparts;
+            node = node->parent2;
+        } else {
+            node = node->parent;
+        }
+    }
 }
 
 void em__graph_release(em_ctx *ctx)
@@ -71,12 +88,21 @@ int em_emit(em_emitter *out, const void *key, uint32_t klen, const void *val, ui
 
 /* ---- narrow operators: map (flatMap) and filter ---- */
 
+int em__user_rc(const em__node *n, int rc, const char *what)
+{
+    if (rc >= 0) return 0;
+    /* codes from Ember itself, passed up from em_emit or em_values_next, go through unchanged */
+    if (rc == EM__STOP_CODE || rc == EM__FETCH_FAILED_CODE || rc >= EM_ECANCELED) {
+        if (rc != EM__STOP_CODE && !*em_last_error()) em__fail(rc, "%s callback of dataset %d returned %d", what, n->id, rc);
+        return rc;
+    }
+    if (!*em_last_error()) em__fail(EM_EUSER, "%s callback of dataset %d returned %d", what, n->id, rc);
+    return EM_EUSER;
+}
+
 static int map_push(em_emitter *self, const em_rec *r)
 {
-    int rc = self->node->map(r, self->next, self->node->arg);
-    if (rc < 0 && !*em_last_error()) em__fail(EM_EUSER, "map callback of dataset %d returned %d", self->node->id, rc);
-    if (rc >= 0) return 0;
-    return rc >= EM_ECANCELED ? rc : EM_EUSER; /* an Ember code passed up from em_emit, else the user's own */
+    return em__user_rc(self->node, self->node->map(r, self->next, self->node->arg), "map");
 }
 
 static int filter_push(em_emitter *self, const em_rec *r)
@@ -140,6 +166,12 @@ static int range_compute(const em__node *n, int part, em_emitter *sink)
 
 int em__node_compute(em__node *node, int part, em_emitter *sink)
 {
+    if (node->cached) return em__cache_compute(node->ctx, node, part, sink);
+    return em__node_compute_uncached(node, part, sink);
+}
+
+int em__node_compute_uncached(em__node *node, int part, em_emitter *sink)
+{
     em_emitter stage;
     switch (node->kind) {
     case EM__K_RANGE: return range_compute(node, part, sink);
@@ -148,7 +180,15 @@ int em__node_compute(em__node *node, int part, em_emitter *sink)
     case EM__K_SOURCE:
         if (node->err) return em__fail(node->err_code, "%s", node->err);
         return node->src_compute(node, part, sink);
-    case EM__K_REDUCE: return em__shuffle_read(node->ctx, node, part, sink);
+    case EM__K_REDUCE:
+    case EM__K_GROUP:
+    case EM__K_COGROUP:
+    case EM__K_SORT:
+    case EM__K_REPART: return em__shuffle_read(node->ctx, node, part, sink);
+    case EM__K_MAPPART:
+    case EM__K_UNION:
+    case EM__K_SAMPLE:
+    case EM__K_FOREACH: return em__narrow_compute(node, part, sink);
     case EM__K_MAP:
     case EM__K_FILTER:
         stage = (em_emitter){node->kind == EM__K_MAP ? map_push : filter_push, sink, node, NULL};

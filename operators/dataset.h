@@ -18,8 +18,22 @@ typedef enum em__kind {
     EM__K_TEXT,        /* source: lines of files */
     EM__K_PARALLELIZE, /* source: records copied from memory */
     EM__K_SOURCE,      /* source with its own compute function (csv, hdf5, the input log, ...) */
-    EM__K_REDUCE,      /* wide: reduceByKey; its parent is the map side of a shuffle */
+    EM__K_MAPPART,     /* narrow: mapPartitions */
+    EM__K_UNION,       /* narrow: partitions of parent, then of parent2 */
+    EM__K_SAMPLE,      /* narrow: Bernoulli sample */
+    EM__K_FOREACH,     /* narrow: calls filter fn for its side effect, emits nothing */
+    /* wide kinds (a shuffle; parent, and parent2 for COGROUP, are the map sides): */
+    EM__K_REDUCE,      /* reduceByKey / aggregateByKey / distinct: combine per key */
+    EM__K_GROUP,       /* groupByKey: sorted by key, fn per key */
+    EM__K_COGROUP,     /* cogroup / join: both sides sorted by key, fn per key */
+    EM__K_SORT,        /* sortByKey: range partitioned from a sample, sorted */
+    EM__K_REPART,      /* repartition: round robin, no order */
 } em__kind;
+
+/* Internal aggregators beyond em_agg (REDUCE nodes): keep the first value seen (distinct), and user
+ * aggregateByKey (zero + seq on the map side, combine on the reduce side). */
+#define EM__AGG_FIRST 100
+#define EM__AGG_USER 101
 
 struct em__split;
 
@@ -30,16 +44,27 @@ struct em__node {
     int nparts;
     em_ctx *ctx;
     em__node *parent; /* narrow parent, or NULL for a source */
+    em__node *parent2; /* UNION and COGROUP: the second input */
+    int cached;        /* em_cache */
     /* operator arguments */
     em_map_fn map;
     em_filter_fn filter;
     void *arg;
     int64_t from, to; /* range */
     em_combine_fn combine;
-    int agg;              /* em_agg, or -1 when combine is set */
+    em_combine_fn seq;    /* aggregateByKey: acc = seq(acc, value) on the map side */
+    int agg;              /* em_agg, EM__AGG_*, or -1 when combine is set */
+    int ascending;        /* SORT */
+    double fraction;      /* SAMPLE */
+    uint64_t seed;        /* SAMPLE */
+    em_part_open_fn popen; /* MAPPART */
+    em_part_each_fn peach;
+    em_part_close_fn pclose;
+    em_group_fn group;     /* GROUP */
+    em_cogroup_fn cogroup; /* COGROUP */
     struct em__split *splits; /* text */
     int nsplits;
-    em__buf data;         /* parallelize: records; */
+    em__buf data;         /* parallelize: records; aggregateByKey: the zero value */
     uint64_t *offs;       /* parallelize: [nparts+1] partition boundaries in data */
     char *err;            /* a source that could not be planned: actions reading it fail with this */
     int err_code;
@@ -51,7 +76,15 @@ struct em__node {
 };
 
 /* Whether a node starts a new stage (its partitions come from a shuffle). */
-static inline int em__node_is_wide(const em__node *n) { return n->kind == EM__K_REDUCE; }
+static inline int em__node_is_wide(const em__node *n) { return n->kind >= EM__K_REDUCE; }
+/* Number of map sides of a wide node (1, or 2 for COGROUP) and side s's input. */
+static inline int em__wide_sides(const em__node *n) { return n->kind == EM__K_COGROUP ? 2 : 1; }
+static inline em__node *em__wide_input(const em__node *n, int side) { return side ? n->parent2 : n->parent; }
+/* Map outputs of a wide node: the partitions of all its inputs, side 0's first. */
+static inline int em__wide_nmaps(const em__node *n)
+{
+    return n->parent->nparts + (n->kind == EM__K_COGROUP ? n->parent2->nparts : 0);
+}
 
 /* An emitter is one stage of a push pipeline: push() receives a record and forwards what it makes to next. */
 struct em_emitter {
@@ -83,6 +116,12 @@ struct em_ctx {
     int job_failed;
 };
 
+/* What a task returns for a user callback's return code rc: 0 for rc >= 0; Ember's own codes (from em_emit,
+ * em_values_next) unchanged; anything else EM_EUSER with a message naming the callback and the dataset. */
+#define EM__STOP_CODE (-1001)
+#define EM__FETCH_FAILED_CODE (-1000)
+int em__user_rc(const em__node *n, int rc, const char *what);
+
 /* Adds a node (LOCAL); assigns its id. */
 em__node *em__node_add(em_ctx *ctx, em__kind kind, em__node *parent, int nparts);
 /* Node by id, or NULL. Any thread. */
@@ -92,8 +131,15 @@ void em__graph_release(em_ctx *ctx);
 /* Computes partition `part` of `node` and pushes every record into sink (a narrow pipeline, no materialization).
  * Returns 0 or a negative code with em_last_error() set. Runs on the executor thread. */
 int em__node_compute(em__node *node, int part, em_emitter *sink);
+/* The same, ignoring em_cache on node itself. */
+int em__node_compute_uncached(em__node *node, int part, em_emitter *sink);
 
-/* Per-kind partition computations (sources/, reduce.c). */
+/* Calls fn(node, part) for node and every node its partition `part` is computed from inside one task (narrow
+ * ancestors, following UNION to the right side), stopping at (and including) wide nodes. */
+void em__node_walk_part(em__node *node, int part, void (*fn)(em__node *n, int part, void *arg), void *arg);
+
+/* Partition computations of the other narrow kinds (narrow.c) and of the sources (sources/). */
+int em__narrow_compute(em__node *node, int part, em_emitter *sink);
 int em__text_compute(const em__node *n, int part, em_emitter *sink);
 int em__parallelize_compute(const em__node *n, int part, em_emitter *sink);
 /* The first node in the lineage of n (inclusive) that could not be planned, or NULL. */

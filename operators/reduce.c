@@ -23,6 +23,6 @@ em_ds *em_reduce_by_key(em_ds *parent, em_combine_fn fn, void *arg, int nparts)
 
 em_ds *em_reduce_by_key_agg(em_ds *parent, em_agg agg, int nparts)
 {
-    EM_ASSERT(agg >= EM_AGG_COUNT && agg <= EM_AGG_MAX);
+    EM_ASSERT(agg >= EM_AGG_COUNT && agg <= EM_AGG_MEAN_F64);
     return reduce_node(parent, NULL, NULL, (int)agg, nparts);
 }

@@ -13,12 +13,14 @@
  */
 #include "operators/shuffle.h"
 
+#include "operators/sorter.h"
 #include "runtime/log.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 _Thread_local em__fetch_fail em__last_fetch_fail;
+_Thread_local uint64_t em__task_spilled;
 void (*em__fetch_hook)(void);
 
 int em__rec_next(const uint8_t *p, size_t n, size_t *pos, em_rec *r)
@@ -123,28 +125,78 @@ int em_value_set(em_value *out, const void *val, uint32_t len)
     return 0;
 }
 
-static int agg_combine(int agg, const uint8_t *a, const void *b, uint32_t blen, uint8_t *dst)
+/* Built-in aggregators keep an intermediate value per key: COUNT, SUM, MIN, MAX: int64 (em_i64 bytes); the _F64
+ * ones: a double (em_f64 bytes); MEAN: int64 sum + int64 count; MEAN_F64: double sum + int64 count (16 bytes).
+ * agg_in turns a record's value into that form on the map side; agg_merge merges two intermediates in place;
+ * em__agg_final turns one into the output value on the reduce side. */
+static int is_f64(int agg) { return agg >= EM_AGG_SUM_F64 && agg <= EM_AGG_MEAN_F64; }
+static int is_builtin(int agg) { return agg >= EM_AGG_COUNT && agg <= EM_AGG_MEAN_F64; }
+static uint32_t inter_len(int agg) { return agg == EM_AGG_MEAN || agg == EM_AGG_MEAN_F64 ? 16 : 8; }
+
+static int agg_in(const em__node *w, const void *v, uint32_t vl, uint8_t dst[16])
 {
-    if (blen != 8) return em__fail(EM_ETYPE, "reduceByKey: a value is %u bytes, not an int64 (8 bytes)", blen);
-    int64_t x = em_i64_get(a), y = em_i64_get(b), z;
-    switch (agg) {
-    case EM_AGG_MIN: z = x < y ? x : y; break;
-    case EM_AGG_MAX: z = x > y ? x : y; break;
-    default: z = x + y; break; /* SUM, and COUNT once values are counts */
+    int agg = w->agg;
+    if (agg == EM_AGG_COUNT) {
+        em_i64_put(dst, 1);
+        return 0;
     }
-    em_i64_put(dst, z);
+    if (vl != 8)
+        return em__fail(EM_ETYPE, "reduceByKey (dataset %d): a value is %u bytes, not %s (8 bytes)", w->id, vl,
+                        is_f64(agg) ? "a double" : "an int64");
+    memcpy(dst, v, 8);
+    if (agg == EM_AGG_MEAN || agg == EM_AGG_MEAN_F64) em_i64_put(dst + 8, 1);
+    return 0;
+}
+
+static void agg_merge(int agg, uint8_t *acc, const uint8_t *v)
+{
+    if (is_f64(agg)) {
+        double x = em_f64_get(acc), y = em_f64_get(v);
+        em_f64_put(acc, agg == EM_AGG_MIN_F64 ? (y < x ? y : x) : agg == EM_AGG_MAX_F64 ? (y > x ? y : x) : x + y);
+    } else {
+        int64_t x = em_i64_get(acc), y = em_i64_get(v);
+        em_i64_put(acc, agg == EM_AGG_MIN ? (y < x ? y : x)
+                        : agg == EM_AGG_MAX ? (y > x ? y : x)
+                                            : (int64_t)((uint64_t)x + (uint64_t)y));
+    }
+    if (agg == EM_AGG_MEAN || agg == EM_AGG_MEAN_F64) em_i64_put(acc + 8, em_i64_get(acc + 8) + em_i64_get(v + 8));
+}
+
+void em__agg_final(int agg, const void *inter, uint8_t out[8])
+{
+    if (agg == EM_AGG_MEAN) em_f64_put(out, (double)em_i64_get(inter) / (double)em_i64_get((const uint8_t *)inter + 8));
+    else if (agg == EM_AGG_MEAN_F64) em_f64_put(out, em_f64_get(inter) / (double)em_i64_get((const uint8_t *)inter + 8));
+    else memcpy(out, inter, 8);
+}
+
+int em__agg_needs_final(int agg) { return agg == EM_AGG_MEAN || agg == EM_AGG_MEAN_F64; }
+
+/* A user function (combine, or aggregateByKey's seq/comb) of (a, b) into t->scratch. */
+static int user_merge(em__ctab *t, em_combine_fn fn, const void *a, uint32_t al, const void *b, uint32_t bl)
+{
+    const em__node *w = t->node;
+    em_value out = {&t->scratch, 0};
+    int rc = fn(a, al, b, bl, &out, w->arg);
+    if (rc < 0) return *em_last_error() ? rc : em__fail(EM_EUSER, "combine callback of dataset %d returned %d", w->id, rc);
+    if (!out.set) return em__fail(EM_EUSER, "combine callback of dataset %d did not call em_value_set", w->id);
     return 0;
 }
 
 int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_t vl)
 {
-    static const uint8_t one[8] = {0x80, 0, 0, 0, 0, 0, 0, 1}; /* em_i64_put(1) */
     const em__node *w = t->node;
-    if (w->agg == EM_AGG_COUNT && t->map_side) {
-        v = one;
-        vl = 8;
-    } else if (w->agg >= 0 && vl != 8) {
-        return em__fail(EM_ETYPE, "reduceByKey: a value is %u bytes, not an int64 (8 bytes)", vl);
+    int agg = w->agg;
+    uint8_t conv[16];
+    if (is_builtin(agg)) {
+        if (t->map_side) {
+            int rc = agg_in(w, v, vl, conv);
+            if (rc < 0) return rc;
+            v = conv;
+            vl = inter_len(agg);
+        } else if (vl != inter_len(agg)) {
+            return em__fail(EM_ECOMM, "reduceByKey (dataset %d): a shuffled value is %u bytes, not %u", w->id, vl,
+                            inter_len(agg));
+        }
     }
     if (2 * (t->n + 1) > t->cap) ctab_grow(t);
     uint64_t h = em__hash(k, kl);
@@ -158,11 +210,14 @@ int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_
         memcpy(&rvl, rec + 4, 4);
         if (rkl != kl || memcmp(rec + 8, k, kl) != 0) continue;
         uint8_t *rv = rec + 8 + rkl;
-        if (w->agg >= 0) return agg_combine(w->agg, rv, v, vl, rv);
-        em_value out = {&t->scratch, 0};
-        int rc = w->combine(rv, rvl, v, vl, &out, w->arg);
-        if (rc < 0) return *em_last_error() ? rc : em__fail(EM_EUSER, "combine callback of dataset %d returned %d", w->id, rc);
-        if (!out.set) return em__fail(EM_EUSER, "combine callback of dataset %d did not call em_value_set", w->id);
+        if (is_builtin(agg)) {
+            agg_merge(agg, rv, v);
+            return 0;
+        }
+        if (agg == EM__AGG_FIRST) return 0;
+        em_combine_fn fn = agg == EM__AGG_USER && t->map_side ? w->seq : w->combine;
+        int rc = user_merge(t, fn, rv, rvl, v, vl);
+        if (rc < 0) return rc;
         if (t->scratch.len == rvl) {
             memcpy(rv, t->scratch.p, rvl);
         } else { /* the value changed size: append a fresh record (the old bytes become garbage) */
@@ -172,11 +227,35 @@ int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_
         }
         return 0;
     }
+    if (agg == EM__AGG_USER && t->map_side) { /* a new key starts from the zero value */
+        int rc = user_merge(t, w->seq, w->data.p ? w->data.p : (const uint8_t *)"", (uint32_t)w->data.len, v, vl);
+        if (rc < 0) return rc;
+        v = t->scratch.p ? t->scratch.p : (const uint8_t *)"";
+        vl = (uint32_t)t->scratch.len;
+    }
     size_t off = t->arena.len;
     em__rec_append(&t->arena, k, kl, v, vl);
     t->off1[i] = off + 1;
     t->tag[i] = tg;
     t->n++;
+    return 0;
+}
+
+int em__ctab_merge_acc(em__ctab *t, em__buf *acc, const void *v, uint32_t vl)
+{
+    int agg = t->node->agg;
+    if (is_builtin(agg)) {
+        if (vl != inter_len(agg) || acc->len != vl)
+            return em__fail(EM_ECOMM, "reduceByKey (dataset %d): a shuffled value is %u bytes, not %u", t->node->id,
+                            vl, inter_len(agg));
+        agg_merge(agg, acc->p, v);
+        return 0;
+    }
+    if (agg == EM__AGG_FIRST) return 0;
+    int rc = user_merge(t, t->node->combine, acc->p, (uint32_t)acc->len, v, vl);
+    if (rc < 0) return rc;
+    acc->len = 0;
+    em__buf_add(acc, t->scratch.p, t->scratch.len);
     return 0;
 }
 
@@ -304,15 +383,36 @@ void em__store_init(em__rt *rt)
     em__rt_on(rt, EM__MSG_FETCH_REQ, serve_fetch, NULL);
 }
 
-/* ---- task dependencies (which rank holds which map output), per executor thread ---- */
+/* ---- task context (which rank holds which map output or cached partition; sort bounds), per executor thread ---- */
 
 static _Thread_local em__deploc *cur_deps;
 static _Thread_local int cur_ndeps;
+static _Thread_local const uint8_t *cur_bounds;
+static _Thread_local size_t cur_bounds_len;
 
 void em__task_deps_set(em__deploc *deps, int ndeps)
 {
     cur_deps = deps;
     cur_ndeps = ndeps;
+}
+
+void em__task_bounds_set(const void *bounds, size_t len)
+{
+    cur_bounds = bounds;
+    cur_bounds_len = len;
+}
+
+static em__deploc *find_deps(uint32_t id)
+{
+    for (int i = 0; i < cur_ndeps; i++)
+        if (cur_deps[i].shuffle == id) return &cur_deps[i];
+    return NULL;
+}
+
+size_t em__task_budget(const em_ctx *ctx)
+{
+    size_t b = (size_t)ctx->rt.cfg.memory / 4;
+    return b < ((size_t)1 << 20) ? (size_t)1 << 20 : b;
 }
 
 /* ---- map side ---- */
@@ -321,6 +421,11 @@ typedef struct map_state {
     em__ctab tab;
     em__buf *buckets;
     uint32_t nb;
+    const em__node *wide;
+    /* SORT: the R-1 upper bounds of the first R-1 buckets, as keys */
+    em_rec *bounds;
+    uint32_t nbounds;
+    uint64_t rr; /* REPART: next bucket */
 } map_state;
 
 static int spill_entry(const em_rec *r, void *arg)
@@ -333,7 +438,7 @@ static int spill_entry(const em_rec *r, void *arg)
 
 #define MAP_TABLE_LIMIT ((size_t)64 << 20) /* bytes of combined records before flushing into buckets */
 
-static int map_push(em_emitter *self, const em_rec *r)
+static int combine_push(em_emitter *self, const em_rec *r)
 {
     map_state *ms = self->state;
     int rc = em__ctab_add(&ms->tab, r->key, r->klen, r->val, r->vlen);
@@ -345,17 +450,59 @@ static int map_push(em_emitter *self, const em_rec *r)
     return 0;
 }
 
-int em__shuffle_map(em_ctx *ctx, em__node *wide, int part, em__buf *sizes)
+/* Bucket of a key under a range partitioner: the first bucket whose bound is >= key (the last one otherwise);
+ * descending order mirrors it. */
+static uint32_t range_bucket(const map_state *ms, const em_rec *r)
+{
+    uint32_t lo = 0, hi = ms->nbounds;
+    int desc = !ms->wide->ascending;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        int c = em__key_cmp(ms->bounds[mid].key, ms->bounds[mid].klen, r->key, r->klen);
+        if (desc ? c > 0 : c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+static int partition_push(em_emitter *self, const em_rec *r)
+{
+    map_state *ms = self->state;
+    uint32_t b;
+    switch (ms->wide->kind) {
+    case EM__K_SORT: b = range_bucket(ms, r); break;
+    case EM__K_REPART: b = (uint32_t)(ms->rr++ % ms->nb); break;
+    default: b = (uint32_t)(em__hash(r->key, r->klen) % ms->nb); break;
+    }
+    em__rec_append(&ms->buckets[b], r->key, r->klen, r->val, r->vlen);
+    return 0;
+}
+
+int em__shuffle_map(em_ctx *ctx, em__node *wide, int side, int part, em__buf *sizes)
 {
     (void)ctx;
     map_state ms;
+    memset(&ms, 0, sizeof ms);
     ms.nb = (uint32_t)wide->nparts;
+    ms.wide = wide;
     ms.buckets = em__calloc(ms.nb, sizeof *ms.buckets);
-    em__ctab_init(&ms.tab, wide, 1);
-    em_emitter sink = {map_push, NULL, wide, &ms};
-    int rc = em__node_compute(wide->parent, part, &sink);
-    if (rc == 0) rc = em__ctab_each(&ms.tab, spill_entry, &ms);
-    em__ctab_release(&ms.tab);
+    ms.rr = em__hash(&part, sizeof part); /* spread the round robin's start over partitions */
+    int combine = wide->kind == EM__K_REDUCE, rc = 0;
+    if (combine) em__ctab_init(&ms.tab, wide, 1);
+    if (wide->kind == EM__K_SORT) { /* the bounds came with the task */
+        size_t pos = 0, cap = 0;
+        em_rec r;
+        while (em__rec_next(cur_bounds, cur_bounds_len, &pos, &r) > 0) {
+            if (ms.nbounds == cap) ms.bounds = em__realloc(ms.bounds, sizeof *ms.bounds * (cap = cap ? 2 * cap : 16));
+            ms.bounds[ms.nbounds++] = r;
+        }
+        if (ms.nbounds >= ms.nb) rc = em__fail(EM_EINVAL, "sortByKey (dataset %d): %u bounds for %u partitions", wide->id, ms.nbounds, ms.nb);
+    }
+    em_emitter sink = {combine ? combine_push : partition_push, NULL, wide, &ms};
+    em__node *in = em__wide_input(wide, side);
+    if (rc == 0) rc = em__node_compute(in, part, &sink);
+    if (rc == 0 && combine) rc = em__ctab_each(&ms.tab, spill_entry, &ms);
+    if (combine) em__ctab_release(&ms.tab);
     if (rc == 0) {
         em__buf all;
         em__buf_init(&all);
@@ -367,32 +514,25 @@ int em__shuffle_map(em_ctx *ctx, em__node *wide, int part, em__buf *sizes)
             offs[b] = all.len;
             em__buf_add(&all, ms.buckets[b].p, ms.buckets[b].len);
             em__buf_u64(sizes, ms.buckets[b].len);
+            em__buf_release(&ms.buckets[b]);
         }
         offs[ms.nb] = all.len;
-        em__store_put((uint32_t)wide->id, (uint32_t)part, &all, offs, ms.nb);
+        uint32_t map_id = (uint32_t)(side ? wide->parent->nparts + part : part);
+        em__store_put((uint32_t)wide->id, map_id, &all, offs, ms.nb);
     }
     for (uint32_t b = 0; b < ms.nb; b++) em__buf_release(&ms.buckets[b]);
     free(ms.buckets);
+    free(ms.bounds);
     return rc;
 }
 
-/* ---- reduce side ---- */
-
-static int add_all(em__ctab *t, const uint8_t *p, size_t n, uint32_t s, uint32_t m)
-{
-    size_t pos = 0;
-    em_rec r;
-    int k, rc;
-    while ((k = em__rec_next(p, n, &pos, &r)) > 0)
-        if ((rc = em__ctab_add(t, r.key, r.klen, r.val, r.vlen)) < 0) return rc;
-    if (k < 0) return em__fail(EM_ECOMM, "shuffle %u: map output %u is malformed", s, m);
-    return 0;
-}
+/* ---- fetching one bucket of one map output ---- */
 
 static int fetch_failed(uint32_t s, uint32_t m, int rank)
 {
     em__last_fetch_fail = (em__fetch_fail){s, m, rank};
-    em__fail(EM__FETCH_FAILED, "fetch of shuffle %u map output %u from r%d failed: the rank is gone", s, m, rank);
+    em__fail(EM__FETCH_FAILED, "fetch of %s %u output %u from r%d failed: the rank is gone",
+             s & EM__CACHE_ID ? "cached dataset" : "shuffle", s & ~EM__CACHE_ID, m, rank);
     return EM__FETCH_FAILED;
 }
 
@@ -429,6 +569,7 @@ static int fetch_remote(em_ctx *ctx, int owner, uint32_t s, uint32_t m, uint32_t
                 em__msg_free(resp);
                 return fetch_failed(s, m, owner); /* the owner lost it (e.g. restarted) */
             }
+            if (off == 0) em__buf_grow(out, size);
             em__buf_add(out, resp->payload + 20, resp->len - 20);
             off += resp->len - 20;
             em__msg_free(resp);
@@ -438,52 +579,323 @@ static int fetch_remote(em_ctx *ctx, int owner, uint32_t s, uint32_t m, uint32_t
     return 0;
 }
 
-typedef struct push_arg {
-    em_emitter *sink;
-} push_arg;
+/* Calls fn(bytes, side) with bucket `bucket` of map output m of store id s held by `owner` (locally straight from
+ * the store, else fetched into scratch). */
+typedef int (*bucket_fn)(const uint8_t *p, size_t n, int side, void *arg);
 
-static int push_entry(const em_rec *r, void *arg)
+static int with_bucket(em_ctx *ctx, uint32_t s, uint32_t m, int owner, uint32_t bucket, int side, em__buf *scratch,
+                       bucket_fn fn, void *arg)
 {
-    em_emitter *sink = ((push_arg *)arg)->sink;
-    return sink->push(sink, r);
+    int rc;
+    if (owner == ctx->rt.rank) {
+        pthread_mutex_lock(&store.mu);
+        em__block *b = store_get_locked(s, m);
+        pthread_mutex_unlock(&store.mu);
+        if (!b || bucket >= b->nbuckets) {
+            if (b) {
+                pthread_mutex_lock(&store.mu);
+                block_unref(b);
+                pthread_mutex_unlock(&store.mu);
+            }
+            return fetch_failed(s, m, owner);
+        }
+        rc = fn(b->data.p + b->offs[bucket], b->offs[bucket + 1] - b->offs[bucket], side, arg);
+        pthread_mutex_lock(&store.mu);
+        block_unref(b);
+        pthread_mutex_unlock(&store.mu);
+        return rc;
+    }
+    if (owner < 0) return fetch_failed(s, m, owner);
+    scratch->len = 0;
+    if ((rc = fetch_remote(ctx, owner, s, m, bucket, scratch)) < 0) return rc;
+    return fn(scratch->p, scratch->len, side, arg);
+}
+
+/* ---- reduce side ---- */
+
+typedef struct reduce_state {
+    em__node *wide;
+    em_emitter *sink;
+    em__ctab tab;
+    em__sorter sorter[2]; /* SORT, GROUP: [0]; COGROUP: one per side; REDUCE: entries spilled from tab */
+    int spilled;          /* REDUCE: the table overflowed into sorter[0] */
+    size_t budget;
+    uint32_t s, m;        /* for messages */
+} reduce_state;
+
+static int to_sorter(const em_rec *r, void *arg) { return em__sorter_add(arg, r); }
+
+static int consume(const uint8_t *p, size_t n, int side, void *arg)
+{
+    reduce_state *rs = arg;
+    size_t pos = 0;
+    em_rec r;
+    int k, rc = 0;
+    while ((k = em__rec_next(p, n, &pos, &r)) > 0) {
+        switch (rs->wide->kind) {
+        case EM__K_REDUCE:
+            rc = em__ctab_add(&rs->tab, r.key, r.klen, r.val, r.vlen);
+            if (rc == 0 && rs->tab.arena.len > rs->budget) { /* too many keys: a sorted run on disk */
+                rs->spilled = 1;
+                rc = em__ctab_each(&rs->tab, to_sorter, &rs->sorter[0]);
+                em__ctab_clear(&rs->tab);
+            }
+            break;
+        case EM__K_REPART: rc = rs->sink->push(rs->sink, &r); break;
+        default: rc = em__sorter_add(&rs->sorter[side], &r); break;
+        }
+        if (rc < 0) return rc;
+    }
+    if (k < 0) return em__fail(EM_ECOMM, "shuffle %u: map output %u is malformed", rs->s, rs->m);
+    return 0;
+}
+
+static int push_final(reduce_state *rs, const em_rec *r)
+{
+    int agg = rs->wide->agg;
+    if (em__agg_needs_final(agg)) {
+        uint8_t v[8];
+        em__agg_final(agg, r->val, v);
+        em_rec o = {r->key, v, r->klen, 8};
+        return rs->sink->push(rs->sink, &o);
+    }
+    return rs->sink->push(rs->sink, r);
+}
+
+static int push_entry(const em_rec *r, void *arg) { return push_final(arg, r); }
+
+/* REDUCE after a spill: the sorted stream of partial entries, equal keys merged. */
+static int merge_spilled(reduce_state *rs)
+{
+    em__sorter *so = &rs->sorter[0];
+    int rc = em__ctab_each(&rs->tab, to_sorter, so);
+    em__ctab_clear(&rs->tab);
+    if (rc == 0) rc = em__sorter_finish(so);
+    em__buf key, acc;
+    em__buf_init(&key);
+    em__buf_init(&acc);
+    int have = 0;
+    em_rec r;
+    while (rc == 0 && (rc = em__sorter_next(so, &r)) > 0) {
+        if (have && em__key_cmp(key.p, (uint32_t)key.len, r.key, r.klen) == 0) {
+            rc = em__ctab_merge_acc(&rs->tab, &acc, r.val, r.vlen);
+            continue;
+        }
+        if (have) {
+            em_rec o = {key.p, acc.p, (uint32_t)key.len, (uint32_t)acc.len};
+            if ((rc = push_final(rs, &o)) < 0) break;
+        }
+        key.len = acc.len = 0;
+        em__buf_add(&key, r.key, r.klen);
+        em__buf_add(&acc, r.val, r.vlen);
+        have = 1;
+        rc = 0;
+    }
+    if (rc == 0 && have) {
+        em_rec o = {key.p, acc.p, (uint32_t)key.len, (uint32_t)acc.len};
+        rc = push_final(rs, &o);
+    }
+    em__buf_release(&key);
+    em__buf_release(&acc);
+    return rc;
+}
+
+/* The values of one key from a sorted stream, with a one-record lookahead kept between groups. */
+struct em_values {
+    em__sorter *so;
+    em_rec look;
+    int have;     /* look holds the next unread record */
+    int eof;
+    const uint8_t *key;
+    uint32_t klen;
+    int err;
+};
+
+static int values_fill(em_values *it)
+{
+    if (it->have || it->eof) return 0;
+    int rc = em__sorter_next(it->so, &it->look);
+    if (rc < 0) return it->err = rc;
+    if (rc == 0) it->eof = 1;
+    else it->have = 1;
+    return 0;
+}
+
+int em_values_next(em_values *it, const void **val, uint32_t *vlen)
+{
+    if (it->err) return it->err;
+    int rc = values_fill(it);
+    if (rc < 0) return rc;
+    if (!it->have || em__key_cmp(it->look.key, it->look.klen, it->key, it->klen) != 0) return 0;
+    it->have = 0; /* consumed: stays valid until the sorter moves, i.e. the next call */
+    *val = it->look.val;
+    *vlen = it->look.vlen;
+    return 1;
+}
+
+static int drain(em_values *it)
+{
+    const void *v;
+    uint32_t vl;
+    int rc;
+    while ((rc = em_values_next(it, &v, &vl)) > 0) {
+    }
+    return rc;
+}
+
+static int run_groups(reduce_state *rs)
+{
+    em__node *w = rs->wide;
+    int sides = w->kind == EM__K_COGROUP ? 2 : 1, rc = 0;
+    em_values it[2];
+    memset(it, 0, sizeof it);
+    for (int i = 0; i < sides; i++) {
+        if ((rc = em__sorter_finish(&rs->sorter[i])) < 0) return rc;
+        it[i].so = &rs->sorter[i];
+    }
+    em__buf key;
+    em__buf_init(&key);
+    for (;;) {
+        /* the next key: the smallest lookahead */
+        int any = 0;
+        for (int i = 0; i < sides; i++) {
+            if ((rc = values_fill(&it[i])) < 0) goto out;
+            if (!it[i].have) continue;
+            if (!any || em__key_cmp(it[i].look.key, it[i].look.klen, key.p, (uint32_t)key.len) < 0) {
+                key.len = 0;
+                em__buf_add(&key, it[i].look.key, it[i].look.klen);
+            }
+            any = 1;
+        }
+        if (!any) break;
+        for (int i = 0; i < sides; i++) {
+            it[i].key = key.p ? key.p : (const uint8_t *)"";
+            it[i].klen = (uint32_t)key.len;
+        }
+        if (w->kind == EM__K_COGROUP)
+            rc = em__user_rc(w, w->cogroup(it[0].key, it[0].klen, &it[0], &it[1], rs->sink, w->arg), "cogroup");
+        else
+            rc = em__user_rc(w, w->group(it[0].key, it[0].klen, &it[0], rs->sink, w->arg), "groupByKey");
+        if (rc < 0) goto out;
+        for (int i = 0; i < sides; i++)
+            if ((rc = drain(&it[i])) < 0) goto out;
+    }
+out:
+    em__buf_release(&key);
+    return rc < 0 ? rc : 0;
 }
 
 int em__shuffle_read(em_ctx *ctx, em__node *wide, int part, em_emitter *sink)
 {
-    em__deploc *d = NULL;
-    for (int i = 0; i < cur_ndeps; i++)
-        if (cur_deps[i].shuffle == (uint32_t)wide->id) d = &cur_deps[i];
+    em__deploc *d = find_deps((uint32_t)wide->id);
     if (!d) return em__fail(EM_EINVAL, "task has no locations for shuffle %d", wide->id);
-    em__ctab tab;
-    em__ctab_init(&tab, wide, 0);
-    em__buf remote;
-    em__buf_init(&remote);
+    reduce_state rs;
+    memset(&rs, 0, sizeof rs);
+    rs.wide = wide;
+    rs.sink = sink;
+    rs.budget = em__task_budget(ctx);
+    rs.s = (uint32_t)wide->id;
+    const char *tmp = ctx->rt.cfg.tmpdir;
+    if (wide->kind == EM__K_REDUCE) em__ctab_init(&rs.tab, wide, 0);
+    for (int i = 0; i < 2; i++) em__sorter_init(&rs.sorter[i], rs.budget / 2, tmp, wide->kind == EM__K_SORT && !wide->ascending);
+    em__buf scratch;
+    em__buf_init(&scratch);
     int rc = 0;
+    uint32_t p1 = (uint32_t)wide->parent->nparts;
     for (uint32_t m = 0; m < d->nmaps && rc == 0; m++) {
-        int owner = d->loc[m];
-        if (owner == ctx->rt.rank) {
-            pthread_mutex_lock(&store.mu);
-            em__block *b = store_get_locked((uint32_t)wide->id, m);
-            pthread_mutex_unlock(&store.mu);
-            if (!b) {
-                rc = fetch_failed((uint32_t)wide->id, m, owner);
-                break;
-            }
-            rc = add_all(&tab, b->data.p + b->offs[part], b->offs[part + 1] - b->offs[part], (uint32_t)wide->id, m);
-            pthread_mutex_lock(&store.mu);
-            block_unref(b);
-            pthread_mutex_unlock(&store.mu);
-        } else {
-            remote.len = 0;
-            rc = fetch_remote(ctx, owner, (uint32_t)wide->id, m, (uint32_t)part, &remote);
-            if (rc == 0) rc = add_all(&tab, remote.p, remote.len, (uint32_t)wide->id, m);
+        rs.m = m;
+        int side = wide->kind == EM__K_COGROUP && m >= p1;
+        rc = with_bucket(ctx, (uint32_t)wide->id, m, d->loc[m], (uint32_t)part, side, &scratch, consume, &rs);
+    }
+    em__buf_release(&scratch);
+    if (rc == 0) {
+        switch (wide->kind) {
+        case EM__K_REDUCE: rc = rs.spilled ? merge_spilled(&rs) : em__ctab_each(&rs.tab, push_entry, &rs); break;
+        case EM__K_REPART: break;
+        case EM__K_SORT: {
+            em_rec r;
+            if ((rc = em__sorter_finish(&rs.sorter[0])) < 0) break;
+            while ((rc = em__sorter_next(&rs.sorter[0], &r)) > 0)
+                if ((rc = sink->push(sink, &r)) < 0) break;
+            break;
+        }
+        default: rc = run_groups(&rs); break;
         }
     }
-    em__buf_release(&remote);
-    if (rc == 0) {
-        push_arg pa = {sink};
-        rc = em__ctab_each(&tab, push_entry, &pa);
+    uint64_t spilled = rs.sorter[0].spilled + rs.sorter[1].spilled;
+    if (spilled) EM_LOG_I("shuffle %d reduce %d: spilled %llu bytes (compressed) to disk", wide->id, part, (unsigned long long)spilled);
+    em__task_spilled += spilled;
+    if (wide->kind == EM__K_REDUCE) em__ctab_release(&rs.tab);
+    for (int i = 0; i < 2; i++) em__sorter_release(&rs.sorter[i]);
+    return rc < 0 ? rc : 0;
+}
+
+/* ---- em_cache: partitions kept in the block store under (node id | EM__CACHE_ID, partition), one bucket ---- */
+
+typedef struct tee_state {
+    em__buf buf;
+    int stopped;
+} tee_state;
+
+static int tee_push(em_emitter *self, const em_rec *r)
+{
+    tee_state *t = self->state;
+    em__rec_append(&t->buf, r->key, r->klen, r->val, r->vlen);
+    int rc = self->next->push(self->next, r);
+    if (rc == EM__STOP) t->stopped = 1;
+    return rc;
+}
+
+typedef struct replay_arg {
+    em_emitter *sink;
+    em__buf *copy; /* a remote partition is kept here too */
+} replay_arg;
+
+static int replay(const uint8_t *p, size_t n, int side, void *arg)
+{
+    (void)side;
+    replay_arg *ra = arg;
+    if (ra->copy) em__buf_add(ra->copy, p, n);
+    size_t pos = 0;
+    em_rec r;
+    int k, rc;
+    while ((k = em__rec_next(p, n, &pos, &r)) > 0)
+        if ((rc = ra->sink->push(ra->sink, &r)) < 0) return rc;
+    return k < 0 ? em__fail(EM_ECOMM, "a cached partition is malformed") : 0;
+}
+
+static void store_partition(uint32_t id, int part, em__buf *data)
+{
+    uint64_t *offs = em__malloc(2 * sizeof *offs);
+    offs[0] = 0;
+    offs[1] = data->len;
+    em__store_put(id, (uint32_t)part, data, offs, 1);
+}
+
+int em__cache_compute(em_ctx *ctx, em__node *node, int part, em_emitter *sink)
+{
+    uint32_t id = (uint32_t)node->id | EM__CACHE_ID;
+    em__deploc *d = find_deps(id);
+    int owner = em__store_has(id, (uint32_t)part) ? ctx->rt.rank : d && (uint32_t)part < d->nmaps ? d->loc[part] : -1;
+    if (owner >= 0) {
+        em__buf scratch, copy;
+        em__buf_init(&scratch);
+        em__buf_init(&copy);
+        replay_arg ra = {sink, owner == ctx->rt.rank ? NULL : &copy};
+        int rc = with_bucket(ctx, id, (uint32_t)part, owner, 0, 0, &scratch, replay, &ra);
+        em__buf_release(&scratch);
+        if (rc == 0 && ra.copy) store_partition(id, part, &copy); /* now held here too */
+        em__buf_release(&copy);
+        if (rc != EM__FETCH_FAILED) return rc;
+        EM_LOG_W("cached partition %d of dataset %d is gone with r%d; recomputing it from lineage", part, node->id, owner);
+        em__set_error("");
     }
-    em__ctab_release(&tab);
+    tee_state t;
+    em__buf_init(&t.buf);
+    t.stopped = 0;
+    em_emitter tee = {tee_push, sink, node, &t};
+    int rc = em__node_compute_uncached(node, part, &tee);
+    if (rc == 0 && !t.stopped) store_partition(id, part, &t.buf);
+    em__buf_release(&t.buf);
     return rc;
 }

@@ -36,6 +36,11 @@ void em__ctab_init(em__ctab *t, const em__node *wide, int map_side);
 void em__ctab_release(em__ctab *t);
 void em__ctab_clear(em__ctab *t);
 int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_t vl);
+/* Merges value v into the accumulator acc by the reduce-side rules of t's node. */
+int em__ctab_merge_acc(em__ctab *t, em__buf *acc, const void *v, uint32_t vl);
+/* Built-in aggregators: whether the reduce output differs from the intermediate value, and the output value. */
+int em__agg_needs_final(int agg);
+void em__agg_final(int agg, const void *inter, uint8_t out[8]);
 /* Calls fn for every entry; stops at the first negative return. */
 int em__ctab_each(em__ctab *t, int (*fn)(const em_rec *r, void *arg), void *arg);
 
@@ -55,6 +60,21 @@ typedef struct em__deploc {
     int32_t *loc; /* [nmaps] owner rank of each map output */
 } em__deploc;
 void em__task_deps_set(em__deploc *deps, int ndeps);
+/* sortByKey map tasks: the range bounds (em__rec format, keys only) that came with the task. */
+void em__task_bounds_set(const void *bounds, size_t len);
+/* Bytes a task may hold in memory for sorting or combining before it spills (--ember-memory / 4). */
+size_t em__task_budget(const em_ctx *ctx);
+/* Compressed bytes this thread's tasks spilled to disk (the executor reads and resets it per task). */
+extern _Thread_local uint64_t em__task_spilled;
+
+/* Cached partitions live in the block store under (node id | EM__CACHE_ID, partition); deps carry their owners
+ * under the same id. */
+#define EM__CACHE_ID 0x80000000u
+/* Computes partition `part` of a cached node: from this rank's store, else from the rank that holds it, else
+ * from lineage (and keeps it). */
+int em__cache_compute(em_ctx *ctx, em__node *node, int part, em_emitter *sink);
+/* A sink may return this to end a task early with success (take). */
+#define EM__STOP EM__STOP_CODE
 
 /* A fetch failed because an owner is gone: the task reports this so the driver recomputes the lost maps. */
 typedef struct em__fetch_fail {
@@ -62,14 +82,14 @@ typedef struct em__fetch_fail {
     int32_t rank;
 } em__fetch_fail;
 extern _Thread_local em__fetch_fail em__last_fetch_fail;
-#define EM__FETCH_FAILED (-1000)
+#define EM__FETCH_FAILED EM__FETCH_FAILED_CODE
 
 /* Called before each remote fetch on the fetching thread (the scheduler's fault injection hangs here). */
 extern void (*em__fetch_hook)(void);
 
-/* Map side: computes partition `part` of wide->parent and writes its buckets to the local block store.
- * sizes gets nbuckets u64 sizes (the completion report). */
-int em__shuffle_map(em_ctx *ctx, em__node *wide, int part, em__buf *sizes);
+/* Map side: computes partition `part` of the wide node's input `side` (0, or 1 for COGROUP's second input) and
+ * writes its buckets to the local block store. sizes gets nbuckets u64 sizes (the completion report). */
+int em__shuffle_map(em_ctx *ctx, em__node *wide, int side, int part, em__buf *sizes);
 /* Reduce side: fetches bucket `part` from every map output, combines and pushes the result into sink. */
 int em__shuffle_read(em_ctx *ctx, em__node *wide, int part, em_emitter *sink);
 

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <unistd.h>
 
 /* Messages that arrived on main_mb before main() wanted them (a result of a later action, an early BYE). */
@@ -252,25 +253,49 @@ int em_reduce_i64(em_ds *ds, em_agg agg, int64_t *out)
     return rc;
 }
 
-int em_collect(em_ds *ds, em_records *out)
+/* COLLECT and TAKE: the records, at most `limit` of them. */
+static int collect_records(em__node *n, em__op op, size_t limit, em_records *out)
 {
-    em__node *n = (em__node *)ds;
     memset(out, 0, sizeof *out);
     em__buf res;
     em__buf_init(&res);
-    int rc = run_action(n->ctx, n, EM__OP_COLLECT, 0, NULL, 0, &res);
+    int64_t arg = limit > INT64_MAX ? INT64_MAX : (int64_t)limit;
+    int rc = run_action(n->ctx, n, op, arg, NULL, 0, &res);
     if (rc < 0) {
         em__buf_release(&res);
         return rc;
     }
     size_t cnt = 0, pos = 0;
     em_rec r;
-    while (em__rec_next(res.p, res.len, &pos, &r) > 0) cnt++;
+    while (cnt < limit && em__rec_next(res.p, res.len, &pos, &r) > 0) cnt++;
     out->recs = em__malloc(sizeof(em_rec) * (cnt ? cnt : 1));
     pos = 0;
-    while (em__rec_next(res.p, res.len, &pos, &r) > 0) out->recs[out->n++] = r;
+    while (out->n < cnt && em__rec_next(res.p, res.len, &pos, &r) > 0) out->recs[out->n++] = r;
     out->mem = res.p; /* recs point into it */
     return 0;
+}
+
+int em_collect(em_ds *ds, em_records *out) { return collect_records((em__node *)ds, EM__OP_COLLECT, SIZE_MAX, out); }
+
+int em_take(em_ds *ds, size_t n, em_records *out)
+{
+    if (n == 0) { /* still collective: every rank returns at once, the same way */
+        memset(out, 0, sizeof *out);
+        out->recs = em__malloc(sizeof(em_rec));
+        return 0;
+    }
+    return collect_records((em__node *)ds, EM__OP_TAKE, n, out);
+}
+
+int em_foreach(em_ds *ds, em_filter_fn fn, void *arg)
+{
+    em__node *p = (em__node *)ds;
+    EM_ASSERT(p && fn);
+    em__node *n = em__node_add(p->ctx, EM__K_FOREACH, p, p->nparts);
+    n->filter = fn;
+    n->arg = arg;
+    int64_t cnt;
+    return em_count((em_ds *)n, &cnt);
 }
 
 void em_records_free(em_records *r)

@@ -6,6 +6,7 @@
  * later duplicates are ignored. When a rank is fenced its tasks are requeued without counting as failures; a
  * task that itself fails is retried up to --ember-max-task-failures times, then the action fails naming it.
  */
+#include "operators/sorter.h"
 #include "runtime/log.h"
 #include "scheduler/sched.h"
 
@@ -61,78 +62,141 @@ int em__op_combine(em__op op, int64_t op_arg, em__buf *acc, const void *part, si
 
 /* ---- the plan: stages cut at shuffle boundaries (the dag of DESIGN section 1, small enough to live here) ---- */
 
-#define MAX_STAGES 32
+#define MAX_STAGES 64
+
+enum { S_RESULT, S_MAP, S_SAMPLE };
 
 typedef struct stage {
+    int kind;           /* S_RESULT, S_MAP (writes a shuffle), S_SAMPLE (samples keys for a sortByKey) */
     em__node *node;     /* partitions of this node are computed by the stage's tasks */
-    em__node *wide_out; /* shuffle map stage: the wide node it feeds; NULL: the result stage */
+    em__node *wide_out; /* S_MAP: the wide node it feeds; S_SAMPLE: the sort node it samples for */
+    int side;           /* S_MAP: which input of wide_out (COGROUP has two) */
+    int base;           /* S_MAP: map output index of partition 0 (side 1 follows side 0's partitions) */
     int nparts;
     int ndeps;
-    em__node *deps[8]; /* wide nodes whose shuffles this stage reads */
+    em__node *deps[EM__MAX_DEPS]; /* wide nodes whose shuffles this stage reads */
+    int ncache;
+    em__node *cache[EM__MAX_DEPS]; /* cached nodes in the stage's pipeline */
     tstate *ts;
     int *queue, qhead, qtail, qcap;
     int ndone;
+    em__buf sample;     /* S_SAMPLE: keys received */
+    double t0;
 } stage;
 
-/* Map output tracker: which rank holds each map output of each shuffle. Lives on the leader across actions, so
- * a shuffle read by two actions is written once. */
+/* Map output tracker: which rank holds each map output of each shuffle, the bounds of each sortByKey, and which
+ * rank holds each cached partition. Lives on the leader across actions, so a shuffle read by two actions is
+ * written once and a cached dataset is computed once. Indexed by node id. */
 typedef struct tracker {
-    int nshuf;
-    int32_t **loc; /* [node id] -> [nmaps] rank or -1 */
-    int *nmaps;
+    int n;
+    int32_t **loc;    /* wide node: [nmaps] rank or -1 */
+    int32_t **cloc;   /* cached node: [nparts] rank or -1 */
+    em__buf **bounds; /* SORT node: the range bounds once sampled */
 } tracker;
 
-static int32_t *tracker_get(em_ctx *ctx, em__node *w)
+static tracker *tracker_of(em_ctx *ctx, int id)
 {
     tracker *tr = ctx->sched;
     if (!tr) tr = ctx->sched = em__calloc(1, sizeof *tr);
-    if (w->id >= tr->nshuf) {
-        int n = w->id + 64;
+    if (id >= tr->n) {
+        int n = id + 64;
         tr->loc = em__realloc(tr->loc, sizeof *tr->loc * (size_t)n);
-        tr->nmaps = em__realloc(tr->nmaps, sizeof *tr->nmaps * (size_t)n);
-        for (int i = tr->nshuf; i < n; i++) {
-            tr->loc[i] = NULL;
-            tr->nmaps[i] = 0;
+        tr->cloc = em__realloc(tr->cloc, sizeof *tr->cloc * (size_t)n);
+        tr->bounds = em__realloc(tr->bounds, sizeof *tr->bounds * (size_t)n);
+        for (int i = tr->n; i < n; i++) {
+            tr->loc[i] = tr->cloc[i] = NULL;
+            tr->bounds[i] = NULL;
         }
-        tr->nshuf = n;
+        tr->n = n;
     }
-    if (!tr->loc[w->id]) {
-        int nm = w->parent->nparts;
-        tr->loc[w->id] = em__malloc(sizeof(int32_t) * (size_t)(nm ? nm : 1));
-        for (int i = 0; i < nm; i++) tr->loc[w->id][i] = -1;
-        tr->nmaps[w->id] = nm;
-    }
+    return tr;
+}
+
+static int32_t *new_locs(int n)
+{
+    int32_t *l = em__malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) l[i] = -1;
+    return l;
+}
+
+static int32_t *tracker_get(em_ctx *ctx, em__node *w)
+{
+    tracker *tr = tracker_of(ctx, w->id);
+    if (!tr->loc[w->id]) tr->loc[w->id] = new_locs(em__wide_nmaps(w));
     return tr->loc[w->id];
 }
+
+static int32_t *cache_locs(em_ctx *ctx, em__node *n)
+{
+    tracker *tr = tracker_of(ctx, n->id);
+    if (!tr->cloc[n->id]) tr->cloc[n->id] = new_locs(n->nparts);
+    return tr->cloc[n->id];
+}
+
+static em__buf *sort_bounds(em_ctx *ctx, em__node *w) { return tracker_of(ctx, w->id)->bounds[w->id]; }
 
 void em__tracker_free(em_ctx *ctx)
 {
     tracker *tr = ctx->sched;
     if (!tr) return;
-    for (int i = 0; i < tr->nshuf; i++) free(tr->loc[i]);
+    for (int i = 0; i < tr->n; i++) {
+        free(tr->loc[i]);
+        free(tr->cloc[i]);
+        if (tr->bounds[i]) em__buf_release(tr->bounds[i]);
+        free(tr->bounds[i]);
+    }
     free(tr->loc);
-    free(tr->nmaps);
+    free(tr->cloc);
+    free(tr->bounds);
     free(tr);
     ctx->sched = NULL;
 }
 
-/* Adds the stage computing `node` (feeding wide_out, or the result) after the stages it depends on. */
-static int plan(stage *st, int *nst, em__node *node, em__node *wide_out)
+/* The wide nodes and cached nodes a stage computing `node` meets inside its tasks (through unions too). */
+static int stage_inputs(stage *s, em__node *n)
+{
+    for (; n; n = n->parent) {
+        if (n->cached) {
+            int seen = 0;
+            for (int i = 0; i < s->ncache; i++) seen |= s->cache[i] == n;
+            if (!seen) {
+                if (s->ncache == EM__MAX_DEPS) return em__fail(EM_EINVAL, "a stage reads more than %d cached datasets", EM__MAX_DEPS);
+                s->cache[s->ncache++] = n;
+            }
+        }
+        if (em__node_is_wide(n)) {
+            for (int i = 0; i < s->ndeps; i++)
+                if (s->deps[i] == n) return 0;
+            if (s->ndeps == EM__MAX_DEPS) return em__fail(EM_EINVAL, "a stage reads more than %d shuffles", EM__MAX_DEPS);
+            s->deps[s->ndeps++] = n;
+            return 0;
+        }
+        if (n->parent2 && stage_inputs(s, n->parent2) < 0) return EM_EINVAL;
+    }
+    return 0;
+}
+
+/* Adds the stage of `kind` computing `node` (feeding wide_out's input `side`), after the stages it depends on. */
+static int plan(em_ctx *ctx, stage *st, int *nst, int kind, em__node *node, em__node *wide_out, int side)
 {
     for (int i = 0; i < *nst; i++)
-        if (wide_out && st[i].wide_out == wide_out) return i;
+        if (kind != S_RESULT && st[i].kind == kind && st[i].wide_out == wide_out && st[i].side == side) return i;
     stage s;
     memset(&s, 0, sizeof s);
+    s.kind = kind;
     s.node = node;
     s.wide_out = wide_out;
+    s.side = side;
+    s.base = side ? wide_out->parent->nparts : 0;
     s.nparts = node->nparts;
-    for (em__node *n = node; n; n = n->parent)
-        if (em__node_is_wide(n)) {
-            if (s.ndeps == 8) return em__fail(EM_EINVAL, "a stage reads more than 8 shuffles");
-            s.deps[s.ndeps++] = n;
-            if (plan(st, nst, n->parent, n) < 0) return EM_EINVAL;
-            break;
-        }
+    if (stage_inputs(&s, node) < 0) return EM_EINVAL;
+    for (int d = 0; d < s.ndeps; d++) {
+        em__node *w = s.deps[d];
+        if (w->kind == EM__K_SORT && !sort_bounds(ctx, w) && plan(ctx, st, nst, S_SAMPLE, w->parent, w, 0) < 0)
+            return EM_EINVAL;
+        for (int sd = 0; sd < em__wide_sides(w); sd++)
+            if (plan(ctx, st, nst, S_MAP, em__wide_input(w, sd), w, sd) < 0) return EM_EINVAL;
+    }
     if (*nst == MAX_STAGES) return em__fail(EM_EINVAL, "lineage has more than %d stages", MAX_STAGES);
     st[*nst] = s;
     return (*nst)++;
@@ -140,19 +204,51 @@ static int plan(stage *st, int *nst, em__node *node, em__node *wide_out)
 
 static int stage_complete(em_ctx *ctx, stage *s)
 {
-    if (!s->wide_out) return s->ndone == s->nparts;
+    if (s->kind != S_MAP) return s->ndone == s->nparts;
     int32_t *loc = tracker_get(ctx, s->wide_out);
     for (int p = 0; p < s->nparts; p++)
-        if (loc[p] < 0) return 0;
+        if (loc[s->base + p] < 0) return 0;
     return 1;
 }
 
 static int stage_ready(em_ctx *ctx, stage *st, int nst, stage *s)
 {
+    if (s->kind == S_MAP && s->wide_out->kind == EM__K_SORT && !sort_bounds(ctx, s->wide_out)) return 0;
     for (int d = 0; d < s->ndeps; d++)
         for (int i = 0; i < nst; i++)
-            if (st[i].wide_out == s->deps[d] && !stage_complete(ctx, &st[i])) return 0;
+            if (st[i].kind == S_MAP && st[i].wide_out == s->deps[d] && !stage_complete(ctx, &st[i])) return 0;
     return 1;
+}
+
+static int key_order(const void *a, const void *b, void *desc)
+{
+    const em_rec *x = a, *y = b;
+    int c = em__key_cmp(x->key, x->klen, y->key, y->klen);
+    return *(int *)desc ? -c : c;
+}
+
+/* Range bounds of a sortByKey from its sample: R-1 keys at even quantiles of the sorted sample. */
+static void make_bounds(em_ctx *ctx, stage *s)
+{
+    em__node *w = s->wide_out;
+    size_t n = 0, pos = 0;
+    em_rec r;
+    while (em__rec_next(s->sample.p, s->sample.len, &pos, &r) > 0) n++;
+    em_rec *keys = em__malloc(sizeof *keys * (n ? n : 1));
+    pos = 0;
+    for (size_t i = 0; i < n; i++) em__rec_next(s->sample.p, s->sample.len, &pos, &keys[i]);
+    int desc = !w->ascending;
+    qsort_r(keys, n, sizeof *keys, key_order, &desc);
+    em__buf *b = em__calloc(1, sizeof *b);
+    uint32_t R = (uint32_t)w->nparts;
+    if (n > 0)
+        for (uint32_t i = 1; i < R; i++) {
+            const em_rec *k = &keys[(size_t)i * n / R];
+            em__rec_append(b, k->key, k->klen, NULL, 0);
+        }
+    free(keys);
+    tracker_of(ctx, w->id)->bounds[w->id] = b;
+    EM_LOG_I("sortByKey %d: %u ranges from a sample of %zu keys", w->id, R, n);
 }
 
 static void enqueue(stage *s, int p)
@@ -161,29 +257,61 @@ static void enqueue(stage *s, int p)
     s->queue[s->qtail++ % s->qcap] = p;
 }
 
+static void add_locs(em__buf *b, uint32_t id, const int32_t *loc, uint32_t n)
+{
+    em__buf_u32(b, id);
+    em__buf_u32(b, n);
+    em__buf_add(b, loc, 4 * (size_t)n);
+}
+
 static void send_task(em_ctx *ctx, int rank, uint32_t action, int si, stage *s, int part, em__op op, int64_t op_arg,
                       const char *extra, size_t extra_len)
 {
     em__buf b;
     em__buf_init(&b);
     uint32_t w[6] = {action, (uint32_t)si, (uint32_t)part, s->ts[part].attempts, 0, 0};
-    w[4] = (uint32_t)(s->wide_out ? s->wide_out->id : s->node->id);
-    w[5] = s->wide_out ? EM__OP_SHUFFLE_MAP : op;
+    w[4] = (uint32_t)(s->kind == S_MAP ? s->wide_out->id : s->node->id);
+    if (s->kind == S_MAP) {
+        op = EM__OP_SHUFFLE_MAP;
+        op_arg = s->side;
+        em__buf *bounds = s->wide_out->kind == EM__K_SORT ? sort_bounds(ctx, s->wide_out) : NULL;
+        extra = bounds ? (const char *)bounds->p : NULL;
+        extra_len = bounds ? bounds->len : 0;
+    } else if (s->kind == S_SAMPLE) {
+        op = EM__OP_SAMPLE;
+        int per = (int)(3.0 * 20 * s->wide_out->nparts / (s->nparts ? s->nparts : 1)) + 1;
+        op_arg = per < 20 ? 20 : per;
+        extra = NULL;
+        extra_len = 0;
+    }
+    w[5] = op;
     em__buf_add(&b, w, sizeof w);
     em__buf_i64(&b, op_arg);
-    em__buf_u32(&b, (uint32_t)s->ndeps);
-    for (int d = 0; d < s->ndeps; d++) {
-        int32_t *loc = tracker_get(ctx, s->deps[d]);
-        uint32_t nm = (uint32_t)s->deps[d]->parent->nparts;
-        em__buf_u32(&b, (uint32_t)s->deps[d]->id);
-        em__buf_u32(&b, nm);
-        em__buf_add(&b, loc, 4 * (size_t)nm);
+    em__buf_u32(&b, (uint32_t)(s->ndeps + s->ncache));
+    for (int d = 0; d < s->ndeps; d++)
+        add_locs(&b, (uint32_t)s->deps[d]->id, tracker_get(ctx, s->deps[d]), (uint32_t)em__wide_nmaps(s->deps[d]));
+    for (int c = 0; c < s->ncache; c++) {
+        int32_t *cl = cache_locs(ctx, s->cache[c]);
+        for (int p = 0; p < s->cache[c]->nparts; p++)
+            if (cl[p] >= 0 && !em__rt_is_alive(&ctx->rt, cl[p])) cl[p] = -1;
+        add_locs(&b, (uint32_t)s->cache[c]->id | EM__CACHE_ID, cl, (uint32_t)s->cache[c]->nparts);
     }
-    em__buf_bytes(&b, extra, s->wide_out ? 0 : (uint32_t)extra_len);
+    em__buf_bytes(&b, extra, (uint32_t)extra_len);
     em__msg *m = em__msg_new(EM__MSG_TASK, b.len);
     memcpy(m->payload, b.p, b.len);
     em__buf_release(&b);
     em__send(&ctx->rt, rank, m);
+}
+
+typedef struct mark_arg {
+    em_ctx *ctx;
+    int rank;
+} mark_arg;
+
+static void mark_cached(em__node *n, int part, void *arg)
+{
+    mark_arg *ma = arg;
+    if (n->cached && part < n->nparts) cache_locs(ma->ctx, n)[part] = ma->rank;
 }
 
 int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int64_t op_arg, const char *extra,
@@ -192,7 +320,7 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
     em__rt *rt = &ctx->rt;
     int size = rt->size, rc = 0, nst = 0;
     stage st[MAX_STAGES];
-    if (plan(st, &nst, node, NULL) < 0) return EM_EINVAL;
+    if (plan(ctx, st, &nst, S_RESULT, node, NULL, 0) < 0) return EM_EINVAL;
     stage *res = &st[nst - 1];
     for (int i = 0; i < nst; i++) {
         stage *s = &st[i];
@@ -200,11 +328,12 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
         s->ts = em__calloc((size_t)n, sizeof *s->ts);
         s->qcap = 2 * n;
         s->queue = em__malloc(sizeof(int) * (size_t)s->qcap);
-        int32_t *loc = s->wide_out ? tracker_get(ctx, s->wide_out) : NULL;
+        int32_t *loc = s->kind == S_MAP ? tracker_get(ctx, s->wide_out) + s->base : NULL;
         for (int p = 0; p < s->nparts; p++) {
             if (loc && loc[p] >= 0 && em__rt_is_alive(rt, loc[p])) s->ts[p].state = T_DONE; /* written before */
             else enqueue(s, p);
         }
+        s->t0 = em__now_s();
     }
     em__buf *parts = em__calloc((size_t)(res->nparts ? res->nparts : 1), sizeof *parts);
     int *inflight = em__calloc((size_t)size, sizeof(int));
@@ -222,8 +351,8 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
         /* outputs lost with a fenced rank: their map tasks run again (only those) */
         for (int i = 0; i < nst; i++) {
             stage *s = &st[i];
-            if (!s->wide_out) continue;
-            int32_t *loc = tracker_get(ctx, s->wide_out);
+            if (s->kind != S_MAP) continue;
+            int32_t *loc = tracker_get(ctx, s->wide_out) + s->base;
             for (int p = 0; p < s->nparts; p++)
                 if (loc[p] >= 0 && !em__rt_is_alive(rt, loc[p])) {
                     EM_LOG_W("action %u: map output %d of shuffle %d was on fenced r%d; recomputing it from lineage",
@@ -303,9 +432,14 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
             continue;
         }
         if (status == 0) {
-            if (s->wide_out) {
-                tracker_get(ctx, s->wide_out)[p] = src;
-            } else if (op == EM__OP_COLLECT) {
+            mark_arg ma = {ctx, src};
+            em__node_walk_part(s->kind == S_MAP ? em__wide_input(s->wide_out, s->side) : s->node, (int)p, mark_cached, &ma);
+            if (s->kind == S_MAP) {
+                tracker_get(ctx, s->wide_out)[s->base + (int)p] = src;
+            } else if (s->kind == S_SAMPLE) {
+                em__buf_add(&s->sample, body, blen);
+                if (s->ndone + 1 == s->nparts) make_bounds(ctx, s);
+            } else if (op == EM__OP_COLLECT || op == EM__OP_TAKE) {
                 collected += blen;
                 if (collected > (uint64_t)ctx->rt.cfg.max_result) {
                     rc = em__fail(EM_ETOOBIG, "collect: the result is more than %llu bytes (--ember-max-result %lld); "
@@ -341,14 +475,18 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
             memcpy(&fr, body + 8, 4);
             EM_LOG_W("action %u: task %u of stage %u lost its input (%.*s); rerunning the lost map output first",
                      action, p, si, (int)blen - 12, body + 12);
-            for (int i = 0; i < nst; i++)
-                if (st[i].wide_out && (uint32_t)st[i].wide_out->id == fs && fm < (uint32_t)st[i].nparts) {
-                    int32_t *loc = tracker_get(ctx, st[i].wide_out);
-                    if (loc[fm] == fr) {
-                        loc[fm] = -1;
-                        if (st[i].ts[fm].state == T_DONE) enqueue(&st[i], (int)fm);
-                    }
+            for (int i = 0; i < nst; i++) {
+                stage *ms = &st[i];
+                if (ms->kind != S_MAP || (uint32_t)ms->wide_out->id != fs || fm < (uint32_t)ms->base ||
+                    fm >= (uint32_t)(ms->base + ms->nparts))
+                    continue;
+                int32_t *loc = tracker_get(ctx, ms->wide_out);
+                int lp = (int)fm - ms->base;
+                if (loc[fm] == fr) {
+                    loc[fm] = -1;
+                    if (ms->ts[lp].state == T_DONE) enqueue(ms, lp);
                 }
+            }
             if (++t->failures > 4 * ctx->rt.cfg.max_task_failures) {
                 rc = em__fail(EM_ETASK, "task %u of stage %u (action %u) could not fetch its input %d times", p, si,
                               action, t->failures);
@@ -374,7 +512,7 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
         em__msg_free(m);
     }
     EM_LOG_I("action %u: done in %.3f s", action, em__now_s() - t0);
-    if (op == EM__OP_COLLECT) {
+    if (op == EM__OP_COLLECT || op == EM__OP_TAKE) {
         for (int p = 0; p < res->nparts; p++) em__buf_add(result, parts[p].p, parts[p].len);
     } else if (op == EM__OP_SAVE) {
         result->len = 0;
@@ -386,6 +524,7 @@ out:
     for (int i = 0; i < nst; i++) {
         free(st[i].ts);
         free(st[i].queue);
+        em__buf_release(&st[i].sample);
     }
     for (int p = 0; p < res->nparts; p++) em__buf_release(&parts[p]);
     free(parts);

@@ -27,7 +27,7 @@ int em__task_unpack(const void *p, size_t n, em__task *t)
     t->op = em__rd_u32(&r);
     t->op_arg = em__rd_i64(&r);
     uint32_t nd = em__rd_u32(&r);
-    if (nd > 8) return EM_EINVAL;
+    if (nd > 2 * EM__MAX_DEPS) return EM_EINVAL;
     t->ndeps = (int)nd;
     for (uint32_t i = 0; i < nd; i++) {
         t->deps[i].shuffle = em__rd_u32(&r);
@@ -120,12 +120,96 @@ static int run_save(em_ctx *ctx, em__node *node, const em__task *t, em__buf *out
     return 0;
 }
 
+typedef struct take_state {
+    em__buf *out;
+    int64_t want, have;
+} take_state;
+
+static int take_push(em_emitter *self, const em_rec *r)
+{
+    take_state *s = self->state;
+    if (s->have >= s->want) return EM__STOP;
+    em__rec_append(s->out, r->key, r->klen, r->val, r->vlen);
+    return ++s->have >= s->want ? EM__STOP : 0;
+}
+
+/* Reservoir sample of the keys of a partition (for sortByKey's range bounds), seeded by the partition so a retry
+ * samples the same keys. */
+typedef struct sample_state {
+    em__buf keys;   /* the reservoir's keys, back to back */
+    uint64_t *off;  /* [want+1] */
+    uint32_t *len;
+    int64_t want, seen;
+    uint64_t rng;
+} sample_state;
+
+static uint64_t xorshift(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static int sample_push(em_emitter *self, const em_rec *r)
+{
+    sample_state *s = self->state;
+    int64_t slot = s->seen < s->want ? s->seen : (int64_t)(xorshift(&s->rng) % (uint64_t)(s->seen + 1));
+    s->seen++;
+    if (slot >= s->want) return 0;
+    s->off[slot] = s->keys.len; /* the replaced key's bytes stay as garbage: bounded by 2x the sample size */
+    s->len[slot] = r->klen;
+    em__buf_add(&s->keys, r->key, r->klen);
+    if (s->keys.len > ((size_t)64 << 20)) { /* compact */
+        em__buf k;
+        em__buf_init(&k);
+        int64_t n = s->seen < s->want ? s->seen : s->want;
+        for (int64_t i = 0; i < n; i++) {
+            uint64_t o = k.len;
+            em__buf_add(&k, s->keys.p + s->off[i], s->len[i]);
+            s->off[i] = o;
+        }
+        em__buf_release(&s->keys);
+        s->keys = k;
+    }
+    return 0;
+}
+
+static int run_sample(em__node *node, const em__task *t, em__buf *out)
+{
+    sample_state s;
+    memset(&s, 0, sizeof s);
+    s.want = t->op_arg > 0 ? t->op_arg : 1;
+    s.off = em__malloc(sizeof *s.off * (size_t)s.want);
+    s.len = em__malloc(sizeof *s.len * (size_t)s.want);
+    s.rng = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)t->part + 1) * 0xD1B54A32D192ED03ULL;
+    em_emitter sink = {sample_push, NULL, node, &s};
+    int rc = em__node_compute(node, (int)t->part, &sink);
+    int64_t n = s.seen < s.want ? s.seen : s.want;
+    for (int64_t i = 0; rc == 0 && i < n; i++) em__rec_append(out, s.keys.p + s.off[i], s.len[i], NULL, 0);
+    em__buf_release(&s.keys);
+    free(s.off);
+    free(s.len);
+    return rc;
+}
+
 static int run_task(em_ctx *ctx, const em__task *t, em__buf *out)
 {
     em__node *node = em__node_get(ctx, (int)t->node);
     if (!node) return em__fail(EM_EINVAL, "task names dataset %u which this rank does not have", t->node);
     em__task_deps_set((em__deploc *)t->deps, t->ndeps);
-    if (t->op == EM__OP_SHUFFLE_MAP) return em__shuffle_map(ctx, node, (int)t->part, out);
+    if (t->op == EM__OP_SHUFFLE_MAP) {
+        if (t->op_arg < 0 || t->op_arg >= em__wide_sides(node)) return em__fail(EM_EINVAL, "bad shuffle side");
+        em__task_bounds_set(t->extra, t->extra_len);
+        return em__shuffle_map(ctx, node, (int)t->op_arg, (int)t->part, out);
+    }
+    if (t->op == EM__OP_SAMPLE) return run_sample(node, t, out);
+    if (t->op == EM__OP_TAKE) {
+        take_state ts = {out, t->op_arg, 0};
+        em_emitter sink = {take_push, NULL, node, &ts};
+        int rc = em__node_compute(node, (int)t->part, &sink);
+        return rc == EM__STOP ? 0 : rc;
+    }
     if (t->op == EM__OP_SAVE) return run_save(ctx, node, t, out);
     if (t->op == EM__OP_COLLECT) {
         em_emitter sink = {collect_push, NULL, node, out};

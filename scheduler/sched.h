@@ -21,7 +21,11 @@ typedef enum em__op {
     EM__OP_SHUFFLE_MAP, /* node: the wide node whose map side this computes */
     EM__OP_COLLECT,     /* result: the records, em__rec_append format */
     EM__OP_SAVE,        /* extra: dir NUL sink NUL args NUL; result: path of the temporary part file */
+    EM__OP_TAKE,        /* op_arg: n; result: at most n records per task, em__rec_append format */
+    EM__OP_SAMPLE,      /* op_arg: keys wanted; result: a uniform sample of the partition's keys (records, no value) */
 } em__op;
+
+#define EM__MAX_DEPS 16
 
 #include "operators/shuffle.h"
 
@@ -29,7 +33,7 @@ typedef struct em__task {
     uint32_t action, stage, part, attempt, node, op;
     int64_t op_arg;
     int ndeps;
-    em__deploc deps[8];
+    em__deploc deps[2 * EM__MAX_DEPS];
     const char *extra; /* points into the message */
     uint32_t extra_len;
 } em__task;
