@@ -41,9 +41,7 @@ void em__events_set_leader(int is_leader) { atomic_store(&ev_leader, is_leader ?
 
 /* ---- JSON string escaping ---------------------------------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence starting at s (RFC 3629: no overlong forms, no surrogates, at most
- * U+10FFFF), or 0 if the bytes there are not one. n = bytes available. */
-static size_t utf8_len(const unsigned char *s, size_t n)
+size_t em__utf8_len(const unsigned char *s, size_t n)
 {
     unsigned c = s[0];
     size_t len;
@@ -98,7 +96,7 @@ static size_t json_escape(const char *s, char *out, size_t cap)
             i++;
             continue;
         }
-        size_t l = c < 0x20 ? 0 : utf8_len(p + i, n - i);
+        size_t l = c < 0x20 ? 0 : em__utf8_len(p + i, n - i);
         if (l == 0) { /* control byte or a byte that does not start valid UTF-8 */
             memcpy(tmp, "\\u00", 4);
             tmp[4] = hex[c >> 4];

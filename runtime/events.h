@@ -40,6 +40,10 @@ void em__event(const char *type, const char *fmt, ...) __attribute__((format(pri
  * 8, so up to 8 calls may appear in the arguments of one em__event.) NULL gives "". */
 const char *em__json_str(const char *s);
 
+/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlong forms, no surrogates, at most U+10FFFF; n bytes
+ * available), or 0 if the bytes there are not one. Shared with the event log reader of `ember history`. */
+size_t em__utf8_len(const unsigned char *s, size_t n);
+
 /* Path of the open log ("" if none). */
 const char *em__events_path(void);
 

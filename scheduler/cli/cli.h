@@ -18,6 +18,17 @@ void em__cli_run_usage(FILE *out);
 /* `ember log create|append|info|dump|verify ...`: the streaming input log, logcmd.c. */
 int em__cli_log(int argc, char **argv);
 
+/* `ember history [ID|FILE] [--html OUT.html]`: history.c. */
+int em__cli_history(int argc, char **argv);
+
+/* The job queue (shared DESIGN.md section 9): submit.c, queue.c, daemon.c; state in jobdb.c, Slurm in slurm.c. */
+int em__cli_submit(int argc, char **argv);
+int em__cli_queue(int argc, char **argv);
+int em__cli_status(int argc, char **argv);
+int em__cli_cancel(int argc, char **argv);
+int em__cli_logs(int argc, char **argv);
+int em__cli_scheduler(int argc, char **argv);
+
 /*
  * Filter of mpirun's stderr (mpinoise.c): drops Open MPI's known noise, passes everything else through in order.
  * Feed it bytes as they arrive; it writes what it keeps to fd. Lines are held only while they might still turn

@@ -19,6 +19,13 @@ struct verb {
 
 static const struct verb verbs[] = {
     {"run", em__cli_run, "run a job under mpirun with recovery; exit with the job's status"},
+    {"submit", em__cli_submit, "queue a job for the scheduler; prints 'Submitted job <id>'"},
+    {"queue", em__cli_queue, "list pending, running and recently ended jobs (like squeue)"},
+    {"status", em__cli_status, "show one job in full: command, times, exit status, logs"},
+    {"cancel", em__cli_cancel, "cancel pending or running jobs"},
+    {"logs", em__cli_logs, "print a job's stdout and stderr; -f follows it"},
+    {"scheduler", em__cli_scheduler, "start, stop or ask about the scheduler daemon"},
+    {"history", em__cli_history, "summarize a run's event log (stages, skew, failures); --html draws a timeline"},
     {"log", em__cli_log, "create, append to, inspect and verify a streaming input log"},
 };
 
