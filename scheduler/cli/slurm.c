@@ -1,0 +1,250 @@
+/*
+ * slurm.c — `ember submit --backend slurm`: the sbatch script, and how queue/status/cancel map to Slurm's
+ * squeue/sacct/scancel for such jobs (shared DESIGN.md section 9). The job keeps its Ember id; the row holds the
+ * Slurm id. Every Slurm tool runs through fork/execvp, never a shell; the batch script is the one place a shell
+ * reads our arguments, so every word in it is single-quoted.
+ *
+ * Slurm state -> Ember state code:
+ *   PENDING -> PD; RUNNING, COMPLETING, CONFIGURING, SUSPENDED, STOPPED, RESIZING, REQUEUED -> R;
+ *   COMPLETED -> CD; FAILED, NODE_FAIL, OUT_OF_MEMORY, BOOT_FAIL, DEADLINE -> F; CANCELLED, PREEMPTED -> CA;
+ *   TIMEOUT -> TO. sacct's ExitCode "N:S" is exit status N, or 128+S when a signal S ended it.
+ */
+#include "scheduler/cli/jobdb.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SLURM_TIMEOUT_S 20 /* how long one squeue/sacct/scancel may take */
+
+/* Writes S as one shell word: single quotes, with ' written as '\''. */
+static void shq(FILE *f, const char *s)
+{
+    fputc('\'', f);
+    for (; *s; s++) {
+        if (*s == '\'')
+            fputs("'\\''", f);
+        else
+            fputc(*s, f);
+    }
+    fputc('\'', f);
+}
+
+/* A #SBATCH value: double-quoted when it holds a space (sbatch's own parser understands that). */
+static void directive(FILE *f, const char *opt, const char *val)
+{
+    if (strpbrk(val, " \t\"'"))
+        fprintf(f, "#SBATCH --%s=\"%s\"\n", opt, val);
+    else
+        fprintf(f, "#SBATCH --%s=%s\n", opt, val);
+}
+
+void em__slurm_script(FILE *f, const em__job *j, const char *ember_exe, const char *dep_slurm_ids)
+{
+    char idpart[32], p[PATH_MAX + 64], t[64];
+    const char *home = em__home("ember submit");
+    if (j->id > 0)
+        snprintf(idpart, sizeof idpart, "%lld", j->id);
+    else
+        snprintf(idpart, sizeof idpart, "<id>");
+    fprintf(f, "#!/bin/sh\n# Ember job %s (%s), written by `ember submit --backend slurm`.\n", idpart, j->name);
+    directive(f, "job-name", j->name);
+    snprintf(t, sizeof t, "%ld", j->np);
+    directive(f, "ntasks", t);
+    snprintf(p, sizeof p, "%s/jobs/%s/stdout", home ? home : "", idpart);
+    directive(f, "output", p);
+    snprintf(p, sizeof p, "%s/jobs/%s/stderr", home ? home : "", idpart);
+    directive(f, "error", p);
+    directive(f, "chdir", j->cwd);
+    if (j->time_limit > 0) {
+        /* Slurm's D-HH:MM:SS; it rounds seconds up to whole minutes. */
+        long long s = j->time_limit;
+        snprintf(t, sizeof t, "%lld-%02lld:%02lld:%02lld", s / 86400, s / 3600 % 24, s / 60 % 60, s % 60);
+        directive(f, "time", t);
+    }
+    if (dep_slurm_ids && *dep_slurm_ids) {
+        snprintf(p, sizeof p, "afterok:%s", dep_slurm_ids);
+        directive(f, "dependency", p);
+    }
+    /* Only a lower priority maps to Slurm without privileges (a positive nice); a higher one is Slurm's admins'. */
+    if (j->priority < 0) {
+        snprintf(t, sizeof t, "%lld", -j->priority);
+        directive(f, "nice", t);
+    }
+    directive(f, "export", "ALL");
+    snprintf(p, sizeof p, "%s/jobs/%s/events.jsonl", home ? home : "", idpart);
+    fputs("export EMBER_EVENT_LOG=", f);
+    shq(f, p);
+    fprintf(f, "\nexport EMBER_JOB_ID=%s\n", j->id > 0 ? idpart : "0");
+    /* `ember run` inside the allocation: mpirun takes the hosts and slots from Slurm, with Ember's recovery recipe
+     * and the job's own exit status. */
+    fputs("exec ", f);
+    shq(f, ember_exe);
+    fprintf(f, " run -np %ld", j->np);
+    if (j->hostfile) {
+        fputs(" --hostfile ", f);
+        shq(f, j->hostfile);
+    }
+    fputs(" --", f);
+    for (int i = 0; i < j->argc; i++) {
+        fputc(' ', f);
+        shq(f, j->argv[i]);
+    }
+    fputc('\n', f);
+}
+
+int em__in_path(const char *prog)
+{
+    return em__program_exists(prog);
+}
+
+int em__run_capture(char *const argv[], char *buf, size_t len, int pass_stderr, int timeout_s)
+{
+    int p[2];
+    buf[0] = '\0';
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -1;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(p[0]), close(p[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        dup2(p[1], 1);
+        if (!pass_stderr) {
+            int nul = open("/dev/null", O_WRONLY);
+            if (nul >= 0)
+                dup2(nul, 2);
+        }
+        signal(SIGPIPE, SIG_DFL);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    close(p[1]);
+    size_t got = 0;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long left = (long)(timeout_s - (now.tv_sec - t0.tv_sec)) * 1000;
+        struct pollfd pf = {.fd = p[0], .events = POLLIN};
+        if (left <= 0 || poll(&pf, 1, (int)left) <= 0) {
+            kill(pid, SIGKILL);
+            break;
+        }
+        char tmp[4096];
+        ssize_t n = read(p[0], tmp, sizeof tmp);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        size_t keep = (size_t)n < len - 1 - got ? (size_t)n : len - 1 - got;
+        memcpy(buf + got, tmp, keep);
+        got += keep;
+    }
+    buf[got] = '\0';
+    close(p[0]);
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static const char *map_state(const char *s)
+{
+    static const char *const map[][2] = {
+        {"PENDING", "PD"},   {"RUNNING", "R"},     {"COMPLETING", "R"}, {"CONFIGURING", "R"},
+        {"SUSPENDED", "R"},  {"STOPPED", "R"},     {"RESIZING", "R"},   {"REQUEUED", "R"},
+        {"COMPLETED", "CD"}, {"FAILED", "F"},      {"NODE_FAIL", "F"},  {"OUT_OF_MEMORY", "F"},
+        {"BOOT_FAIL", "F"},  {"DEADLINE", "F"},    {"CANCELLED", "CA"}, {"PREEMPTED", "CA"},
+        {"TIMEOUT", "TO"},
+    };
+    size_t n = strcspn(s, " +|\n");
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (strlen(map[i][0]) == n && strncmp(s, map[i][0], n) == 0)
+            return map[i][1];
+    return NULL;
+}
+
+int em__slurm_refresh(em__jobdb *jdb, em__job *j)
+{
+    char out[4096], reason[64] = "None";
+    const char *state = NULL;
+    int has_code = 0, code = 0;
+    if (!j->slurm_id || em__state_final(j->state))
+        return 0;
+    char *sq[] = {"squeue", "-h", "-j", j->slurm_id, "-o", "%T|%r", NULL};
+    if (em__run_capture(sq, out, sizeof out, 0, SLURM_TIMEOUT_S) == 0 && out[0]) {
+        state = map_state(out);
+        char *bar = strchr(out, '|');
+        if (bar) {
+            snprintf(reason, sizeof reason, "%s", bar + 1);
+            reason[strcspn(reason, "\n")] = '\0';
+        }
+    }
+    if (!state) {
+        /* Gone from squeue: sacct knows how it ended. */
+        char *sa[] = {"sacct", "-n", "-X", "-P", "-j", j->slurm_id, "-o", "State,ExitCode", NULL};
+        if (em__run_capture(sa, out, sizeof out, 0, SLURM_TIMEOUT_S) != 0 || !out[0])
+            return -1;
+        state = map_state(out);
+        char *bar = strchr(out, '|');
+        int n, s;
+        if (bar && sscanf(bar + 1, "%d:%d", &n, &s) == 2) {
+            has_code = 1;
+            code = s ? 128 + s : n;
+        }
+        if (state && strcmp(state, "CA") == 0)
+            snprintf(reason, sizeof reason, "Cancelled");
+        else if (state && strcmp(state, "TO") == 0)
+            snprintf(reason, sizeof reason, "TimeLimit");
+        else if (state && strcmp(state, "F") == 0)
+            snprintf(reason, sizeof reason, "NonZeroExitCode");
+    }
+    if (!state)
+        return -1;
+    long long now = em__now_ms();
+    int rc = em__jobdb_update(jdb,
+                              "UPDATE jobs SET state = ?, reason = ?,"
+                              " start_ms = CASE WHEN start_ms = 0 AND ? != 'PD' THEN ? ELSE start_ms END,"
+                              " end_ms = CASE WHEN end_ms = 0 AND ? IN ('CD', 'F', 'CA', 'TO') THEN ? ELSE end_ms END"
+                              " WHERE id = ?",
+                              "sssisii", state, reason, state, now, state, now, j->id);
+    if (rc >= 0 && has_code)
+        em__jobdb_update(jdb, "UPDATE jobs SET exit_code = ? WHERE id = ?", "ii", (long long)code, j->id);
+    snprintf(j->state, sizeof j->state, "%s", state);
+    free(j->reason);
+    j->reason = strdup(reason);
+    if (has_code)
+        j->has_exit = 1, j->exit_code = code;
+    return rc < 0 ? -1 : 0;
+}
+
+int em__slurm_cancel(const char *who, const em__job *j)
+{
+    char out[1024];
+    if (!j->slurm_id) {
+        fprintf(stderr, "%s: job %lld: no Slurm job id recorded\n", who, j->id);
+        return -1;
+    }
+    char *sc[] = {"scancel", j->slurm_id, NULL};
+    int rc = em__run_capture(sc, out, sizeof out, 1, SLURM_TIMEOUT_S);
+    if (rc != 0) {
+        fprintf(stderr, "%s: job %lld: scancel %s %s\n", who, j->id, j->slurm_id,
+                rc == 127 ? "not found in PATH" : "failed");
+        return -1;
+    }
+    return 0;
+}
