@@ -29,9 +29,6 @@ int em__cli_cancel(int argc, char **argv);
 int em__cli_logs(int argc, char **argv);
 int em__cli_scheduler(int argc, char **argv);
 
-/* `ember history [ID|FILE] [--html OUT.html]`: history.c. */
-int em__cli_history(int argc, char **argv);
-
 /*
  * Filter of mpirun's stderr (mpinoise.c): drops Open MPI's known noise, passes everything else through in order.
  * Feed it bytes as they arrive; it writes what it keeps to fd. Lines are held only while they might still turn

@@ -19,7 +19,6 @@ struct verb {
 
 static const struct verb verbs[] = {
     {"run", em__cli_run, "run a job under mpirun with recovery; exit with the job's status"},
-    {"history", em__cli_history, "summarize a run's event log (stages, skew, failures); --html draws a timeline"},
     {"submit", em__cli_submit, "queue a job for the scheduler; prints 'Submitted job <id>'"},
     {"queue", em__cli_queue, "list pending, running and recently ended jobs (like squeue)"},
     {"status", em__cli_status, "show one job in full: command, times, exit status, logs"},
