@@ -189,7 +189,7 @@ static int list_segments(const em__log_topic *t, int p, uint64_t **bases, int *n
         b[n++] = v;
     }
     closedir(d);
-    qsort(b, (size_t)n, sizeof *b, cmp_u64);
+    if (n > 1) qsort(b, (size_t)n, sizeof *b, cmp_u64);
     *bases = b;
     *nseg = n;
     return 0;
