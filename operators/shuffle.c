@@ -20,7 +20,8 @@
 #include <string.h>
 
 _Thread_local em__fetch_fail em__last_fetch_fail;
-_Thread_local uint64_t em__task_spilled;
+_Thread_local uint64_t em__task_spilled, em__task_records, em__task_bytes_out;
+_Thread_local double em__task_fetch_wait;
 void (*em__fetch_hook)(void);
 
 int em__rec_next(const uint8_t *p, size_t n, size_t *pos, em_rec *r)
@@ -441,6 +442,7 @@ static int spill_entry(const em_rec *r, void *arg)
 static int combine_push(em_emitter *self, const em_rec *r)
 {
     map_state *ms = self->state;
+    em__task_records++;
     int rc = em__ctab_add(&ms->tab, r->key, r->klen, r->val, r->vlen);
     if (rc < 0) return rc;
     if (ms->tab.arena.len > MAP_TABLE_LIMIT) {
@@ -468,6 +470,7 @@ static uint32_t range_bucket(const map_state *ms, const em_rec *r)
 static int partition_push(em_emitter *self, const em_rec *r)
 {
     map_state *ms = self->state;
+    em__task_records++;
     uint32_t b;
     switch (ms->wide->kind) {
     case EM__K_SORT: b = range_bucket(ms, r); break;
@@ -517,6 +520,7 @@ int em__shuffle_map(em_ctx *ctx, em__node *wide, int side, int part, em__buf *si
             em__buf_release(&ms.buckets[b]);
         }
         offs[ms.nb] = all.len;
+        em__task_bytes_out = all.len;
         uint32_t map_id = (uint32_t)(side ? wide->parent->nparts + part : part);
         em__store_put((uint32_t)wide->id, map_id, &all, offs, ms.nb);
     }
@@ -543,6 +547,7 @@ static int fetch_remote(em_ctx *ctx, int owner, uint32_t s, uint32_t m, uint32_t
     em__rt *rt = &ctx->rt;
     uint64_t off = 0, size = 0;
     if (em__fetch_hook) em__fetch_hook();
+    double t0 = em__now_s();
     do {
         uint64_t id = atomic_fetch_add(&fetch_ids, 1) + ((uint64_t)rt->rank << 48);
         em__msg *req = em__msg_new(EM__MSG_FETCH_REQ, 28);
@@ -576,6 +581,7 @@ static int fetch_remote(em_ctx *ctx, int owner, uint32_t s, uint32_t m, uint32_t
             break;
         }
     } while (off < size);
+    em__task_fetch_wait += em__now_s() - t0;
     return 0;
 }
 

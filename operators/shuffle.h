@@ -66,6 +66,10 @@ void em__task_bounds_set(const void *bounds, size_t len);
 size_t em__task_budget(const em_ctx *ctx);
 /* Compressed bytes this thread's tasks spilled to disk (the executor reads and resets it per task). */
 extern _Thread_local uint64_t em__task_spilled;
+/* Per-task counters of the executor thread (reset by the executor before each task): records produced, shuffle
+ * bytes written, seconds spent waiting for fetches. */
+extern _Thread_local uint64_t em__task_records, em__task_bytes_out;
+extern _Thread_local double em__task_fetch_wait;
 
 /* Cached partitions live in the block store under (node id | EM__CACHE_ID, partition); deps carry their owners
  * under the same id. */

@@ -9,7 +9,9 @@
  * and a watchdog _exit()s the process if MPI_Finalize (or anything else) takes longer than the grace period.
  */
 #include "operators/sinks/sink.h"
+#include "runtime/events.h"
 #include "runtime/log.h"
+#include "runtime/progress.h"
 #include "scheduler/sched.h"
 
 #include <dirent.h>
@@ -19,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -84,6 +87,31 @@ static int env_rank(void)
     return v ? atoi(v) : 0;
 }
 
+/* The event log of this run: app id from rank 0's start time and pid (every rank knows rank 0's pid). */
+static double job_t0;
+
+static void open_events(em_ctx *ctx, int argc, char **argv)
+{
+    char app[64], ts[20];
+    time_t now = time(NULL);
+    struct tm tmv;
+    gmtime_r(&now, &tmv);
+    strftime(ts, sizeof ts, "%Y%m%d%H%M%S", &tmv);
+    snprintf(app, sizeof app, "app-%s-%d", ts, (int)(ctx->rt.pids ? ctx->rt.pids[0] : getpid()));
+    job_t0 = em__now_s();
+    if (em__events_open(ctx->rt.cfg.event_log, app, ctx->rt.rank) < 0) return;
+    char args[2048] = "";
+    size_t l = 0;
+    for (int i = 1; i < argc && l + 8 < sizeof args; i++) {
+        const char *q = em__json_str(argv[i]);
+        int n = snprintf(args + l, sizeof args - l, "%s\"%s\"", i > 1 ? "," : "", q);
+        if (n < 0 || (size_t)n >= sizeof args - l) break;
+        l += (size_t)n;
+    }
+    em__event("job_start", "\"app_id\":\"%s\",\"ranks\":%d,\"program\":\"%s\",\"argv\":[%s]", app, ctx->rt.size,
+              em__json_str(argc > 0 ? argv[0] : ""), args);
+}
+
 int em_init(int *argc, char ***argv, em_ctx **out)
 {
     int rc, help = 0;
@@ -109,6 +137,8 @@ int em_init(int *argc, char ***argv, em_ctx **out)
     }
     em__log_setup(ctx->rt.rank, em__log_parse_level(ctx->rt.cfg.log_level));
     if (ctx->rt.rank == 0) write_status(ctx, "running\n");
+    open_events(ctx, *argc, *argv);
+    em__progress_init(ctx->rt.cfg.progress);
     if ((rc = em__fault_init(ctx)) < 0) {
         if (ctx->rt.rank == 0) fprintf(stderr, "ember: %s\n", em_last_error());
         return rc;
@@ -171,6 +201,8 @@ static int run_action(em_ctx *ctx, em__node *node, em__op op, int64_t op_arg, co
         ctx->job_failed = 1;
         return rc;
     }
+    double t0 = em__now_s();
+    em__event("action_start", "\"action\":%u,\"op\":%d", a, (int)op);
     for (;;) {
         if (em__rt_leader(rt) == rt->rank) {
             rc = op == EM__OP_SAVE ? save_prepare(extra) : 0;
@@ -212,6 +244,7 @@ static int run_action(em_ctx *ctx, em__node *node, em__op op, int64_t op_arg, co
         if (m->hdr->type == EM__MSG_WAKE || (m->hdr->type == EM__MSG_ACTION_RESULT && ma < a)) em__msg_free(m);
         else stash_put(m);
     }
+    em__event("action_end", "\"action\":%u,\"status\":%d,\"seconds\":%.6f", a, rc, em__now_s() - t0);
     if (rc < 0) {
         ctx->job_failed = 1;
         if (em_is_leader(ctx)) EM_LOG_E("%s", em_last_error());
@@ -389,6 +422,8 @@ int em_finalize(em_ctx *ctx, int status)
         em__msg_free(m);
     }
     free(bye);
+    em__event("job_end", "\"status\":%d,\"seconds\":%.6f", status, em__now_s() - job_t0);
+    em__events_close();
     if (em_is_leader(ctx) && !atomic_load(&rt->fenced)) {
         char text[32];
         snprintf(text, sizeof text, "exit %d\n", status);

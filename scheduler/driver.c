@@ -7,7 +7,9 @@
  * task that itself fails is retried up to --ember-max-task-failures times, then the action fails naming it.
  */
 #include "operators/sorter.h"
+#include "runtime/events.h"
 #include "runtime/log.h"
+#include "runtime/progress.h"
 #include "scheduler/sched.h"
 
 #include <stdio.h>
@@ -82,6 +84,8 @@ typedef struct stage {
     int ndone;
     em__buf sample;     /* S_SAMPLE: keys received */
     double t0;
+    int submitted, completed; /* event log and progress bar */
+    char name[40];
 } stage;
 
 /* Map output tracker: which rank holds each map output of each shuffle, the bounds of each sortByKey, and which
@@ -251,6 +255,58 @@ static void make_bounds(em_ctx *ctx, stage *s)
     EM_LOG_I("sortByKey %d: %u ranges from a sample of %zu keys", w->id, R, n);
 }
 
+static const char *op_name(em__op op)
+{
+    static const char *const names[] = {"count", "reduce", "shuffle", "collect", "save", "take", "sample"};
+    return (unsigned)op < sizeof names / sizeof names[0] ? names[op] : "?";
+}
+
+static const char *wide_name(const em__node *w)
+{
+    switch (w->kind) {
+    case EM__K_REDUCE: return w->agg == EM__AGG_USER ? "aggregateByKey" : w->agg == EM__AGG_FIRST ? "distinct" : "reduceByKey";
+    case EM__K_GROUP: return "groupByKey";
+    case EM__K_COGROUP: return "cogroup";
+    case EM__K_SORT: return "sortByKey";
+    case EM__K_REPART: return "repartition";
+    default: return "?";
+    }
+}
+
+static void stage_name(stage *s, em__op op)
+{
+    if (s->kind == S_MAP) snprintf(s->name, sizeof s->name, "%s", wide_name(s->wide_out));
+    else if (s->kind == S_SAMPLE) snprintf(s->name, sizeof s->name, "sortByKey sample");
+    else snprintf(s->name, sizeof s->name, "%s", op_name(op));
+}
+
+/* Stage lifecycle in the event log and on the progress bar. */
+static void stage_track(em_ctx *ctx, uint32_t action, stage *st, int nst, int si)
+{
+    stage *s = &st[si];
+    if (s->completed) return;
+    int running = 0, done = 0;
+    for (int p = 0; p < s->nparts; p++) {
+        running += s->ts[p].state == T_RUNNING;
+        done += s->ts[p].state == T_DONE;
+    }
+    if (!s->submitted && (done == s->nparts || stage_ready(ctx, st, nst, s))) {
+        s->submitted = 1;
+        s->t0 = em__now_s();
+        em__event("stage_submitted", "\"action\":%u,\"stage\":%d,\"name\":\"%s\",\"tasks\":%d", action, si, s->name,
+                  s->nparts);
+    }
+    if (!s->submitted) return;
+    if (done == s->nparts && stage_complete(ctx, s)) {
+        s->completed = 1;
+        em__progress_done(si);
+        em__event("stage_completed", "\"action\":%u,\"stage\":%d,\"name\":\"%s\",\"seconds\":%.6f", action, si,
+                  s->name, em__now_s() - s->t0);
+        return;
+    }
+    em__progress_update(si, s->name, done, running, s->nparts);
+}
+
 static void enqueue(stage *s, int p)
 {
     s->ts[p].state = T_PENDING;
@@ -334,6 +390,7 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
             else enqueue(s, p);
         }
         s->t0 = em__now_s();
+        stage_name(s, op);
     }
     em__buf *parts = em__calloc((size_t)(res->nparts ? res->nparts : 1), sizeof *parts);
     int *inflight = em__calloc((size_t)size, sizeof(int));
@@ -357,6 +414,8 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
                 if (loc[p] >= 0 && !em__rt_is_alive(rt, loc[p])) {
                     EM_LOG_W("action %u: map output %d of shuffle %d was on fenced r%d; recomputing it from lineage",
                              action, p, s->wide_out->id, loc[p]);
+                    em__event("recompute", "\"action\":%u,\"shuffle\":%d,\"map_part\":%d,\"lost_rank\":%d,\"reason\":\"fenced\"",
+                              action, s->wide_out->id, s->base + p, loc[p]);
                     loc[p] = -1;
                     if (s->ts[p].state == T_DONE) enqueue(s, p);
                 }
@@ -391,8 +450,11 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
                 s->ts[p].attempts++;
                 inflight[best]++;
                 send_task(ctx, best, action, i, s, p, op, op_arg, extra, extra_len);
+                em__event("task_start", "\"action\":%u,\"stage\":%d,\"part\":%d,\"rank\":%d,\"attempt\":%u", action, i,
+                          p, best, s->ts[p].attempts);
             }
         }
+        for (int i = 0; i < nst; i++) stage_track(ctx, action, st, nst, i);
         em__msg *m = em__mbox_get(&rt->driver_mb, 200);
         /* requeue what ran on fenced ranks */
         for (int r = 0; r < size; r++) {
@@ -418,9 +480,13 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
         int32_t status = (int32_t)em__rd_u32(&rd);
         uint32_t blen;
         const char *body = em__rd_bytes(&rd, &blen);
+        em__task_stats stt;
+        memset(&stt, 0, sizeof stt);
+        const void *sp = em__rd_take(&rd, sizeof stt);
+        if (sp) memcpy(&stt, sp, sizeof stt);
+        rd.err = 0; /* the stats are optional */
         int src = m->hdr->src;
-        (void)attempt;
-        if (rd.err || a != action || si >= (uint32_t)nst || p >= (uint32_t)st[si].nparts) {
+                if (rd.err || a != action || si >= (uint32_t)nst || p >= (uint32_t)st[si].nparts) {
             em__msg_free(m);
             continue;
         }
@@ -431,6 +497,13 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
             em__msg_free(m);
             continue;
         }
+        if (status == 0 || status == EM__FETCH_FAILED || t->state != T_DONE)
+            em__event("task_end",
+                      "\"action\":%u,\"stage\":%u,\"part\":%u,\"rank\":%d,\"attempt\":%u,\"status\":\"%s\",\"seconds\":%.6f,"
+                      "\"records_out\":%llu,\"bytes_out\":%llu,\"spill_bytes\":%llu,\"fetch_wait_ms\":%.3f",
+                      action, si, p, src, attempt, status == 0 ? "ok" : status == EM__FETCH_FAILED ? "fetch_failed" : "failed",
+                      stt.seconds, (unsigned long long)stt.records_out, (unsigned long long)stt.bytes_out,
+                      (unsigned long long)stt.spill_bytes, stt.fetch_wait_ms);
         if (status == 0) {
             mark_arg ma = {ctx, src};
             em__node_walk_part(s->kind == S_MAP ? em__wide_input(s->wide_out, s->side) : s->node, (int)p, mark_cached, &ma);
@@ -483,6 +556,8 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
                 int32_t *loc = tracker_get(ctx, ms->wide_out);
                 int lp = (int)fm - ms->base;
                 if (loc[fm] == fr) {
+                    em__event("recompute", "\"action\":%u,\"shuffle\":%u,\"map_part\":%u,\"lost_rank\":%d,\"reason\":\"fetch_failed\"",
+                              action, fs, fm, fr);
                     loc[fm] = -1;
                     if (ms->ts[lp].state == T_DONE) enqueue(ms, lp);
                 }
@@ -501,6 +576,12 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
             snprintf(t->ranks + l, sizeof t->ranks - l, "%sr%d", l ? "," : "", src);
             EM_LOG_W("action %u: task %u of stage %u failed on r%d (attempt %d of %lld): %.*s", action, p, si, src,
                      t->failures, (long long)ctx->rt.cfg.max_task_failures, (int)blen, body);
+            {
+                char msg[512];
+                snprintf(msg, sizeof msg, "%.*s", (int)blen, body);
+                em__event("task_failed", "\"action\":%u,\"stage\":%u,\"part\":%u,\"rank\":%d,\"attempt\":%u,\"error\":\"%s\"",
+                          action, si, p, src, attempt, em__json_str(msg));
+            }
             if (t->failures >= ctx->rt.cfg.max_task_failures) {
                 rc = em__fail(EM_ETASK, "task %u of stage %u (action %u, dataset %d) failed %d times on ranks %s; last error: %.*s",
                               p, si, action, s->node->id, t->failures, t->ranks, (int)blen, body);

@@ -75,6 +75,7 @@ static int agg_push(em_emitter *self, const em_rec *r)
 
 static int collect_push(em_emitter *self, const em_rec *r)
 {
+    em__task_records++;
     em__rec_append(self->state, r->key, r->klen, r->val, r->vlen);
     return 0;
 }
@@ -87,6 +88,7 @@ typedef struct sink_ctx {
 static int sink_push(em_emitter *self, const em_rec *r)
 {
     sink_ctx *sc = self->state;
+    em__task_records++;
     return sc->ops->push(sc->st, r);
 }
 
@@ -129,6 +131,7 @@ static int take_push(em_emitter *self, const em_rec *r)
 {
     take_state *s = self->state;
     if (s->have >= s->want) return EM__STOP;
+    em__task_records++;
     em__rec_append(s->out, r->key, r->klen, r->val, r->vlen);
     return ++s->have >= s->want ? EM__STOP : 0;
 }
@@ -219,6 +222,7 @@ static int run_task(em_ctx *ctx, const em__task *t, em__buf *out)
     em_emitter sink = {t->op == EM__OP_COUNT ? count_push : agg_push, NULL, node, &st};
     int rc = em__node_compute(node, (int)t->part, &sink);
     if (rc < 0) return rc;
+    em__task_records = (uint64_t)st.n;
     if (t->op == EM__OP_COUNT) {
         em__buf_i64(out, st.n);
     } else {
@@ -268,6 +272,8 @@ static void *executor_main(void *arg)
         em__fault_point(ctx, EM__FP_TASK_START, &t);
         out.len = 0;
         em__set_error("");
+        em__task_records = em__task_bytes_out = em__task_spilled = 0;
+        em__task_fetch_wait = 0;
         double t0 = em__now_s();
         int rc = run_task(ctx, &t, &out);
         EM_LOG_D("task a%u s%u p%u attempt %u: %s in %.3f ms", t.action, t.stage, t.part, t.attempt,
@@ -281,7 +287,11 @@ static void *executor_main(void *arg)
         }
         const char *err = rc < 0 && rc != EM__FETCH_FAILED ? em_last_error() : NULL;
         size_t blen = err ? strlen(err) : out.len;
-        em__msg *d = em__msg_new(EM__MSG_TASK_DONE, 24 + blen);
+        /* after the body: how the task went, for the event log */
+        em__task_stats stt = {em__now_s() - t0, em__task_records, t.op == EM__OP_SHUFFLE_MAP ? em__task_bytes_out : out.len,
+                              em__task_spilled, em__task_fetch_wait * 1e3};
+        em__msg *d = em__msg_new(EM__MSG_TASK_DONE, 24 + blen + sizeof stt);
+        memcpy(d->payload + 24 + blen, &stt, sizeof stt);
         uint32_t w[4] = {t.action, t.stage, t.part, t.attempt};
         int32_t status = rc;
         uint32_t len32 = (uint32_t)blen;

@@ -7,6 +7,7 @@
  *   u32 action, u32 stage, u32 part, u32 attempt, i32 status, bytes body:
  *   status 0: the result (op-specific; SHUFFLE_MAP: u64 size of each bucket; SAVE: the temporary file's path);
  *   EM__FETCH_FAILED: u32 shuffle, u32 map part, i32 rank, then the message; other errors: the message
+ *   then an em__task_stats (the executor's measurements, for the event log)
  * ACTION_RESULT payload (leader -> all):
  *   u32 action, i32 status, bytes result (status 0) or error message
  */
@@ -28,6 +29,14 @@ typedef enum em__op {
 #define EM__MAX_DEPS 16
 
 #include "operators/shuffle.h"
+
+typedef struct em__task_stats {
+    double seconds;
+    uint64_t records_out; /* records the task produced (into its shuffle buckets or its action's sink) */
+    uint64_t bytes_out;   /* shuffle bytes written, or result bytes */
+    uint64_t spill_bytes; /* compressed bytes spilled to disk */
+    double fetch_wait_ms; /* time spent waiting for remote shuffle data */
+} em__task_stats;
 
 typedef struct em__task {
     uint32_t action, stage, part, attempt, node, op;
