@@ -176,7 +176,10 @@ static int jnumber(jparser *j, double *out)
 {
     const char *p = j->p, *b = p;
     if (p < j->end && *p == '-') p++;
-    if (p >= j->end || *p < '0' || *p > '9') return jfail(j, "a digit");
+    if (p >= j->end || *p < '0' || *p > '9') {
+        j->p = p;
+        return jfail(j, "a digit");
+    }
     if (*p == '0') p++;
     else while (p < j->end && *p >= '0' && *p <= '9') p++;
     if (p < j->end && *p >= '0' && *p <= '9') { j->p = p; return jfail(j, "no leading zero"); }
