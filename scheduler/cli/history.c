@@ -22,6 +22,8 @@
 #include "scheduler/cli/cli.h"
 
 #include "runtime/events.h"
+#include "runtime/log.h"
+#include "scheduler/cli/json.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -36,321 +38,7 @@
 #include <zlib.h>
 
 #define WHO "ember history"
-#define MAX_DEPTH 64            /* nesting of JSON values */
 #define MAX_LINE (64u << 20)    /* bytes: a longer line is reported and skipped */
-
-static void *xrealloc(void *p, size_t n)
-{
-    void *q = realloc(p, n ? n : 1);
-    if (!q) {
-        fprintf(stderr, WHO ": out of memory (%zu bytes)\n", n);
-        exit(1);
-    }
-    return q;
-}
-
-static char *xstrdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    return memcpy(xrealloc(NULL, n), s, n);
-}
-
-/* ---- a strict JSON reader ---------------------------------------------------------------------------------- */
-
-enum { JV_NULL, JV_BOOL, JV_NUM, JV_STR, JV_ARR, JV_OBJ };
-
-typedef struct jval {
-    int type;
-    double num;          /* JV_NUM; JV_BOOL: 0 or 1 */
-    char *str;           /* JV_STR: decoded UTF-8, NUL-terminated (an escaped \u0000 ends it early) */
-    struct jval *kids;   /* JV_ARR, JV_OBJ: n values */
-    char **keys;         /* JV_OBJ: n keys */
-    int n;
-} jval;
-
-typedef struct jparser {
-    const char *s, *p, *end;
-    const char *err;     /* what was expected, on failure */
-} jparser;
-
-static void jval_release(jval *v)
-{
-    free(v->str);
-    for (int i = 0; i < v->n; i++) {
-        jval_release(&v->kids[i]);
-        if (v->keys) free(v->keys[i]);
-    }
-    free(v->kids);
-    free(v->keys);
-    memset(v, 0, sizeof *v);
-}
-
-static void jskip_ws(jparser *j)
-{
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
-}
-
-static int jfail(jparser *j, const char *what)
-{
-    j->err = what;
-    return -1;
-}
-
-static int hex4(const char *p, unsigned *out)
-{
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
-        else return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static size_t put_utf8(char *o, unsigned cp)
-{
-    if (cp < 0x80) { o[0] = (char)cp; return 1; }
-    if (cp < 0x800) { o[0] = (char)(0xC0 | cp >> 6); o[1] = (char)(0x80 | (cp & 63)); return 2; }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | cp >> 12); o[1] = (char)(0x80 | ((cp >> 6) & 63)); o[2] = (char)(0x80 | (cp & 63));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | cp >> 18); o[1] = (char)(0x80 | ((cp >> 12) & 63));
-    o[2] = (char)(0x80 | ((cp >> 6) & 63)); o[3] = (char)(0x80 | (cp & 63));
-    return 4;
-}
-
-/* At the opening quote. The decoded string is never longer than its source. */
-static int jstring(jparser *j, char **out)
-{
-    const char *p = ++j->p;
-    char *o = xrealloc(NULL, (size_t)(j->end - p) + 1), *w = o;
-    for (;;) {
-        if (p >= j->end) { free(o); j->p = p; return jfail(j, "a closing '\"'"); }
-        unsigned char c = (unsigned char)*p;
-        if (c == '"') break;
-        if (c < 0x20) { free(o); j->p = p; return jfail(j, "no raw control character in a string (escape it)"); }
-        if (c == '\\') {
-            if (p + 1 >= j->end) { free(o); j->p = p; return jfail(j, "an escape after '\\'"); }
-            char e = p[1];
-            const char *simple = strchr("\"\\/bfnrt", e);
-            if (e && simple) {
-                static const char to[] = "\"\\/\b\f\n\r\t";
-                *w++ = to[simple - "\"\\/bfnrt"];
-                p += 2;
-                continue;
-            }
-            unsigned cp, lo;
-            if (e != 'u' || j->end - p < 6 || hex4(p + 2, &cp) < 0) {
-                free(o); j->p = p; return jfail(j, "a valid escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)");
-            }
-            p += 6;
-            if (cp >= 0xDC00 && cp <= 0xDFFF) { free(o); j->p = p - 6; return jfail(j, "no lone low surrogate"); }
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
-                if (j->end - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, &lo) < 0 || lo < 0xDC00 || lo > 0xDFFF) {
-                    free(o); j->p = p - 6; return jfail(j, "a low surrogate after a high one");
-                }
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                p += 6;
-            }
-            w += put_utf8(w, cp);
-            continue;
-        }
-        size_t l = em__utf8_len((const unsigned char *)p, (size_t)(j->end - p));
-        if (!l) { free(o); j->p = p; return jfail(j, "valid UTF-8"); }
-        memcpy(w, p, l);
-        w += l;
-        p += l;
-    }
-    *w = 0;
-    j->p = p + 1;
-    *out = o;
-    return 0;
-}
-
-static int jnumber(jparser *j, double *out)
-{
-    const char *p = j->p, *b = p;
-    if (p < j->end && *p == '-') p++;
-    if (p >= j->end || *p < '0' || *p > '9') {
-        j->p = p;
-        return jfail(j, "a digit");
-    }
-    if (*p == '0') p++;
-    else while (p < j->end && *p >= '0' && *p <= '9') p++;
-    if (p < j->end && *p >= '0' && *p <= '9') { j->p = p; return jfail(j, "no leading zero"); }
-    if (p < j->end && *p == '.') {
-        p++;
-        if (p >= j->end || *p < '0' || *p > '9') { j->p = p; return jfail(j, "a digit after '.'"); }
-        while (p < j->end && *p >= '0' && *p <= '9') p++;
-    }
-    if (p < j->end && (*p == 'e' || *p == 'E')) {
-        p++;
-        if (p < j->end && (*p == '+' || *p == '-')) p++;
-        if (p >= j->end || *p < '0' || *p > '9') { j->p = p; return jfail(j, "a digit in the exponent"); }
-        while (p < j->end && *p >= '0' && *p <= '9') p++;
-    }
-    char tmp[64];
-    size_t n = (size_t)(p - b);
-    if (n >= sizeof tmp) { /* digits beyond double precision: still a valid number */
-        char *big = xrealloc(NULL, n + 1);
-        memcpy(big, b, n);
-        big[n] = 0;
-        *out = strtod(big, NULL);
-        free(big);
-    } else {
-        memcpy(tmp, b, n);
-        tmp[n] = 0;
-        *out = strtod(tmp, NULL);
-    }
-    j->p = p;
-    return 0;
-}
-
-static int jvalue(jparser *j, jval *v, int depth)
-{
-    memset(v, 0, sizeof *v);
-    jskip_ws(j);
-    if (j->p >= j->end) return jfail(j, "a value");
-    if (depth > MAX_DEPTH) return jfail(j, "less nesting");
-    char c = *j->p;
-    if (c == '"') {
-        v->type = JV_STR;
-        return jstring(j, &v->str);
-    }
-    if (c == '-' || (c >= '0' && c <= '9')) {
-        v->type = JV_NUM;
-        return jnumber(j, &v->num);
-    }
-    static const struct { const char *word; int type; double num; } lit[] = {
-        {"true", JV_BOOL, 1}, {"false", JV_BOOL, 0}, {"null", JV_NULL, 0}};
-    for (size_t i = 0; i < 3; i++) {
-        size_t l = strlen(lit[i].word);
-        if ((size_t)(j->end - j->p) >= l && memcmp(j->p, lit[i].word, l) == 0) {
-            v->type = lit[i].type;
-            v->num = lit[i].num;
-            j->p += l;
-            return 0;
-        }
-    }
-    if (c != '[' && c != '{') return jfail(j, "a value (string, number, object, array, true, false, null)");
-    int obj = c == '{';
-    v->type = obj ? JV_OBJ : JV_ARR;
-    char close = obj ? '}' : ']';
-    j->p++;
-    jskip_ws(j);
-    if (j->p < j->end && *j->p == close) {
-        j->p++;
-        return 0;
-    }
-    for (int cap = 0;;) {
-        if (v->n == cap) {
-            cap = cap ? 2 * cap : 8;
-            v->kids = xrealloc(v->kids, (size_t)cap * sizeof *v->kids);
-            if (obj) v->keys = xrealloc(v->keys, (size_t)cap * sizeof *v->keys);
-        }
-        if (obj) {
-            jskip_ws(j);
-            if (j->p >= j->end || *j->p != '"') return jfail(j, "a member name in double quotes");
-            if (jstring(j, &v->keys[v->n]) < 0) return -1;
-            jskip_ws(j);
-            if (j->p >= j->end || *j->p != ':') {
-                free(v->keys[v->n]);
-                return jfail(j, "':' after the member name");
-            }
-            j->p++;
-        }
-        if (jvalue(j, &v->kids[v->n], depth + 1) < 0) {
-            if (obj) free(v->keys[v->n]);
-            jval_release(&v->kids[v->n]);
-            return -1;
-        }
-        v->n++;
-        jskip_ws(j);
-        if (j->p < j->end && *j->p == ',') {
-            j->p++;
-            jskip_ws(j);
-            if (j->p < j->end && *j->p == close) return jfail(j, "a value after ',' (no trailing comma)");
-            continue;
-        }
-        if (j->p < j->end && *j->p == close) {
-            j->p++;
-            return 0;
-        }
-        return jfail(j, obj ? "',' or '}'" : "',' or ']'");
-    }
-}
-
-/* Parses one line holding exactly one JSON object. On error returns -1 with *col (1-based byte column) and *what. */
-static int json_parse_line(const char *s, size_t len, jval *v, size_t *col, const char **what)
-{
-    jparser j = {s, s, s + len, NULL};
-    jskip_ws(&j);
-    int rc = -1;
-    if (j.p >= j.end || *j.p != '{') {
-        memset(v, 0, sizeof *v);
-        j.err = "a JSON object '{'";
-    } else if ((rc = jvalue(&j, v, 0)) == 0) {
-        jskip_ws(&j);
-        if (j.p < j.end) {
-            rc = -1;
-            j.err = "the end of the line after the object";
-        }
-    }
-    if (rc < 0) {
-        jval_release(v);
-        *col = (size_t)(j.p - s) + 1;
-        *what = j.err;
-    }
-    return rc;
-}
-
-/* Member lookup, the last one winning as in Python's json module. */
-static const jval *jget(const jval *o, const char *key)
-{
-    for (int i = o->n - 1; i >= 0; i--)
-        if (strcmp(o->keys[i], key) == 0) return &o->kids[i];
-    return NULL;
-}
-
-static double jnum(const jval *o, const char *key, double dflt)
-{
-    const jval *v = jget(o, key);
-    return v && v->type == JV_NUM ? v->num : dflt;
-}
-
-static long long jint(const jval *o, const char *key, long long dflt)
-{
-    const jval *v = jget(o, key);
-    return v && v->type == JV_NUM && fabs(v->num) < 9e18 ? (long long)v->num : dflt;
-}
-
-/* A string member; a number is printed as one (for "status": 0 and friends). NULL if absent. */
-static char *jstrdup(const jval *o, const char *key)
-{
-    const jval *v = jget(o, key);
-    if (!v) return NULL;
-    if (v->type == JV_STR) return xstrdup(v->str);
-    if (v->type == JV_NUM) {
-        char b[64];
-        snprintf(b, sizeof b, "%.15g", v->num);
-        return xstrdup(b);
-    }
-    if (v->type == JV_ARR) { /* argv: the strings joined by spaces */
-        size_t n = 1;
-        for (int i = 0; i < v->n; i++) n += (v->kids[i].type == JV_STR ? strlen(v->kids[i].str) : 4) + 1;
-        char *s = xrealloc(NULL, n), *w = s;
-        for (int i = 0; i < v->n; i++)
-            w += sprintf(w, "%s%s", i ? " " : "", v->kids[i].type == JV_STR ? v->kids[i].str : "?");
-        *w = 0;
-        return s;
-    }
-    return NULL;
-}
 
 /* ---- the run model ----------------------------------------------------------------------------------------- */
 
@@ -362,7 +50,8 @@ typedef struct attempt {
     double seconds;          /* < 0 unknown */
     int state;
     int has_end, has_failed; /* task_end / task_failed seen */
-    long long rec_in, rec_out, b_in, b_out, spill, fetch_wait_ms;
+    long long rec_in, rec_out, b_in, b_out, spill;
+    double fetch_wait_ms;
     char *error;
 } attempt;
 
@@ -414,7 +103,7 @@ static void rehash(run *r)
 {
     free(r->hash);
     r->hcap = r->hcap ? 2 * r->hcap : 1024;
-    r->hash = xrealloc(NULL, (size_t)r->hcap * sizeof *r->hash);
+    r->hash = em__realloc(NULL, (size_t)r->hcap * sizeof *r->hash);
     for (int i = 0; i < r->hcap; i++) r->hash[i] = -1;
     for (int i = 0; i < r->nat; i++) {
         attempt *x = &r->at[i];
@@ -434,7 +123,7 @@ static attempt *get_attempt(run *r, int a, int s, int p, int t)
     }
     if (r->nat == r->capat) {
         r->capat = r->capat ? 2 * r->capat : 256;
-        r->at = xrealloc(r->at, (size_t)r->capat * sizeof *r->at);
+        r->at = em__realloc(r->at, (size_t)r->capat * sizeof *r->at);
     }
     r->hash[h] = r->nat;
     attempt *x = &r->at[r->nat++];
@@ -451,7 +140,7 @@ static stage *get_stage(run *r, int a, int s)
         if (r->st[i].action == a && r->st[i].stage == s) return &r->st[i];
     if (r->nst == r->capst) {
         r->capst = r->capst ? 2 * r->capst : 16;
-        r->st = xrealloc(r->st, (size_t)r->capst * sizeof *r->st);
+        r->st = em__realloc(r->st, (size_t)r->capst * sizeof *r->st);
     }
     stage *x = &r->st[r->nst++];
     memset(x, 0, sizeof *x);
@@ -466,19 +155,19 @@ static void add_mark(run *r, double ts, const char *event, int rank, const char 
 {
     if (r->nmk == r->capmk) {
         r->capmk = r->capmk ? 2 * r->capmk : 16;
-        r->mk = xrealloc(r->mk, (size_t)r->capmk * sizeof *r->mk);
+        r->mk = em__realloc(r->mk, (size_t)r->capmk * sizeof *r->mk);
     }
     char text[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    r->mk[r->nmk++] = (mark){ts, xstrdup(event), xstrdup(text), rank};
+    r->mk[r->nmk++] = (mark){ts, em__strdup(event), em__strdup(text), rank};
 }
 
 static run *new_run(history *h)
 {
-    h->runs = xrealloc(h->runs, (size_t)(h->nruns + 1) * sizeof *h->runs);
+    h->runs = em__realloc(h->runs, (size_t)(h->nruns + 1) * sizeof *h->runs);
     run *r = &h->runs[h->nruns++];
     memset(r, 0, sizeof *r);
     r->ranks = -1;
@@ -495,13 +184,13 @@ static void note_rank(run *r, int rank)
 }
 
 /* "k=v k=v" of the members other than ts and event, for events shown as they are. */
-static void members_text(const jval *o, char *out, size_t cap)
+static void members_text(const em__jv *o, char *out, size_t cap)
 {
     size_t n = 0;
     out[0] = 0;
     for (int i = 0; i < o->n && n < cap; i++) {
         if (!strcmp(o->keys[i], "ts") || !strcmp(o->keys[i], "event")) continue;
-        char *v = jstrdup(o, o->keys[i]);
+        char *v = em__jv_strdup(o, o->keys[i]);
         int m = snprintf(out + n, cap - n, "%s%s=%s", n ? " " : "", o->keys[i], v ? v : "...");
         free(v);
         if (m < 0) break;
@@ -510,69 +199,69 @@ static void members_text(const jval *o, char *out, size_t cap)
 }
 
 /* Applies one event object to the history. */
-static void apply_event(history *h, const jval *o)
+static void apply_event(history *h, const em__jv *o)
 {
-    const jval *ev = jget(o, "event");
-    const char *e = ev->type == JV_STR ? ev->str : "";
-    double ts = jnum(o, "ts", -1);
+    const em__jv *ev = em__jv_get(o, "event");
+    const char *e = ev->type == EM__JV_STR ? ev->str : "";
+    double ts = em__jv_num(o, "ts", -1);
     run *r = h->nruns ? &h->runs[h->nruns - 1] : NULL;
     if (!r || (!strcmp(e, "job_start") && r->nevents)) r = new_run(h);
     r->nevents++;
     if (r->first_ts < 0 || ts < r->first_ts) r->first_ts = ts;
     if (ts > r->last_ts) r->last_ts = ts;
-    int a = (int)jint(o, "action", -1), s = (int)jint(o, "stage", -1), rank = (int)jint(o, "rank", -1);
+    int a = (int)em__jv_int(o, "action", -1), s = (int)em__jv_int(o, "stage", -1), rank = (int)em__jv_int(o, "rank", -1);
     note_rank(r, rank);
     char buf[1024];
 
     if (!strcmp(e, "job_start")) {
         free(r->app_id); free(r->program); free(r->argv);
-        r->app_id = jstrdup(o, "app_id");
-        r->program = jstrdup(o, "program");
-        r->argv = jstrdup(o, "argv");
-        r->ranks = (int)jint(o, "ranks", -1);
+        r->app_id = em__jv_strdup(o, "app_id");
+        r->program = em__jv_strdup(o, "program");
+        r->argv = em__jv_strdup(o, "argv");
+        r->ranks = (int)em__jv_int(o, "ranks", -1);
         note_rank(r, r->ranks - 1);
         r->start_ms = ts;
     } else if (!strcmp(e, "job_end")) {
         free(r->status);
-        r->status = jstrdup(o, "status");
-        r->seconds = jnum(o, "seconds", -1);
+        r->status = em__jv_strdup(o, "status");
+        r->seconds = em__jv_num(o, "seconds", -1);
         r->end_ms = ts;
     } else if (!strcmp(e, "stage_submitted") || !strcmp(e, "stage_completed")) {
         stage *st = get_stage(r, a, s);
-        char *name = jstrdup(o, "name");
+        char *name = em__jv_strdup(o, "name");
         if (name) { free(st->name); st->name = name; }
         if (e[6] == 's') {
             st->submitted_ms = ts;
-            st->tasks_declared = (int)jint(o, "tasks", -1);
+            st->tasks_declared = (int)em__jv_int(o, "tasks", -1);
         } else {
             st->completed_ms = ts;
-            st->seconds = jnum(o, "seconds", -1);
+            st->seconds = em__jv_num(o, "seconds", -1);
         }
     } else if (!strcmp(e, "task_start") || !strcmp(e, "task_end") || !strcmp(e, "task_failed")) {
         get_stage(r, a, s);
-        attempt *x = get_attempt(r, a, s, (int)jint(o, "part", -1), (int)jint(o, "attempt", 0));
+        attempt *x = get_attempt(r, a, s, (int)em__jv_int(o, "part", -1), (int)em__jv_int(o, "attempt", 0));
         if (rank >= 0) x->rank = rank;
         if (e[5] == 's') {
             x->start_ms = ts;
             return;
         }
         if (x->end_ms < 0 || ts > x->end_ms) x->end_ms = ts;
-        double sec = jnum(o, "seconds", -1);
+        double sec = em__jv_num(o, "seconds", -1);
         if (sec >= 0) x->seconds = sec;
-        char *err = jstrdup(o, "error");
+        char *err = em__jv_strdup(o, "error");
         if (err) { free(x->error); x->error = err; }
         if (e[5] == 'e') {
             x->has_end = 1;
-            char *st = jstrdup(o, "status");
+            char *st = em__jv_strdup(o, "status");
             x->state = st == NULL || status_ok(st) ? AT_OK : AT_FAILED;
-            if (x->state == AT_FAILED && !x->error) x->error = xstrdup(st);
+            if (x->state == AT_FAILED && !x->error) x->error = em__strdup(st);
             free(st);
-            x->rec_in = jint(o, "records_in", 0);
-            x->rec_out = jint(o, "records_out", 0);
-            x->b_in = jint(o, "bytes_in", 0);
-            x->b_out = jint(o, "bytes_out", 0);
-            x->spill = jint(o, "spill_bytes", 0);
-            x->fetch_wait_ms = jint(o, "fetch_wait_ms", 0);
+            x->rec_in = em__jv_int(o, "records_in", 0);
+            x->rec_out = em__jv_int(o, "records_out", 0);
+            x->b_in = em__jv_int(o, "bytes_in", 0);
+            x->b_out = em__jv_int(o, "bytes_out", 0);
+            x->spill = em__jv_int(o, "spill_bytes", 0);
+            x->fetch_wait_ms = em__jv_num(o, "fetch_wait_ms", 0);
         } else {
             x->has_failed = 1;
             x->state = AT_FAILED;
@@ -581,23 +270,23 @@ static void apply_event(history *h, const jval *o)
             add_mark(r, ts, "task_failed", x->rank, "action %d stage %d part %d attempt %d on r%d failed: %s", a, s,
                      x->part, x->attempt, x->rank, x->error ? x->error : "(no message)");
     } else if (!strcmp(e, "rank_fenced")) {
-        int v = (int)jint(o, "victim", -1);
+        int v = (int)em__jv_int(o, "victim", -1);
         note_rank(r, v);
-        char *why = jstrdup(o, "reason");
+        char *why = em__jv_strdup(o, "reason");
         add_mark(r, ts, e, v, "r%d fenced (%s), silent %lld ms; epoch %lld", v, why ? why : "no reason given",
-                 jint(o, "silent_ms", -1), jint(o, "epoch", -1));
+                 em__jv_int(o, "silent_ms", -1), em__jv_int(o, "epoch", -1));
         free(why);
     } else if (!strcmp(e, "election_start")) {
-        add_mark(r, ts, e, (int)jint(o, "candidate", -1), "election by r%lld: leader r%lld silent %lld ms (epoch %lld)",
-                 jint(o, "candidate", -1), jint(o, "previous_leader", -1), jint(o, "silent_ms", -1),
-                 jint(o, "epoch", -1));
+        add_mark(r, ts, e, (int)em__jv_int(o, "candidate", -1), "election by r%lld: leader r%lld silent %lld ms (epoch %lld)",
+                 em__jv_int(o, "candidate", -1), em__jv_int(o, "previous_leader", -1), em__jv_int(o, "silent_ms", -1),
+                 em__jv_int(o, "epoch", -1));
     } else if (!strcmp(e, "leader_elected")) {
-        add_mark(r, ts, e, (int)jint(o, "leader", -1), "r%lld leads from epoch %lld (previous leader r%lld)",
-                 jint(o, "leader", -1), jint(o, "epoch", -1), jint(o, "previous_leader", -1));
+        add_mark(r, ts, e, (int)em__jv_int(o, "leader", -1), "r%lld leads from epoch %lld (previous leader r%lld)",
+                 em__jv_int(o, "leader", -1), em__jv_int(o, "epoch", -1), em__jv_int(o, "previous_leader", -1));
     } else if (!strcmp(e, "recompute")) {
         if (s >= 0) get_stage(r, a, s)->recomputes++;
-        add_mark(r, ts, e, (int)jint(o, "lost_rank", -1), "recompute shuffle %lld map part %lld (output lost with r%lld)",
-                 jint(o, "shuffle", -1), jint(o, "map_part", -1), jint(o, "lost_rank", -1));
+        add_mark(r, ts, e, (int)em__jv_int(o, "lost_rank", -1), "recompute shuffle %lld map part %lld (output lost with r%lld)",
+                 em__jv_int(o, "shuffle", -1), em__jv_int(o, "map_part", -1), em__jv_int(o, "lost_rank", -1));
     } else if (!strcmp(e, "retry")) {
         if (s >= 0) get_stage(r, a, s)->retries++;
         members_text(o, buf, sizeof buf);
@@ -615,7 +304,7 @@ static int history_load(history *h, const char *path, FILE *errf)
         return -1;
     }
     size_t cap = 1 << 16, len = 0;
-    char *line = xrealloc(NULL, cap);
+    char *line = em__realloc(NULL, cap);
     long long lineno = 0;
     int rc = 0, eof = 0;
     while (!eof) {
@@ -629,7 +318,7 @@ static int history_load(history *h, const char *path, FILE *errf)
             len += strlen(line + len);
             if (len && line[len - 1] == '\n') break;
             if (len > MAX_LINE) too_long = 1, len = 0;
-            if (cap - len < 2) line = xrealloc(line, cap *= 2);
+            if (cap - len < 2) line = em__realloc(line, cap *= 2);
         }
         int errnum;
         const char *gerr = gzerror(g, &errnum);
@@ -648,22 +337,22 @@ static int history_load(history *h, const char *path, FILE *errf)
         if (line[len - 1] == '\n') line[--len] = 0;
         if (len && line[len - 1] == '\r') line[--len] = 0;
         if (len == 0) continue; /* blank lines are allowed */
-        jval o;
+        em__jv o;
         size_t col;
         const char *what;
-        if (json_parse_line(line, len, &o, &col, &what) < 0) {
+        if (em__json_parse_line(line, len, &o, &col, &what) < 0) {
             fprintf(errf, WHO ": %s:%lld: column %zu: expected %s; line skipped\n", path, lineno, col, what);
             h->bad_lines++;
             continue;
         }
-        const jval *ev = jget(&o, "event"), *ts = jget(&o, "ts");
-        if (!ev || ev->type != JV_STR || !ts || ts->type != JV_NUM) {
+        const em__jv *ev = em__jv_get(&o, "event"), *ts = em__jv_get(&o, "ts");
+        if (!ev || ev->type != EM__JV_STR || !ts || ts->type != EM__JV_NUM) {
             fprintf(errf, WHO ": %s:%lld: an event needs \"event\" (string) and \"ts\" (number); line skipped\n",
                     path, lineno);
             h->bad_lines++;
         } else
             apply_event(h, &o);
-        jval_release(&o);
+        em__jv_release(&o);
     }
     free(line);
     gzclose(g);
@@ -693,7 +382,8 @@ typedef struct stage_sum {
     int attempts, failed, unfinished;
     double duration;       /* s, -1 unknown */
     double median, max;    /* s over ok attempts, -1 none */
-    long long rec_in, rec_out, b_in, b_out, spill, fetch_wait_ms;
+    long long rec_in, rec_out, b_in, b_out, spill;
+    double fetch_wait_ms;
 } stage_sum;
 
 static int cmp_double(const void *a, const void *b)
@@ -721,8 +411,8 @@ static void stage_summary(const run *r, int si, stage_sum *out)
     memset(out, 0, sizeof *out);
     out->st = st;
     out->index = si;
-    double *secs = xrealloc(NULL, (size_t)(r->nat + 1) * sizeof *secs);
-    int *parts = xrealloc(NULL, (size_t)(r->nat + 1) * sizeof *parts);
+    double *secs = em__realloc(NULL, (size_t)(r->nat + 1) * sizeof *secs);
+    int *parts = em__realloc(NULL, (size_t)(r->nat + 1) * sizeof *parts);
     int ns = 0, np = 0;
     double first = -1, last = -1;
     for (int i = 0; i < r->nat; i++) {
@@ -801,6 +491,16 @@ static const char *fmt_time(double ms, char *b, size_t cap)
     return b;
 }
 
+/* "program args..." (job_start's argv may or may not repeat the program). */
+static const char *run_cmdline(const run *r, char *b, size_t cap)
+{
+    const char *p = r->program ? r->program : "", *a = r->argv ? r->argv : "";
+    size_t pl = strlen(p);
+    if (*p && strncmp(a, p, pl) == 0 && (a[pl] == ' ' || a[pl] == 0)) snprintf(b, cap, "%s", a);
+    else snprintf(b, cap, "%s%s%s", p, *p && *a ? " " : "", a);
+    return b;
+}
+
 static double run_seconds(const run *r)
 {
     if (r->seconds >= 0) return r->seconds;
@@ -824,7 +524,7 @@ static void print_text(FILE *f, const history *h, const char *path)
     for (int ri = 0; ri < h->nruns; ri++) {
         const run *r = &h->runs[ri];
         fprintf(f, "\njob %s", r->app_id ? r->app_id : "(no job_start)");
-        if (r->program) fprintf(f, ": %s", r->argv && *r->argv ? r->argv : r->program);
+        if (r->program) fprintf(f, ": %s", run_cmdline(r, b8, sizeof b8));
         fprintf(f, "\n  ranks %d, started %s, duration %s, status %s\n", r->ranks >= 0 ? r->ranks : r->max_rank + 1,
                 fmt_time(r->start_ms >= 0 ? r->start_ms : r->first_ts, b1, sizeof b1),
                 fmt_secs(run_seconds(r), b2, sizeof b2), run_status(r, b8, sizeof b8));
@@ -850,7 +550,7 @@ static void print_text(FILE *f, const history *h, const char *path)
             stage_sum x;
             stage_summary(r, si, &x);
             char fw[32];
-            snprintf(fw, sizeof fw, "%lldms", x.fetch_wait_ms);
+            snprintf(fw, sizeof fw, "%.0fms", x.fetch_wait_ms);
             fprintf(f, "  %-6d %-5d %5d %8d %6d %10s %9s %9s %7s %11lld %11lld %10s %10s %10s %9s  %s\n",
                     x.st->action, x.st->stage, x.tasks, x.attempts, x.failed, fmt_secs(x.duration, b1, sizeof b1),
                     fmt_secs(x.median, b2, sizeof b2), fmt_secs(x.max, b3, sizeof b3), fmt_skew(&x, b4, sizeof b4),
@@ -920,6 +620,14 @@ static void html_timeline(FILE *f, const run *r)
         fprintf(f, "<text class=\"rank\" x=\"%d\" y=\"%d\">r%d</text><line class=\"lane\" x1=\"%d\" y1=\"%d\" "
                    "x2=\"%d\" y2=\"%d\"/>\n",
                 left - 8, top + k * row + 16, k, left, top + (k + 1) * row, left + width, top + (k + 1) * row);
+    for (int i = 0; i < r->nmk; i++) { /* a fenced rank's lane is shaded from then on */
+        const mark *m = &r->mk[i];
+        if (strcmp(m->event, "rank_fenced") || m->rank < 0 || m->rank >= nranks) continue;
+        double x = left + (m->ts - t0) / 1000.0 * scale;
+        fprintf(f, "<rect class=\"fenced\" x=\"%.1f\" y=\"%d\" width=\"%.1f\" height=\"%d\"><title>r%d fenced</title>"
+                   "</rect>\n",
+                x, top + m->rank * row + 1, left + width - x, row - 2, m->rank);
+    }
     for (int i = 0; i < r->nat; i++) {
         const attempt *x = &r->at[i];
         if (x->rank < 0 || x->rank >= nranks) continue;
@@ -947,9 +655,12 @@ static void html_timeline(FILE *f, const run *r)
         if (x->state == AT_FAILED)
             fprintf(f, "<text class=\"x\" x=\"%.2f\" y=\"%d\">&#215;</text>\n", bx + bw + 1, by + 13);
     }
+    /* markers, fencing last so that it is on top of a recompute at the same moment */
+    static const char *const order[] = {"retry", "recompute", "election_start", "leader_elected", "rank_fenced"};
+    for (int k = 0; k < 5; k++)
     for (int i = 0; i < r->nmk; i++) {
         const mark *m = &r->mk[i];
-        if (!strcmp(m->event, "task_failed")) continue; /* drawn on the bar */
+        if (strcmp(m->event, order[k])) continue; /* task_failed: drawn on its bar */
         double x = left + (m->ts - t0) / 1000.0 * scale;
         fprintf(f, "<g class=\"mark %s\"><line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\"/>", m->event, x, top,
                 x, top + nranks * row);
@@ -979,6 +690,7 @@ static int write_html(const history *h, const char *path, const char *out)
           "h1{font-size:20px} h2{font-size:17px;margin-top:28px} table{border-collapse:collapse;margin:8px 0}\n"
           "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right} th{background:#f3f3f3}\n"
           "td.l,th.l{text-align:left} .sw{display:inline-block;width:12px;height:12px;margin-right:6px}\n"
+          ".fenced{fill:#d00;fill-opacity:0.08} .wide{overflow-x:auto} td{white-space:nowrap}\n"
           "svg.timeline{border:1px solid #ddd;background:#fcfcfc;max-width:100%;height:auto}\n"
           ".grid{stroke:#e4e4e4} .lane{stroke:#eee} .tick{font-size:11px;fill:#666;text-anchor:middle}\n"
           ".rank{font-size:12px;fill:#333;text-anchor:end} .task{stroke:#fff;stroke-width:0.5}\n"
@@ -1003,7 +715,7 @@ static int write_html(const history *h, const char *path, const char *out)
         fputs("</h2>\n<p>", f);
         if (r->program) {
             fputs("<code>", f);
-            html_esc(f, r->argv && *r->argv ? r->argv : r->program);
+            html_esc(f, run_cmdline(r, b8, sizeof b8));
             fputs("</code><br/>", f);
         }
         fprintf(f, "%d ranks, started %s, duration %s, status <b>", r->ranks >= 0 ? r->ranks : r->max_rank + 1,
@@ -1013,9 +725,10 @@ static int write_html(const history *h, const char *path, const char *out)
         fputs("</b></p>\n<h3>Tasks per rank</h3>\n", f);
         html_timeline(f, r);
         fputs("<p>Bars are task attempts coloured by stage; red outline and &#215;: failed; dashed: never finished. "
-              "Vertical lines: red fencing, purple election, orange recompute (hover for details).</p>\n",
+              "Vertical lines: red fencing (the lane of a fenced rank is shaded from then on), purple election, orange "
+              "recompute. Hover for details.</p>\n",
               f);
-        fputs("<h3>Stages</h3>\n<table class=\"stages\">\n<tr><th class=\"l\">stage</th><th>action</th>"
+        fputs("<h3>Stages</h3>\n<div class=\"wide\"><table class=\"stages\">\n<tr><th class=\"l\">stage</th><th>action</th>"
               "<th>tasks</th><th>attempts</th><th>failed</th><th>duration</th><th>median task</th><th>max task</th>"
               "<th>skew</th><th>records in</th><th>records out</th><th>bytes in</th><th>bytes out</th><th>spill</th>"
               "<th>fetch wait</th><th>retries</th><th>recomputes</th></tr>\n",
@@ -1027,14 +740,14 @@ static int write_html(const history *h, const char *path, const char *out)
                     palette[si % NPAL], x.st->stage);
             html_esc(f, x.st->name);
             fprintf(f, "</td><td>%d</td><td>%d</td><td>%d</td><td>%d</td><td>%s</td><td>%s</td><td>%s</td>"
-                       "<td>%s</td><td>%lld</td><td>%lld</td><td>%s</td><td>%s</td><td>%s</td><td>%lld ms</td>"
+                       "<td>%s</td><td>%lld</td><td>%lld</td><td>%s</td><td>%s</td><td>%s</td><td>%.0f ms</td>"
                        "<td>%d</td><td>%d</td></tr>\n",
                     x.st->action, x.tasks, x.attempts, x.failed, fmt_secs(x.duration, b1, sizeof b1),
                     fmt_secs(x.median, b2, sizeof b2), fmt_secs(x.max, b3, sizeof b3), fmt_skew(&x, b4, sizeof b4),
                     x.rec_in, x.rec_out, human_bytes(x.b_in, b5, sizeof b5), human_bytes(x.b_out, b6, sizeof b6),
                     human_bytes(x.spill, b7, sizeof b7), x.fetch_wait_ms, x.st->retries, x.st->recomputes);
         }
-        fputs("</table>\n<h3>Failures and recoveries</h3>\n", f);
+        fputs("</table></div>\n<h3>Failures and recoveries</h3>\n", f);
         if (!r->nmk) fputs("<p>None.</p>\n", f);
         else {
             fputs("<ul class=\"marks\">\n", f);

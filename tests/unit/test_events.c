@@ -1,5 +1,6 @@
 /* test_events.c — the event log writer (runtime/events.c), the progress bar format (runtime/progress.c) and the
- * strict reader of `ember history` (scheduler/cli/history.c, included here so its static parser can be tested).
+ * strict reader of `ember history` (scheduler/cli/history.c and json.c, included here so that their static parts
+ * can be tested).
  * Expected strings were computed with Python 3's json module (json.dumps(s, ensure_ascii=False) of the string
  * that the bytes decode to when every byte that is not valid UTF-8 stands for U+00XX). */
 #include <criterion/criterion.h>
@@ -9,6 +10,7 @@
 #include "runtime/log.h"
 #include "runtime/progress.h"
 #include "scheduler/cli/history.c"
+#include "scheduler/cli/json.c"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -103,12 +105,12 @@ Test(json_str, round_trips_through_the_history_reader)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char line[256];
         snprintf(line, sizeof line, "{\"s\":\"%s\"}", em__json_str(cases[i].in));
-        jval o;
+        em__jv o;
         size_t col;
         const char *what;
-        cr_assert_eq(json_parse_line(line, strlen(line), &o, &col, &what), 0, "case %zu: %s", i, line);
-        cr_expect_str_eq(jget(&o, "s")->str, cases[i].decoded, "case %zu", i);
-        jval_release(&o);
+        cr_assert_eq(em__json_parse_line(line, strlen(line), &o, &col, &what), 0, "case %zu: %s", i, line);
+        cr_expect_str_eq(em__jv_get(&o, "s")->str, cases[i].decoded, "case %zu", i);
+        em__jv_release(&o);
     }
 }
 
@@ -279,16 +281,16 @@ Test(events_file, threads_never_interleave_lines, .init = mk_tmp, .fini = rm_tmp
     int seen[4][500] = {{0}};
     char *save = NULL;
     for (char *l = strtok_r(s, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-        jval o;
+        em__jv o;
         size_t col;
         const char *what;
-        cr_assert_eq(json_parse_line(l, strlen(l), &o, &col, &what), 0, "bad line: %.80s", l);
-        int th = (int)jint(&o, "thread", -1), i = (int)jint(&o, "i", -1);
+        cr_assert_eq(em__json_parse_line(l, strlen(l), &o, &col, &what), 0, "bad line: %.80s", l);
+        int th = (int)em__jv_int(&o, "thread", -1), i = (int)em__jv_int(&o, "i", -1);
         cr_assert(th >= 0 && th < 4 && i >= 0 && i < 500);
-        cr_expect_eq(strlen(jget(&o, "pad")->str), 299);
-        cr_expect_eq(jget(&o, "pad")->str[0], 'a' + th);
+        cr_expect_eq(strlen(em__jv_get(&o, "pad")->str), 299);
+        cr_expect_eq(em__jv_get(&o, "pad")->str[0], 'a' + th);
         seen[th][i]++;
-        jval_release(&o);
+        em__jv_release(&o);
     }
     for (int th = 0; th < 4; th++)
         for (int i = 0; i < 500; i++) cr_expect_eq(seen[th][i], 1);
@@ -431,24 +433,24 @@ Test(history_json, accepts_valid_lines)
         "{\"dup\":1,\"dup\":2}",
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
-        jval o;
+        em__jv o;
         size_t col;
         const char *what = NULL;
-        cr_expect_eq(json_parse_line(ok[i], strlen(ok[i]), &o, &col, &what), 0, "%s: %s", ok[i], what);
-        jval_release(&o);
+        cr_expect_eq(em__json_parse_line(ok[i], strlen(ok[i]), &o, &col, &what), 0, "%s: %s", ok[i], what);
+        em__jv_release(&o);
     }
-    jval o;
+    em__jv o;
     size_t col;
     const char *what;
-    json_parse_line(ok[3], strlen(ok[3]), &o, &col, &what);
-    cr_expect_str_eq(jget(&o, "u")->str, "\xc3\xa9\xf0\x9f\x98\x80/");
-    jval_release(&o);
-    json_parse_line(ok[4], strlen(ok[4]), &o, &col, &what);
-    cr_expect_eq(jnum(&o, "dup", 0), 2); /* the last wins, as in Python */
-    jval_release(&o);
-    json_parse_line(ok[2], strlen(ok[2]), &o, &col, &what);
-    cr_expect_eq(jnum(&o, "n", 0), -500);
-    jval_release(&o);
+    em__json_parse_line(ok[3], strlen(ok[3]), &o, &col, &what);
+    cr_expect_str_eq(em__jv_get(&o, "u")->str, "\xc3\xa9\xf0\x9f\x98\x80/");
+    em__jv_release(&o);
+    em__json_parse_line(ok[4], strlen(ok[4]), &o, &col, &what);
+    cr_expect_eq(em__jv_num(&o, "dup", 0), 2); /* the last wins, as in Python */
+    em__jv_release(&o);
+    em__json_parse_line(ok[2], strlen(ok[2]), &o, &col, &what);
+    cr_expect_eq(em__jv_num(&o, "n", 0), -500);
+    em__jv_release(&o);
 }
 
 Test(history_json, rejects_malformed_lines_with_a_column)
@@ -471,20 +473,20 @@ Test(history_json, rejects_malformed_lines_with_a_column)
         {"{\"a\":1.}", 8},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        jval o;
+        em__jv o;
         size_t col = 0;
         const char *what = NULL;
-        cr_expect_eq(json_parse_line(bad[i].line, strlen(bad[i].line), &o, &col, &what), -1, "%s", bad[i].line);
+        cr_expect_eq(em__json_parse_line(bad[i].line, strlen(bad[i].line), &o, &col, &what), -1, "%s", bad[i].line);
         cr_expect_eq(col, bad[i].col, "%s: column %zu, expected %zu (%s)", bad[i].line, col, bad[i].col, what);
         cr_expect_not_null(what);
     }
     char line[300] = "{\"a\":"; /* nesting deeper than MAX_DEPTH */
     memset(line + 5, '[', 100);
     line[105] = 0;
-    jval o;
+    em__jv o;
     size_t col;
     const char *what;
-    cr_expect_eq(json_parse_line(line, strlen(line), &o, &col, &what), -1);
+    cr_expect_eq(em__json_parse_line(line, strlen(line), &o, &col, &what), -1);
     cr_expect_str_eq(what, "less nesting");
 }
 
