@@ -205,7 +205,7 @@ static int lock_part(const em__log_topic *t, int p, int how, char *err, size_t e
     if (fd < 0 && (errno == EACCES || errno == EROFS)) fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT) {
-            em__set_err(err, errlen, "%s: missing partition directory", path);
+            em__set_err(err, errlen, "%s/p%05d: missing partition directory", t->dir, p);
             return EM_EPARSE;
         }
         return sys_err(err, errlen, "cannot open lock file", path);

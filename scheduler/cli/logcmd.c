@@ -394,6 +394,12 @@ static int append_input(appender *a, int fd, const char *name)
         pos += used;
         if (rc == EM__CSV_BLANK) continue;
         if (rc == EM_EPARSE) {
+            if (!have_hdr) { /* without its header the rest of the input cannot be read */
+                fprintf(stderr, "ember log append: %s (in the header row; %s skipped)\n", ps.err, name);
+                a->nbad++;
+                ret = 1;
+                break;
+            }
             bad_line(a, ps.err);
             continue;
         }

@@ -5,7 +5,7 @@
 # once, a torn tail (truncate -s), a corrupt byte (printf | dd conv=notrunc), repair then append, bad input lines,
 # header CSVs, a missing directory and bad arguments.
 . "$(dirname "$0")/lib.sh"
-E="$BIN/ember"
+E="${EMBER_CLI:-$BIN/ember}" # EMBER_CLI: test another build of the command
 export LC_ALL=C
 
 # run STATUS_WANTED ARGS...: runs ember, leaves stdout in $TMP/out, stderr in $TMP/err, status in $TMP/rc.
@@ -163,6 +163,20 @@ grep -q "nonexistent.csv: cannot open" "$TMP/err" && pass "missing input file na
 grep -q "appended 3 records; skipped 5 bad" "$TMP/err" && pass "summary counts good and bad" || { fail "summary"; cat "$TMP/err"; }
 check "the good lines were appended" "ok1 ok2 ok4" "$("$E" log dump "$T3" | cut -d, -f5 | sort | tr '\n' ' ' | sed 's/ $//')"
 
+run log append "$T3" "$TMP"
+expect "a directory as input is a read error" 1 "$TMP: read: Is a directory"
+printf 'ts,"user\n1,a\n2,b\n' >"$TMP/badhdr.csv"
+run log append "$T3" --key-field user "$TMP/badhdr.csv"
+expect "malformed header row" 1 "badhdr.csv:1: .*\(in the header row; .*badhdr.csv skipped\)"
+py "$TMP/big.csv" <<'PY'
+import sys
+with open(sys.argv[1], "w") as f:
+    f.write("1,k," + "x" * (16 << 20) + "\n2,k,small\n")
+PY
+run log append "$T3" "$TMP/big.csv"
+expect "a record over 16 MiB is a bad line" 1 "big.csv:1: key and value take 16777217 bytes, a record holds at most"
+"$E" log dump "$T3" | grep -q ',small$' && pass "the line after a too-large record is appended" || fail "line after too-large"
+
 # ---- concurrent appenders: 4 processes x 5000 lines, each through a pipe (many small batches) ---------------
 T4="$TMP/t4"
 "$E" log create "$T4" --partitions 3 --segment-bytes 16k
@@ -246,6 +260,17 @@ grep -q "^p00002: BAD: segment $(basename "$seg") offset $off byte $byte: corrup
 grep -q "^p00001: ok" "$TMP/out" && pass "other partitions still ok" || fail "other partitions"
 run log info "$T"
 expect "info reports the damage" 1 "p00002: segment .* offset $off"
+
+# ---- a partition directory removed by hand; stdout that cannot be written ---------------------------------
+"$E" log dump "$T4" >/dev/full 2>"$TMP/err"; echo $? >"$TMP/rc"
+expect "dump to a full disk fails" 1 "writing stdout"
+rm -r "$T4/p00001"
+for sub in dump info verify; do
+  run log $sub "$T4"
+  expect "$sub with a partition directory missing" 1 "p00001: missing partition directory"
+done
+printf '1,a,b\n2,b,c\n3,c,d\n4,d,e\n' | timeout 20 "$E" log append "$T4" >/dev/null 2>"$TMP/err"; echo $? >"$TMP/rc"
+expect "append to a missing partition directory" 1 "missing partition directory"
 
 # ---- missing directory, not a topic, bad arguments ------------------------------------------------------------
 for sub in info dump verify append; do
