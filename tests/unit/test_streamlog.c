@@ -685,3 +685,19 @@ Test(streamlog, hash_is_fnv1a_64)
     cr_assert_eq(em__log_hash("a", 1), 0xaf63dc4c8601ec8cULL);
     cr_assert_eq(em__log_hash("foobar", 6), 0x85944171f73967e8ULL);
 }
+
+/* Reads seek with the index: damage early in a segment does not stop a read that starts past it, because the read
+ * starts from an index entry beyond the damage instead of scanning from the segment's start. */
+Test(streamlog, reads_seek_past_early_damage_through_the_index)
+{
+    em__log_topic *t = make_topic(1, 1 << 20);
+    append_range(t, 0, 0, 3000, 500);
+    uint64_t seg, byte, n;
+    corrupt_record(t, 0, 10, &seg, &byte);
+    cr_assert_eq(seg, 0);
+    cr_assert_eq(read_part(t, 0, 2000, 2100, &n, NULL), 0, "%s", err);
+    cr_assert_eq(n, 100);
+    cr_assert_eq(read_part(t, 0, 5, 20, &n, NULL), EM_EPARSE);
+    cr_assert_eq(n, 5);
+    em__log_close(t);
+}
