@@ -9,14 +9,20 @@
  * the owner's executor). If an owner is fenced, the fetch fails with EM__FETCH_FAILED naming the lost output;
  * the driver re-runs that map task from lineage and retries the reduce.
  *
- * Not yet: spilling the block store to disk beyond --ember-memory, and compression on the wire (see README).
+ * Past --ember-memory / 2 bytes of map output on a rank, further blocks go to local disk zlib-compressed; buckets
+ * travel zlib-compressed when asked (--ember-compress) or when they are on disk anyway.
  */
 #include "operators/shuffle.h"
 
 #include "operators/sorter.h"
 #include "runtime/log.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
+#include <zlib.h>
 #include <string.h>
 
 _Thread_local em__fetch_fail em__last_fetch_fail;
@@ -273,13 +279,21 @@ int em__ctab_each(em__ctab *t, int (*fn)(const em_rec *r, void *arg), void *arg)
     return 0;
 }
 
-/* ---- block store ---- */
+/* ---- block store ----
+ * Map outputs stay in memory until the store holds --ember-memory / 2 bytes; later outputs are written to local
+ * disk, each bucket zlib-compressed on its own (so one bucket can be read or served without the others), and
+ * deleted when the store is dropped. Serving a bucket to another rank sends either its raw bytes or its zlib
+ * form: the zlib form when the block is on disk (it is already compressed) or when the fetcher asks for it
+ * (--ember-compress zlib, or auto between hosts); a compressed in-memory bucket is kept for the next chunk. */
 
 struct em__block {
     uint32_t shuffle, map_part, nbuckets;
     int refs;
-    em__buf data;
-    uint64_t *offs;
+    em__buf data;    /* in memory: the buckets back to back */
+    uint64_t *offs;  /* [nbuckets+1] raw bucket boundaries (sizes, when on disk) */
+    char *path;      /* on disk: the file of compressed buckets */
+    uint64_t *zoffs; /* on disk: [nbuckets+1] boundaries of the compressed buckets in the file */
+    em__buf *zcache; /* in memory: [nbuckets] compressed buckets made for fetchers that asked for zlib */
     em__block *next; /* hash chain */
 };
 
@@ -288,16 +302,35 @@ static struct {
     pthread_mutex_t mu;
     em__block *tab[STORE_HASH];
     em__rt *rt;
-} store = {PTHREAD_MUTEX_INITIALIZER, {0}, NULL};
+    uint64_t mem;    /* bytes of in-memory blocks */
+    uint64_t budget; /* beyond it, new blocks go to disk */
+    const char *dir;
+    uint64_t spilled;
+} store = {PTHREAD_MUTEX_INITIALIZER, {0}, NULL, 0, 0, NULL, 0};
 
 static size_t store_slot(uint32_t s, uint32_t m) { return (size_t)(em__hash(&(uint64_t){(uint64_t)s << 32 | m}, 8) % STORE_HASH); }
 
+/* Caller holds store.mu. */
 static void block_unref(em__block *b)
 {
     if (--b->refs > 0) return;
+    store.mem -= b->data.len;
     em__buf_release(&b->data);
+    if (b->zcache)
+        for (uint32_t i = 0; i < b->nbuckets; i++) em__buf_release(&b->zcache[i]);
+    free(b->zcache);
+    if (b->path) unlink(b->path);
+    free(b->path);
+    free(b->zoffs);
     free(b->offs);
     free(b);
+}
+
+static void unref(em__block *b)
+{
+    pthread_mutex_lock(&store.mu);
+    block_unref(b);
+    pthread_mutex_unlock(&store.mu);
 }
 
 /* Caller holds store.mu; returns a referenced block or NULL. */
@@ -311,6 +344,58 @@ static em__block *store_get_locked(uint32_t s, uint32_t m)
     return NULL;
 }
 
+static em__block *store_get(uint32_t s, uint32_t m)
+{
+    pthread_mutex_lock(&store.mu);
+    em__block *b = store_get_locked(s, m);
+    pthread_mutex_unlock(&store.mu);
+    return b;
+}
+
+static void zlib_bucket(const uint8_t *p, size_t n, em__buf *out)
+{
+    uLongf zl = compressBound((uLong)n);
+    out->len = 0;
+    em__buf_grow(out, zl);
+    if (compress2(out->p, &zl, p, (uLong)n, 1) != Z_OK) EM_ASSERT(!"compress2 failed");
+    out->len = zl;
+}
+
+/* Writes the block's buckets compressed to a file and drops them from memory; on failure it stays in memory. */
+static void block_to_disk(em__block *b)
+{
+    static _Atomic unsigned seq;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/ember-blk-%d-%u.z", store.dir, (int)getpid(), atomic_fetch_add(&seq, 1));
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0) {
+        EM_LOG_W("cannot spill a shuffle block to %s: %s; keeping it in memory", path, strerror(errno));
+        return;
+    }
+    uint64_t *zoffs = em__malloc(sizeof *zoffs * (b->nbuckets + 1));
+    em__buf z;
+    em__buf_init(&z);
+    int ok = 1;
+    zoffs[0] = 0;
+    for (uint32_t i = 0; i < b->nbuckets && ok; i++) {
+        zlib_bucket(b->data.p + b->offs[i], b->offs[i + 1] - b->offs[i], &z);
+        ok = write(fd, z.p, z.len) == (ssize_t)z.len;
+        zoffs[i + 1] = zoffs[i] + z.len;
+    }
+    em__buf_release(&z);
+    if (close(fd) != 0 || !ok) {
+        EM_LOG_W("cannot spill a shuffle block to %s (disk full?); keeping it in memory", path);
+        unlink(path);
+        free(zoffs);
+        return;
+    }
+    store.spilled += zoffs[b->nbuckets];
+    em__task_spilled += zoffs[b->nbuckets];
+    b->path = em__strdup(path);
+    b->zoffs = zoffs;
+    em__buf_release(&b->data);
+}
+
 void em__store_put(uint32_t shuffle, uint32_t map_part, em__buf *data, uint64_t *offs, uint32_t nbuckets)
 {
     em__block *b = em__calloc(1, sizeof *b);
@@ -322,6 +407,11 @@ void em__store_put(uint32_t shuffle, uint32_t map_part, em__buf *data, uint64_t 
     b->offs = offs;
     em__buf_init(data);
     pthread_mutex_lock(&store.mu);
+    int spill = store.budget && store.mem + b->data.len > store.budget && !(shuffle & EM__CACHE_ID);
+    pthread_mutex_unlock(&store.mu);
+    if (spill) block_to_disk(b); /* outside the lock: fetches keep being served meanwhile */
+    pthread_mutex_lock(&store.mu);
+    store.mem += b->data.len;
     em__block **pp = &store.tab[store_slot(shuffle, map_part)];
     for (; *pp; pp = &(*pp)->next)
         if ((*pp)->shuffle == shuffle && (*pp)->map_part == map_part) { /* a re-run replaces the old output */
@@ -337,16 +427,41 @@ void em__store_put(uint32_t shuffle, uint32_t map_part, em__buf *data, uint64_t 
 
 int em__store_has(uint32_t shuffle, uint32_t map_part)
 {
-    pthread_mutex_lock(&store.mu);
-    em__block *b = store_get_locked(shuffle, map_part);
-    if (b) block_unref(b);
-    pthread_mutex_unlock(&store.mu);
+    em__block *b = store_get(shuffle, map_part);
+    if (b) unref(b);
     return b != NULL;
 }
 
-/* FETCH_REQ: u64 id, u32 shuffle, u32 map_part, u32 bucket, u64 offset
- * FETCH_RESP: u64 id, i32 status (0, or -1 = no such output), u64 bucket size, then the chunk bytes */
+/* The compressed form of a bucket of a block on disk, read into out. */
+static int read_zbucket(const em__block *b, uint32_t bk, em__buf *out)
+{
+    size_t n = b->zoffs[bk + 1] - b->zoffs[bk];
+    out->len = 0;
+    em__buf_grow(out, n);
+    int fd = open(b->path, O_RDONLY);
+    ssize_t r = fd < 0 ? -1 : pread(fd, out->p, n, (off_t)b->zoffs[bk]);
+    if (fd >= 0) close(fd);
+    if (r != (ssize_t)n) return em__fail(EM_EIO, "cannot read the spilled shuffle block %s", b->path);
+    out->len = n;
+    return 0;
+}
+
+static int unzlib(const uint8_t *z, size_t zn, size_t raw, em__buf *out)
+{
+    size_t at = out->len;
+    em__buf_grow(out, raw);
+    uLongf dl = (uLongf)raw;
+    if (raw && (uncompress(out->p + at, &dl, z, (uLong)zn) != Z_OK || dl != raw))
+        return em__fail(EM_ECOMM, "a compressed shuffle bucket is damaged");
+    out->len = at + raw;
+    return 0;
+}
+
+/* FETCH_REQ: u64 id, u32 shuffle, u32 map_part, u32 bucket, u64 offset, u32 flags (1: zlib welcome)
+ * FETCH_RESP: u64 id, i32 status (0, or -1 = no such output), u64 size of what is sent (raw or zlib bytes),
+ *             u32 encoding (0 raw, 1 zlib), u64 raw size, then the chunk bytes [offset, offset + chunk) */
 #define FETCH_CHUNK ((size_t)4 << 20)
+#define RESP_HDR 32
 
 static void serve_fetch(em__rt *rt, em__msg *m, void *arg)
 {
@@ -356,33 +471,69 @@ static void serve_fetch(em__rt *rt, em__msg *m, void *arg)
     uint64_t id = em__rd_u64(&r);
     uint32_t s = em__rd_u32(&r), mp = em__rd_u32(&r), bk = em__rd_u32(&r);
     uint64_t off = em__rd_u64(&r);
+    uint32_t flags = em__rd_u32(&r);
     int src = m->hdr->src;
     em__msg_free(m);
     if (r.err) return;
-    pthread_mutex_lock(&store.mu);
-    em__block *b = store_get_locked(s, mp);
-    pthread_mutex_unlock(&store.mu);
+    em__block *b = store_get(s, mp);
     int32_t status = b && bk < b->nbuckets ? 0 : -1;
-    uint64_t size = status ? 0 : b->offs[bk + 1] - b->offs[bk];
+    uint64_t raw = status ? 0 : b->offs[bk + 1] - b->offs[bk];
+    uint32_t enc = 0;
+    const uint8_t *src_bytes = NULL;
+    uint64_t size = raw;
+    em__buf disk;
+    em__buf_init(&disk);
+    if (status == 0 && b->path) {
+        if (read_zbucket(b, bk, &disk) < 0) status = -1;
+        enc = 1;
+        src_bytes = disk.p;
+        size = disk.len;
+    } else if (status == 0 && (flags & 1) && raw > 0) {
+        pthread_mutex_lock(&store.mu);
+        if (!b->zcache) b->zcache = em__calloc(b->nbuckets, sizeof *b->zcache);
+        if (!b->zcache[bk].p) zlib_bucket(b->data.p + b->offs[bk], raw, &b->zcache[bk]);
+        pthread_mutex_unlock(&store.mu);
+        enc = 1;
+        src_bytes = b->zcache[bk].p;
+        size = b->zcache[bk].len;
+    } else if (status == 0) {
+        src_bytes = b->data.p + b->offs[bk];
+    }
     size_t n = status || off >= size ? 0 : (size - off < FETCH_CHUNK ? size - off : FETCH_CHUNK);
-    em__msg *resp = em__msg_new(EM__MSG_FETCH_RESP, 20 + n);
+    em__msg *resp = em__msg_new(EM__MSG_FETCH_RESP, RESP_HDR + n);
     memcpy(resp->payload, &id, 8);
     memcpy(resp->payload + 8, &status, 4);
     memcpy(resp->payload + 12, &size, 8);
-    if (n) memcpy(resp->payload + 20, b->data.p + b->offs[bk] + off, n);
-    if (b) {
-        pthread_mutex_lock(&store.mu);
-        block_unref(b);
-        pthread_mutex_unlock(&store.mu);
-    }
+    memcpy(resp->payload + 20, &enc, 4);
+    memcpy(resp->payload + 24, &raw, 8);
+    if (n) memcpy(resp->payload + RESP_HDR, src_bytes + off, n);
+    em__buf_release(&disk);
+    if (b) unref(b);
     em__send(rt, src, resp);
 }
 
 void em__store_init(em__rt *rt)
 {
     store.rt = rt;
+    store.budget = (uint64_t)rt->cfg.memory / 2;
+    const char *d = rt->cfg.tmpdir && *rt->cfg.tmpdir ? rt->cfg.tmpdir : getenv("TMPDIR");
+    store.dir = d && *d ? d : "/tmp";
     em__rt_on(rt, EM__MSG_FETCH_REQ, serve_fetch, NULL);
 }
+
+void em__store_drop_all(void)
+{
+    pthread_mutex_lock(&store.mu);
+    for (size_t i = 0; i < STORE_HASH; i++)
+        while (store.tab[i]) {
+            em__block *b = store.tab[i];
+            store.tab[i] = b->next;
+            block_unref(b);
+        }
+    pthread_mutex_unlock(&store.mu);
+}
+
+uint64_t em__store_spilled(void) { return store.spilled; }
 
 /* ---- task context (which rank holds which map output or cached partition; sort bounds), per executor thread ---- */
 
@@ -545,24 +696,33 @@ static _Atomic uint64_t fetch_ids;
 static int fetch_remote(em_ctx *ctx, int owner, uint32_t s, uint32_t m, uint32_t bucket, em__buf *out)
 {
     em__rt *rt = &ctx->rt;
-    uint64_t off = 0, size = 0;
+    uint64_t off = 0, size = 0, raw = 0;
+    uint32_t enc = 0;
+    const char *cm = rt->cfg.compress;
+    uint32_t flags = strcmp(cm, "zlib") == 0 || (strcmp(cm, "auto") == 0 && rt->same_host && !rt->same_host[owner]);
+    em__buf z;
+    em__buf_init(&z);
     if (em__fetch_hook) em__fetch_hook();
     double t0 = em__now_s();
     do {
         uint64_t id = atomic_fetch_add(&fetch_ids, 1) + ((uint64_t)rt->rank << 48);
-        em__msg *req = em__msg_new(EM__MSG_FETCH_REQ, 28);
+        em__msg *req = em__msg_new(EM__MSG_FETCH_REQ, 32);
         memcpy(req->payload, &id, 8);
         memcpy(req->payload + 8, &s, 4);
         memcpy(req->payload + 12, &m, 4);
         memcpy(req->payload + 16, &bucket, 4);
         memcpy(req->payload + 20, &off, 8);
+        memcpy(req->payload + 28, &flags, 4);
         em__send(rt, owner, req);
         for (;;) {
-            if (!em__rt_is_alive(rt, owner)) return fetch_failed(s, m, owner);
+            if (!em__rt_is_alive(rt, owner)) {
+                em__buf_release(&z);
+                return fetch_failed(s, m, owner);
+            }
             em__msg *resp = em__mbox_get(&rt->fetch_mb, 200);
             if (!resp) continue;
             uint64_t rid = 0;
-            if (resp->hdr->type == EM__MSG_FETCH_RESP && resp->len >= 20) memcpy(&rid, resp->payload, 8);
+            if (resp->hdr->type == EM__MSG_FETCH_RESP && resp->len >= RESP_HDR) memcpy(&rid, resp->payload, 8);
             if (resp->hdr->type != EM__MSG_FETCH_RESP || rid != id) { /* a wake-up or a stale answer */
                 em__msg_free(resp);
                 continue;
@@ -570,19 +730,25 @@ static int fetch_remote(em_ctx *ctx, int owner, uint32_t s, uint32_t m, uint32_t
             int32_t st;
             memcpy(&st, resp->payload + 8, 4);
             memcpy(&size, resp->payload + 12, 8);
+            memcpy(&enc, resp->payload + 20, 4);
+            memcpy(&raw, resp->payload + 24, 8);
             if (st != 0) {
                 em__msg_free(resp);
+                em__buf_release(&z);
                 return fetch_failed(s, m, owner); /* the owner lost it (e.g. restarted) */
             }
-            if (off == 0) em__buf_grow(out, size);
-            em__buf_add(out, resp->payload + 20, resp->len - 20);
-            off += resp->len - 20;
+            em__buf *dst = enc ? &z : out;
+            if (off == 0) em__buf_grow(dst, size);
+            em__buf_add(dst, resp->payload + RESP_HDR, resp->len - RESP_HDR);
+            off += resp->len - RESP_HDR;
             em__msg_free(resp);
             break;
         }
     } while (off < size);
+    int rc = enc ? unzlib(z.p, z.len, raw, out) : 0;
+    em__buf_release(&z);
     em__task_fetch_wait += em__now_s() - t0;
-    return 0;
+    return rc;
 }
 
 /* Calls fn(bytes, side) with bucket `bucket` of map output m of store id s held by `owner` (locally straight from
@@ -593,26 +759,27 @@ static int with_bucket(em_ctx *ctx, uint32_t s, uint32_t m, int owner, uint32_t 
                        bucket_fn fn, void *arg)
 {
     int rc;
+    scratch->len = 0;
     if (owner == ctx->rt.rank) {
-        pthread_mutex_lock(&store.mu);
-        em__block *b = store_get_locked(s, m);
-        pthread_mutex_unlock(&store.mu);
+        em__block *b = store_get(s, m);
         if (!b || bucket >= b->nbuckets) {
-            if (b) {
-                pthread_mutex_lock(&store.mu);
-                block_unref(b);
-                pthread_mutex_unlock(&store.mu);
-            }
+            if (b) unref(b);
             return fetch_failed(s, m, owner);
         }
-        rc = fn(b->data.p + b->offs[bucket], b->offs[bucket + 1] - b->offs[bucket], side, arg);
-        pthread_mutex_lock(&store.mu);
-        block_unref(b);
-        pthread_mutex_unlock(&store.mu);
+        if (b->path) { /* spilled: read and inflate the one bucket */
+            em__buf z;
+            em__buf_init(&z);
+            rc = read_zbucket(b, bucket, &z);
+            if (rc == 0) rc = unzlib(z.p, z.len, b->offs[bucket + 1] - b->offs[bucket], scratch);
+            em__buf_release(&z);
+            if (rc == 0) rc = fn(scratch->p, scratch->len, side, arg);
+        } else {
+            rc = fn(b->data.p + b->offs[bucket], b->offs[bucket + 1] - b->offs[bucket], side, arg);
+        }
+        unref(b);
         return rc;
     }
     if (owner < 0) return fetch_failed(s, m, owner);
-    scratch->len = 0;
     if ((rc = fetch_remote(ctx, owner, s, m, bucket, scratch)) < 0) return rc;
     return fn(scratch->p, scratch->len, side, arg);
 }

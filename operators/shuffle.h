@@ -50,6 +50,10 @@ void em__store_init(em__rt *rt);
 /* Takes ownership of data; offs has nbuckets+1 entries (bucket r is data[offs[r], offs[r+1])). */
 void em__store_put(uint32_t shuffle, uint32_t map_part, em__buf *data, uint64_t *offs, uint32_t nbuckets);
 int em__store_has(uint32_t shuffle, uint32_t map_part);
+/* Drops every block (and deletes spill files): at finalize. */
+void em__store_drop_all(void);
+/* Compressed bytes of map output this rank wrote to disk. */
+uint64_t em__store_spilled(void);
 
 /* ---- the two sides of a shuffle, run on the executor thread ---- */
 
