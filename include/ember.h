@@ -322,6 +322,8 @@ int em_foreach(em_ds *ds, em_filter_fn fn, void *arg);
 typedef struct em_csv_opts {
     char sep;   /* 0: ',' */
     int strict; /* 1: a malformed row fails the job */
+    int line_keys; /* 1: key = tuple (int64 file index, int64 line where the row starts) instead of empty, so a
+                      job can name the row in its own messages (em_csv_file names the file) */
 } em_csv_opts;
 em_ds *em_csv(em_ctx *ctx, const char *const *paths, int npaths, const em_csv_opts *opts, int nparts);
 /* Number of columns of a CSV dataset's header (the first file's), and the index of a column by name (-1 if
@@ -329,6 +331,47 @@ em_ds *em_csv(em_ctx *ctx, const char *const *paths, int npaths, const em_csv_op
 int em_csv_ncols(const em_ds *csv);
 int em_csv_col(const em_ds *csv, const char *name);
 const char *em_csv_colname(const em_ds *csv, int idx);
+/* Path of input file `file_index` (0-based, in the expanded order of paths: see em_text), or NULL. LOCAL. */
+const char *em_csv_file(const em_ds *csv, int file_index);
+
+/* ---- HDF5 ------------------------------------------------------------------------------------------------
+ * Serial HDF5 only (no MPI-IO: its collectives hang when a rank dies); each task opens the file on its own.
+ *
+ * Record shape of em_hdf5, one record per row:
+ *   key   = em_i64_put(row index), 8 bytes (0-based row of the dataset)
+ *   value = a tuple of the row's fields:
+ *             1-D integer or float dataset   one field (EM_F_I64 for integers, EM_F_F64 for floats)
+ *             2-D integer or float dataset   one field per column
+ *             1-D compound dataset           one field per member, in member order: integers EM_F_I64, floats
+ *                                            EM_F_F64, fixed-length strings EM_F_STR (up to the first NUL)
+ * Integers of 8 to 64 bits, signed or unsigned (unsigned 64-bit values above INT64_MAX fail the task), float
+ * and double are read; variable-length strings, enums, arrays and nested compounds are not.
+ */
+
+/* Rows of dataset `dataset` (a path inside the file, e.g. "/results/t") of HDF5 file `file`, in nparts
+ * partitions of contiguous row ranges (0: default); a task reads only its own hyperslab. The file is opened when
+ * the dataset is built, on every rank, to learn the shape: a missing file, a missing dataset, a wrong type or rank
+ * fail the first action that reads it (EM_ENOENT / EM_ETYPE) with a message naming file, dataset and what was
+ * expected. LOCAL (lazy). */
+em_ds *em_hdf5(em_ctx *ctx, const char *file, const char *dataset, int nparts);
+
+/* Writes ds as a 1-D compound dataset `dataset` of HDF5 file `file`, one row per record (key ignored), rows in
+ * partition order. `schema` maps the fields of each record's VALUE tuple, in order, to compound members:
+ *     "country:str16,orders:i64,total:f64,avg:f64"
+ * types: i32, i64 (from EM_F_I64), f32, f64 (from EM_F_I64 or EM_F_F64; a NULL field becomes NaN), strN (a
+ * fixed-length string of N bytes, 1 <= N <= 65535, from EM_F_STR; a NULL field becomes ""). A record with fewer
+ * fields, a field of another type, an integer out of i32 range or a string longer than N fails the task
+ * (EM_ETYPE, naming the field). Names: not empty, no ',' or ':', not repeated.
+ * Each task writes a part file into a hidden directory next to `file` (".NAME.ember-parts.*"); then one more task
+ * merges the parts in partition order into "FILE.tmp.PID" (chunked, deflate-compressed, with attributes
+ * ember_job, ember_inputs (the files the lineage read through parent links, when known) and ember_created (UTC,
+ * ISO 8601)) and rename()s it onto `file`, which is replaced atomically: readers see the old file or the complete
+ * new one, never a part. The parts are removed after the rename. If the merging rank dies, the merge task is
+ * retried elsewhere from the parts (a dead rank's "FILE.tmp.PID" stays behind; the final name is never half
+ * written). Parts and file must be on a file system every rank sees (one host, or a shared directory).
+ * COLLECTIVE: every rank returns after the file is in place. Errors: EM_EINVAL (bad schema), EM_ETYPE, EM_EIO,
+ * and those of em_count. */
+int em_save_hdf5(em_ds *ds, const char *file, const char *dataset, const char *schema);
 
 #ifdef __cplusplus
 }

@@ -3,7 +3,9 @@
 
 #include <string.h>
 
-static const em__sink_ops *const sinks[] = {&em__sink_text, &em__sink_text_i64};
+extern const em__sink_ops em__sink_hdf5; /* sinks/hdf5.c */
+
+static const em__sink_ops *const sinks[] = {&em__sink_text, &em__sink_text_i64, &em__sink_hdf5};
 
 const em__sink_ops *em__sink_find(const char *name)
 {

@@ -1,7 +1,8 @@
 /* csv.c — em_csv: rows of RFC 4180 CSV files as records (DESIGN section 8). A generic source node
  * (EM__K_SOURCE): planning (expanding the inputs, reading the header, cutting record-aligned splits with
  * em__csv_plan) happens when the dataset is built, identically on every rank; a task reads only its own split
- * with em__csv_reader and emits one record per row: an empty key, and a tuple of the row's fields as strings.
+ * with em__csv_reader and emits one record per row: an empty key (or, with line_keys, the tuple (file index, line)),
+ * and a tuple of the row's fields as strings.
  *
  * All files must have the header of the first one (same names, same order): rows of a file whose columns
  * differ would otherwise be read under the wrong names. That is checked when planning, so a mismatch fails the
@@ -22,6 +23,9 @@ typedef struct csv_src {
     em__csv_header hdr; /* of the first file */
     char sep;
     int strict;
+    int line_keys;
+    char **files; /* [nfiles] path of each input file by index (NULL for an empty file) */
+    int nfiles;
 } csv_src;
 
 static void csv_free(void *p)
@@ -30,6 +34,8 @@ static void csv_free(void *p)
     if (!s) return;
     em__text_plan_free(s->splits);
     em__csv_header_release(&s->hdr);
+    for (int i = 0; i < s->nfiles; i++) free(s->files[i]);
+    free(s->files);
     free(s);
 }
 
@@ -74,6 +80,12 @@ static int csv_plan(const char *const *paths, int npaths, int nparts, csv_src *s
     int nfiles = 0, rc;
     /* One split per non-empty file (stat only): the files whose header must agree. */
     if ((rc = em__text_plan(paths, npaths, (uint64_t)1 << 60, 1, &files, &nfiles, err, errlen)) < 0) return rc;
+    if (nfiles) {
+        s->nfiles = files[nfiles - 1].file + 1;
+        s->files = em__calloc((size_t)s->nfiles, sizeof *s->files);
+        for (int i = 0; i < nfiles; i++)
+            if (!s->files[files[i].file]) s->files[files[i].file] = em__strdup(files[i].path);
+    }
     for (int i = 0; i < nfiles && rc == 0; i++) {
         if (i > 0 && files[i].file == files[i - 1].file) continue;
         if (s->hdr.ncols == 0) {
@@ -106,6 +118,7 @@ em_ds *em_csv(em_ctx *ctx, const char *const *paths, int npaths, const em_csv_op
     csv_src *s = em__calloc(1, sizeof *s);
     s->sep = opts && opts->sep ? opts->sep : ',';
     s->strict = opts ? opts->strict : 0;
+    s->line_keys = opts ? opts->line_keys : 0;
     n->src = s;
     n->src_free = csv_free;
     n->src_compute = csv_compute;
@@ -130,7 +143,7 @@ static int csv_compute(const em__node *n, int part, em_emitter *sink)
     em__csv_opts o = {.sep = s->sep};
     em__csv_reader r;
     em__csv_row row;
-    em_tup t = {0};
+    em_tup t = {0}, k = {0};
     uint64_t nbad = 0;
     int rc = em__csv_reader_open(&r, sp->path, sp->start, sp->end, sp->line, &o);
     if (rc < 0) {
@@ -159,6 +172,13 @@ static int csv_compute(const em__node *n, int part, em_emitter *sink)
             goto out;
         }
         em_rec rec = {t.p, t.p, 0, (uint32_t)t.len};
+        if (s->line_keys) {
+            em_tup_clear(&k);
+            em_tup_i64(&k, sp->file);
+            em_tup_i64(&k, (int64_t)row.line);
+            rec.key = k.p;
+            rec.klen = (uint32_t)k.len;
+        }
         if ((rc = sink->push(sink, &rec)) < 0) goto out;
     }
     if (nbad > CSV_REPORT_MAX)
@@ -167,6 +187,7 @@ static int csv_compute(const em__node *n, int part, em_emitter *sink)
                  (unsigned long long)sp->end);
 out:
     em_tup_free(&t);
+    em_tup_free(&k);
     em__csv_reader_release(&r);
     return rc < 0 ? rc : 0;
 }
@@ -187,4 +208,10 @@ const char *em_csv_colname(const em_ds *csv, int idx)
 {
     const csv_src *s = csv_of(csv);
     return s && idx >= 0 && idx < s->hdr.ncols ? s->hdr.name[idx] : NULL;
+}
+
+const char *em_csv_file(const em_ds *csv, int file_index)
+{
+    const csv_src *s = csv_of(csv);
+    return s && file_index >= 0 && file_index < s->nfiles ? s->files[file_index] : NULL;
 }
