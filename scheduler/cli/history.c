@@ -296,8 +296,25 @@ static void apply_event(history *h, const em__jv *o)
 
 /* Reads one event log into h; malformed lines are reported on errf as "FILE:LINE: ..." and skipped.
  * Returns 0, or -1 if the file cannot be read. */
+#define MAX_REPORTED 20 /* malformed lines named one by one; the rest are counted */
+
+/* Says why line lineno is skipped (the first MAX_REPORTED of a file). */
+static void skipped(history *h, FILE *errf, const char *path, long long lineno, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void skipped(history *h, FILE *errf, const char *path, long long lineno, const char *fmt, ...)
+{
+    if (h->bad_lines++ >= MAX_REPORTED) return;
+    char why[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    fprintf(errf, WHO ": %s:%lld: %s; line skipped\n", path, lineno, why);
+}
+
 static int history_load(history *h, const char *path, FILE *errf)
 {
+    long long bad0 = h->bad_lines;
     gzFile g = gzopen(path, "rb");
     if (!g) {
         fprintf(errf, WHO ": cannot open %s: %s\n", path, strerror(errno ? errno : ENOENT));
@@ -330,8 +347,7 @@ static int history_load(history *h, const char *path, FILE *errf)
         lineno++;
         h->lines++;
         if (too_long) {
-            fprintf(errf, WHO ": %s:%lld: line longer than %u bytes; skipped\n", path, lineno, MAX_LINE);
-            h->bad_lines++;
+            skipped(h, errf, path, lineno, "line longer than %u bytes", MAX_LINE);
             continue;
         }
         if (line[len - 1] == '\n') line[--len] = 0;
@@ -341,19 +357,18 @@ static int history_load(history *h, const char *path, FILE *errf)
         size_t col;
         const char *what;
         if (em__json_parse_line(line, len, &o, &col, &what) < 0) {
-            fprintf(errf, WHO ": %s:%lld: column %zu: expected %s; line skipped\n", path, lineno, col, what);
-            h->bad_lines++;
+            skipped(h, errf, path, lineno, "column %zu: expected %s", col, what);
             continue;
         }
         const em__jv *ev = em__jv_get(&o, "event"), *ts = em__jv_get(&o, "ts");
         if (!ev || ev->type != EM__JV_STR || !ts || ts->type != EM__JV_NUM) {
-            fprintf(errf, WHO ": %s:%lld: an event needs \"event\" (string) and \"ts\" (number); line skipped\n",
-                    path, lineno);
-            h->bad_lines++;
+            skipped(h, errf, path, lineno, "an event needs \"event\" (string) and \"ts\" (number)");
         } else
             apply_event(h, &o);
         em__jv_release(&o);
     }
+    if (h->bad_lines - bad0 > MAX_REPORTED)
+        fprintf(errf, WHO ": %s: %lld more malformed lines skipped\n", path, h->bad_lines - bad0 - MAX_REPORTED);
     free(line);
     gzclose(g);
     return rc;
@@ -864,8 +879,11 @@ static int resolve(const char *arg, char *out, size_t cap)
         }
         snprintf(p, sizeof p, "%s/events/%s.jsonl", home, arg);
         if (try_path(p, out, cap)) return 0;
-        fprintf(stderr, WHO ": no event log for '%s' (looked for %s%s%s/events/%s.jsonl[.gz])\n", arg,
-                digits ? "job " : "", digits ? arg : "", digits ? "'s events.jsonl and " : "", arg);
+        if (digits)
+            fprintf(stderr, WHO ": no event log for '%s' (neither %s/jobs/%s/events.jsonl[.gz] nor %s/events/%s.jsonl[.gz])\n",
+                    arg, home, arg, home, arg);
+        else
+            fprintf(stderr, WHO ": no event log for '%s' (no %s/events/%s.jsonl[.gz])\n", arg, home, arg);
         return -1;
     }
     fprintf(stderr, WHO ": %s: no such file\n", arg);
