@@ -1,0 +1,1305 @@
+/* stream.c — the micro-batch streaming engine: windowed aggregation over the input log with a watermark, append
+ * output and exactly-once checkpoints (shared DESIGN.md §7; semantics in stream.h).
+ *
+ * How one query runs (every rank runs this same code, SPMD, DESIGN §2):
+ *
+ *   1. Agreement. Batch boundaries must be the same on every rank, and only actions give every rank the same bytes.
+ *      So a 1-partition source node (the "poll") reads the end offsets of the log (and whether a stop was
+ *      requested) inside a task, and em_collect hands its one record to every rank. The first such action (the
+ *      "load") also carries the bytes of the checkpoint file, so every rank starts from the same checkpoint even if
+ *      the leader commits a new one before a slow rank gets to read the disk.
+ *   2. A batch is a log source over [committed offsets, agreed ends) (capped at max_batch_events), then a
+ *      mapPartitions that assigns each event to its windows and aggregates per (window start, key) in a hash table
+ *      in the task, then em_collect of those partials. No shuffle: the log is partitioned by key, so one task that
+ *      reads a partition's range already holds every event of its keys; partials of the same (window, key) from
+ *      pieces of one split range are merged in step 3. (A shuffle would also leave its map output in the block
+ *      store for the life of the job: unbounded growth in follow mode.)
+ *   3. Replicated state. Every rank merges the collected partials, in collect order, into its own copy of the window
+ *      state, advances the watermark and cuts the newly closed windows into output rows. All of it is a
+ *      deterministic function of bytes every rank received, so every rank holds the same state and the same rows.
+ *      This deviates from the issue's "window state lives with executors partitioned by key": it is simpler, makes a
+ *      leader change trivial (any survivor holds everything), and costs memory (state on every rank) and CPU (every
+ *      rank merges every partial).
+ *   4. Commit. The leader appends the rows to the output file, fsyncs it, then writes the checkpoint (offsets,
+ *      watermark, window state, counters, output length) to a temporary file, fsyncs and renames it over the old one.
+ *      On start the output is cut back to the length the checkpoint records: rows appended by a run that died before
+ *      its commit disappear and are written again, exactly once. Every rank keeps the rows of batches not yet known
+ *      to be committed (it reads the checkpoint's header after each batch), so a new leader elected after the old one
+ *      died between a batch and its commit writes them itself: a commit always writes "rows of every batch after the
+ *      one on disk".
+ *
+ * Stopping: a signal handler only sets a flag (em__stream_request_stop); the main loop of that rank then creates
+ * CHECKPOINT/stop, and the next poll task (on whatever rank it runs) reports it, so all ranks agree to stop at the
+ * same batch boundary. The leader removes the file when the query ends.
+ */
+#include "scheduler/stream.h"
+
+#include "operators/dataset.h"
+#include "operators/sources/logsrc.h"
+#include "operators/sources/streamlog.h"
+#include "runtime/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define MAX_DURATION ((int64_t)1 << 61)    /* ms: window, slide, lateness (keeps window arithmetic in range) */
+#define MAX_TIME ((int64_t)1 << 62)        /* ms: event times beyond +-2^62 are counted as bad */
+#define MAX_WINDOWS_PER_EVENT 10000        /* window / slide */
+#define BAD_REPORT_MAX 10                  /* bad values named on stderr per task */
+#define MIN_SPLIT 10000                    /* records: a log range is not cut into smaller pieces */
+#define NUM_MAX 127                        /* bytes: a longer value is not a number */
+
+static volatile sig_atomic_t stop_requested;
+void em__stream_request_stop(void) { stop_requested = 1; }
+
+static const char *const agg_names[] = {"count", "sum", "min", "max", "avg"};
+
+int em__wagg_parse(const char *name)
+{
+    for (int i = 0; i < 5; i++)
+        if (name && strcmp(name, agg_names[i]) == 0) return i;
+    return -1;
+}
+
+const char *em__wagg_name(em__wagg agg) { return (unsigned)agg < 5 ? agg_names[agg] : "?"; }
+
+/* ---- numbers and accumulators ---- */
+
+__extension__ typedef __int128 i128;
+__extension__ typedef unsigned __int128 u128;
+
+/* A parsed value: an integer literal that fits int64 is kept exact; any other decimal number is a double. */
+typedef struct num {
+    int is_int;
+    int64_t i;
+    double f;
+} num;
+
+/* Grammar (the e2e test's python3 check implements the same):
+ *   integer = [+-]? digits                                (within int64; larger ones are read as doubles)
+ *   decimal = [+-]? (digits [. digits*] | . digits) ([eE] [+-]? digits)?   finite after rounding
+ * at most NUM_MAX bytes, no spaces. Returns 0 or -1. */
+static int parse_num(const char *s, size_t n, num *out)
+{
+    char buf[NUM_MAX + 1];
+    if (n == 0 || n > NUM_MAX) return -1;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    size_t i = 0, d0, nd = 0, nf = 0;
+    if (buf[i] == '+' || buf[i] == '-') i++;
+    d0 = i;
+    while (buf[i] >= '0' && buf[i] <= '9') i++, nd++;
+    if (i == n && nd) { /* integer */
+        errno = 0;
+        char *end;
+        long long v = strtoll(buf, &end, 10);
+        if (errno == 0 && *end == '\0') {
+            *out = (num){1, v, 0};
+            return 0;
+        }
+    }
+    i = d0 + nd;
+    if (buf[i] == '.') {
+        i++;
+        while (buf[i] >= '0' && buf[i] <= '9') i++, nf++;
+    }
+    if (nd + nf == 0) return -1;
+    if (buf[i] == 'e' || buf[i] == 'E') {
+        size_t ne = 0;
+        i++;
+        if (buf[i] == '+' || buf[i] == '-') i++;
+        while (buf[i] >= '0' && buf[i] <= '9') i++, ne++;
+        if (!ne) return -1;
+    }
+    if (i != n) return -1;
+    double f = strtod(buf, NULL); /* the grammar above is a subset of strtod's: the whole string is read */
+    if (!isfinite(f)) return -1;
+    *out = (num){0, 0, f};
+    return 0;
+}
+
+/* The aggregate of one (window, key). count uses n only; sum/avg n, nfloat, isum, fsum; min/max n, kind, xi/xf. */
+typedef struct acc {
+    int64_t n;      /* events (count) or numbers (others) */
+    int64_t nfloat; /* numbers that were not integers */
+    i128 isum;      /* sum of the integers, exact */
+    double fsum;    /* sum of the other numbers */
+    int kind;       /* min/max: 0 none yet, 1 integer xi, 2 double xf */
+    int64_t xi;
+    double xf;
+} acc;
+
+/* Compares two numbers by value, an integer and a double exactly (long double holds both on x86-64). */
+static int num_cmp(int ak, int64_t ai, double af, int bk, int64_t bi, double bf)
+{
+    if (ak == 1 && bk == 1) return (ai > bi) - (ai < bi);
+    long double a = ak == 1 ? (long double)ai : (long double)af, b = bk == 1 ? (long double)bi : (long double)bf;
+    return (a > b) - (a < b);
+}
+
+/* Folds a candidate extreme into a->kind/xi/xf. Of two equal values the integer wins, so the result (and how it is
+ * printed) never depends on the order values arrive in. */
+static void acc_extreme(acc *a, int is_max, int kind, int64_t xi, double xf)
+{
+    if (!kind) return;
+    if (a->kind) {
+        int c = num_cmp(kind, xi, xf, a->kind, a->xi, a->xf);
+        if (c == 0 ? !(kind == 1 && a->kind == 2) : is_max ? c < 0 : c > 0) return;
+    }
+    a->kind = kind;
+    a->xi = xi;
+    a->xf = xf;
+}
+
+static void acc_add(em__wagg agg, acc *a, const num *v)
+{
+    a->n++;
+    switch (agg) {
+    case EM__WAGG_COUNT: break;
+    case EM__WAGG_SUM:
+    case EM__WAGG_AVG:
+        if (v->is_int) {
+            a->isum += v->i;
+        } else {
+            a->fsum += v->f;
+            a->nfloat++;
+        }
+        break;
+    case EM__WAGG_MIN:
+    case EM__WAGG_MAX: acc_extreme(a, agg == EM__WAGG_MAX, v->is_int ? 1 : 2, v->i, v->f); break;
+    }
+}
+
+static void acc_merge(em__wagg agg, acc *a, const acc *b)
+{
+    a->n += b->n;
+    if (agg == EM__WAGG_SUM || agg == EM__WAGG_AVG) {
+        a->nfloat += b->nfloat;
+        a->isum += b->isum;
+        a->fsum += b->fsum;
+    } else if (agg == EM__WAGG_MIN || agg == EM__WAGG_MAX) {
+        acc_extreme(a, agg == EM__WAGG_MAX, b->kind, b->xi, b->xf);
+    }
+}
+
+/* Little-endian fixed-width fields: the checkpoint and the partials use these. */
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get32(const uint8_t *p) { return (uint32_t)get64((const uint8_t[8]){p[0], p[1], p[2], p[3]}); }
+static uint64_t dbits(double d)
+{
+    uint64_t u;
+    memcpy(&u, &d, 8);
+    return u;
+}
+static double bitsd(uint64_t u)
+{
+    double d;
+    memcpy(&d, &u, 8);
+    return d;
+}
+
+/* Encoded accumulator, by aggregate:
+ *   count     8 bytes: n
+ *   sum, avg  40 bytes: n, nfloat, isum low 64 bits, isum high 64 bits, fsum (IEEE bits)
+ *   min, max  17 bytes: n, kind (1 byte), xi or the bits of xf */
+static size_t acc_size(em__wagg agg)
+{
+    return agg == EM__WAGG_COUNT ? 8 : agg == EM__WAGG_SUM || agg == EM__WAGG_AVG ? 40 : 17;
+}
+
+static void acc_encode(em__wagg agg, const acc *a, uint8_t *p)
+{
+    put64(p, (uint64_t)a->n);
+    if (agg == EM__WAGG_SUM || agg == EM__WAGG_AVG) {
+        put64(p + 8, (uint64_t)a->nfloat);
+        put64(p + 16, (uint64_t)a->isum);
+        put64(p + 24, (uint64_t)(a->isum >> 64));
+        put64(p + 32, dbits(a->fsum));
+    } else if (agg != EM__WAGG_COUNT) {
+        p[8] = (uint8_t)a->kind;
+        put64(p + 9, a->kind == 2 ? dbits(a->xf) : (uint64_t)a->xi);
+    }
+}
+
+static void acc_decode(em__wagg agg, const uint8_t *p, acc *a)
+{
+    memset(a, 0, sizeof *a);
+    a->n = (int64_t)get64(p);
+    if (agg == EM__WAGG_SUM || agg == EM__WAGG_AVG) {
+        a->nfloat = (int64_t)get64(p + 8);
+        a->isum = (i128)(((u128)get64(p + 24) << 64) | get64(p + 16));
+        a->fsum = bitsd(get64(p + 32));
+    } else if (agg != EM__WAGG_COUNT) {
+        a->kind = p[8];
+        if (a->kind == 2) a->xf = bitsd(get64(p + 9));
+        else a->xi = (int64_t)get64(p + 9);
+    }
+}
+
+/* ---- a hash table of byte-string keys to accumulators ----
+ * Entries live in insertion order in one array (so iterating is deterministic: the same input gives the same
+ * order on every rank), key bytes in one arena; slots hold entry index + 1. */
+typedef struct kent {
+    uint64_t hash;
+    size_t koff;
+    uint32_t klen;
+    acc a;
+} kent;
+
+typedef struct ktab {
+    kent *e;
+    size_t n, ecap;
+    uint32_t *slot;
+    size_t nslot; /* a power of two, > 2n */
+    uint8_t *keys;
+    size_t klen, kcap;
+} ktab;
+
+static uint64_t hash_bytes(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (n * 0xC2B2AE3D27D4EB4FULL);
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, b, 8);
+        h = (h ^ (w * 0xBF58476D1CE4E5B9ULL)) * 0x94D049BB133111EBULL;
+        h ^= h >> 29;
+        b += 8;
+        n -= 8;
+    }
+    uint64_t w = 0;
+    for (size_t i = 0; i < n; i++) w |= (uint64_t)b[i] << (8 * i);
+    h = (h ^ (w * 0xBF58476D1CE4E5B9ULL)) * 0x94D049BB133111EBULL;
+    h ^= h >> 31;
+    h *= 0xD6E8FEB86659FD93ULL;
+    return h ^ (h >> 32);
+}
+
+static void ktab_release(ktab *t)
+{
+    free(t->e);
+    free(t->slot);
+    free(t->keys);
+    memset(t, 0, sizeof *t);
+}
+
+static void ktab_rehash(ktab *t, size_t nslot)
+{
+    free(t->slot);
+    t->slot = em__calloc(nslot, sizeof *t->slot);
+    t->nslot = nslot;
+    for (size_t i = 0; i < t->n; i++) {
+        size_t j = t->e[i].hash & (nslot - 1);
+        while (t->slot[j]) j = (j + 1) & (nslot - 1);
+        t->slot[j] = (uint32_t)(i + 1);
+    }
+}
+
+/* The accumulator of key k (a zeroed one, inserted, if absent). */
+static acc *ktab_get(ktab *t, const void *k, uint32_t kl)
+{
+    if (2 * (t->n + 1) > t->nslot) ktab_rehash(t, t->nslot ? 2 * t->nslot : 1024);
+    uint64_t h = hash_bytes(k, kl);
+    size_t j = h & (t->nslot - 1);
+    for (uint32_t s; (s = t->slot[j]); j = (j + 1) & (t->nslot - 1)) {
+        kent *e = &t->e[s - 1];
+        if (e->hash == h && e->klen == kl && memcmp(t->keys + e->koff, k, kl) == 0) return &e->a;
+    }
+    EM_ASSERT(t->n < UINT32_MAX - 1);
+    if (t->n == t->ecap) {
+        t->ecap = t->ecap ? 2 * t->ecap : 256;
+        t->e = em__realloc(t->e, t->ecap * sizeof *t->e);
+    }
+    if (t->klen + kl > t->kcap) {
+        while (t->klen + kl > t->kcap) t->kcap = t->kcap ? 2 * t->kcap : 4096;
+        t->keys = em__realloc(t->keys, t->kcap);
+    }
+    if (kl) memcpy(t->keys + t->klen, k, kl);
+    kent *e = &t->e[t->n];
+    memset(e, 0, sizeof *e);
+    e->hash = h;
+    e->koff = t->klen;
+    e->klen = kl;
+    t->klen += kl;
+    t->slot[j] = (uint32_t)++t->n;
+    return &e->a;
+}
+
+/* ---- windows ---- */
+
+static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
+
+/* One open window of the replicated state: its start and its keys. */
+typedef struct win {
+    int64_t start;
+    ktab keys;
+} win;
+
+/* Batch parameters the tasks read: fixed when the batch's datasets are built, freed when the query ends (a task
+ * of the batch may still be referenced by the engine until then). */
+typedef struct batch_arg {
+    const em__stream_opts *o;
+    int64_t wm; /* watermark at the start of the batch */
+    struct batch_arg *next;
+} batch_arg;
+
+/* ---- the per-task stage: events -> partial aggregates per (window start, key) ----
+ * Output records: key = em_i64_put(window start) then the event key; value = the encoded accumulator. Last, one
+ * record with an empty key: the task's counters (see STATS_LEN). */
+#define STATS_LEN 41 /* u64 events, u64 late, u64 bad, i64 max time, u8 has max time, u64 rows (unused: 0) */
+
+typedef struct task_st {
+    const batch_arg *b;
+    ktab t;
+    uint64_t events, late, bad;
+    int64_t max_t;
+    int has_max;
+    uint8_t *kbuf;
+    size_t kcap;
+} task_st;
+
+static void *task_open(int part, void *arg)
+{
+    (void)part;
+    task_st *st = em__calloc(1, sizeof *st);
+    st->b = arg;
+    return st;
+}
+
+/* Names a bad event on stderr (the first BAD_REPORT_MAX of a task). */
+static void report_bad(task_st *st, const em_rec *in, const char *why, const void *val, size_t vlen)
+{
+    if (++st->bad > BAD_REPORT_MAX) return;
+    em_field fp, fo;
+    int64_t part = -1, off = -1;
+    if (em_tup_get(in->val, in->vlen, 2, &fp) == 0 && fp.type == EM_F_I64) part = fp.i64;
+    if (em_tup_get(in->val, in->vlen, 3, &fo) == 0 && fo.type == EM_F_I64) off = fo.i64;
+    EM_LOG_W("%s: partition %" PRId64 " offset %" PRId64 ": %s '%.*s'%s", st->b->o->log_dir, part, off, why,
+             (int)(vlen > 60 ? 60 : vlen), (const char *)val, vlen > 60 ? "..." : "");
+}
+
+static int task_each(void *state, const em_rec *in, em_emitter *out, void *arg)
+{
+    task_st *st = state;
+    const em__stream_opts *o = st->b->o;
+    const int64_t W = o->window_ms, S = o->slide_ms, wm = st->b->wm;
+    em_field f;
+    (void)out;
+    (void)arg;
+    if (em_tup_get(in->val, in->vlen, 0, &f) < 0 || f.type != EM_F_I64)
+        return em__fail(EM_EPARSE, "stream: an event record's value is not a tuple (event time, value, ...): did a "
+                                   "transform change the record shape?");
+    int64_t t = f.i64;
+    st->events++;
+    if (t < -MAX_TIME || t > MAX_TIME) {
+        char tb[32];
+        int n = snprintf(tb, sizeof tb, "%" PRId64, t);
+        report_bad(st, in, "event time out of range (|t| > 2^62 ms)", tb, (size_t)n);
+        return 0;
+    }
+    if (!st->has_max || t > st->max_t) st->max_t = t, st->has_max = 1;
+    int64_t last = floor_div(t, S) * S; /* the start of the latest window holding t: it closes last */
+    if (last + W <= wm) {
+        st->late++;
+        return 0;
+    }
+    num v = {1, 0, 0};
+    if (o->agg != EM__WAGG_COUNT) {
+        if (em_tup_get(in->val, in->vlen, 1, &f) < 0 || f.type != EM_F_STR)
+            return em__fail(EM_EPARSE, "stream: an event record's value is not a tuple (event time, value, ...)");
+        if (parse_num(f.str, f.len, &v) < 0) {
+            report_bad(st, in, "value is not a number:", f.str, f.len);
+            return 0;
+        }
+    }
+    size_t kl = 8 + (size_t)in->klen;
+    if (kl > st->kcap) {
+        st->kcap = kl * 2;
+        free(st->kbuf);
+        st->kbuf = em__malloc(st->kcap);
+    }
+    if (in->klen) memcpy(st->kbuf + 8, in->key, in->klen);
+    for (int64_t s = last; s > t - W && s + W > wm; s -= S) {
+        em_i64_put(st->kbuf, s);
+        acc_add(o->agg, ktab_get(&st->t, st->kbuf, (uint32_t)kl), &v);
+    }
+    return 0;
+}
+
+static int task_close(void *state, em_emitter *out, void *arg)
+{
+    task_st *st = state;
+    (void)arg;
+    if (!st) return 0;
+    const em__wagg agg = st->b->o->agg;
+    uint8_t v[64];
+    int rc = 0;
+    for (size_t i = 0; i < st->t.n && rc >= 0; i++) {
+        const kent *e = &st->t.e[i];
+        acc_encode(agg, &e->a, v);
+        rc = em_emit(out, st->t.keys + e->koff, e->klen, v, (uint32_t)acc_size(agg));
+    }
+    uint8_t s[STATS_LEN] = {0};
+    put64(s, st->events);
+    put64(s + 8, st->late);
+    put64(s + 16, st->bad);
+    put64(s + 24, (uint64_t)st->max_t);
+    s[32] = (uint8_t)st->has_max;
+    if (rc >= 0) rc = em_emit(out, "", 0, s, STATS_LEN);
+    if (st->bad > BAD_REPORT_MAX)
+        EM_LOG_W("%s: %" PRIu64 " more bad events in this task were skipped and not listed", st->b->o->log_dir,
+                 st->bad - BAD_REPORT_MAX);
+    ktab_release(&st->t);
+    free(st->kbuf);
+    free(st);
+    return rc;
+}
+
+/* ---- the poll: end offsets (and the checkpoint) agreed through an action ----
+ * One record with key "E": u8 stop requested, then u64 end offset of each log partition. The load node adds one
+ * with key "C": the checkpoint file's bytes (absent when there is none). */
+typedef struct poll_src {
+    char *log_dir, *stop_path, *ckpt_path;
+    int with_ckpt;
+} poll_src;
+
+static void poll_free(void *p)
+{
+    poll_src *s = p;
+    if (!s) return;
+    free(s->log_dir);
+    free(s->stop_path);
+    free(s->ckpt_path);
+    free(s);
+}
+
+/* Reads a whole file into b. Returns 0, EM_ENOENT or EM_EIO (message set). */
+static int read_file(const char *path, em__buf *b)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? EM_ENOENT : em__fail(EM_EIO, "cannot open %s: %s", path, strerror(errno));
+    char tmp[1 << 16];
+    for (;;) {
+        ssize_t r = read(fd, tmp, sizeof tmp);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            int e = errno;
+            close(fd);
+            return em__fail(EM_EIO, "cannot read %s: %s", path, strerror(e));
+        }
+        if (r == 0) break;
+        em__buf_add(b, tmp, (size_t)r);
+    }
+    close(fd);
+    return 0;
+}
+
+static int poll_compute(const em__node *n, int part, em_emitter *sink)
+{
+    const poll_src *s = n->src;
+    char err[600] = "";
+    em__log_topic *t = NULL;
+    em__buf b;
+    em__buf_init(&b);
+    (void)part;
+    int rc = em__log_open(s->log_dir, &t, err, sizeof err);
+    if (rc == 0) {
+        int np = em__log_partitions(t);
+        em__buf_grow(&b, 1 + 8 * (size_t)np);
+        b.p[0] = access(s->stop_path, F_OK) == 0;
+        uint64_t *ends = em__calloc((size_t)np, sizeof *ends);
+        rc = em__log_end_offsets(t, ends, err, sizeof err);
+        for (int p = 0; p < np; p++) put64(b.p + 1 + 8 * p, ends[p]);
+        b.len = 1 + 8 * (size_t)np;
+        free(ends);
+    }
+    em__log_close(t);
+    if (rc < 0) {
+        em__fail(rc, "%s", *err ? err : em_strerror(rc));
+        goto out;
+    }
+    if ((rc = em_emit(sink, "E", 1, b.p, (uint32_t)b.len)) < 0) goto out;
+    if (s->with_ckpt) {
+        b.len = 0;
+        rc = read_file(s->ckpt_path, &b);
+        if (rc == EM_ENOENT) rc = 0;
+        else if (rc == 0 && b.len > UINT32_MAX) rc = em__fail(EM_ETOOBIG, "%s: checkpoint over 4 GiB", s->ckpt_path);
+        else if (rc == 0) rc = em_emit(sink, "C", 1, b.p, (uint32_t)b.len);
+    }
+out:
+    em__buf_release(&b);
+    return rc < 0 ? rc : 0;
+}
+
+static em_ds *poll_node(em_ctx *ctx, const char *log_dir, const char *stop_path, const char *ckpt_path, int with_ckpt)
+{
+    em__node *n = em__node_add(ctx, EM__K_SOURCE, NULL, 1);
+    poll_src *s = em__calloc(1, sizeof *s);
+    s->log_dir = em__strdup(log_dir);
+    s->stop_path = em__strdup(stop_path);
+    s->ckpt_path = em__strdup(ckpt_path);
+    s->with_ckpt = with_ckpt;
+    n->src = s;
+    n->src_free = poll_free;
+    n->src_compute = poll_compute;
+    return (em_ds *)n;
+}
+
+/* ---- the query's state (the same on every rank) ---- */
+
+typedef struct seg {
+    uint64_t batch;
+    size_t end; /* rows of this batch end here in stream.rows */
+} seg;
+
+typedef struct stream {
+    em_ctx *ctx;
+    const em__stream_opts *o;
+    int np;            /* log partitions */
+    uint64_t *off;     /* next offset to read, per partition */
+    uint64_t *ends;    /* the last agreed end offsets */
+    uint64_t *target;  /* until_end: the end offsets at start-up */
+    uint64_t batch;    /* the last batch folded into the state (0: the initial state) */
+    int64_t max_seen;  /* largest event time seen, INT64_MIN: none */
+    int64_t wm;        /* watermark, INT64_MIN: none */
+    uint64_t events, late, bad, rows;
+    win *wins;         /* open windows by start */
+    size_t nwins, wcap;
+    em__buf rowbuf;    /* output rows of batches not known to be committed */
+    seg *segs;
+    size_t nsegs, scap;
+    char *out_abs;     /* the output file, absolute */
+    char *ckpt_path, *tmp_path, *stop_path, *ckdir;
+    batch_arg *args;
+    int stop_file_made;
+} stream;
+
+static win *win_get(stream *s, int64_t start)
+{
+    size_t lo = 0, hi = s->nwins;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (s->wins[mid].start < start) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo < s->nwins && s->wins[lo].start == start) return &s->wins[lo];
+    if (s->nwins == s->wcap) {
+        s->wcap = s->wcap ? 2 * s->wcap : 16;
+        s->wins = em__realloc(s->wins, s->wcap * sizeof *s->wins);
+    }
+    memmove(&s->wins[lo + 1], &s->wins[lo], (s->nwins - lo) * sizeof *s->wins);
+    s->nwins++;
+    memset(&s->wins[lo], 0, sizeof s->wins[lo]);
+    s->wins[lo].start = start;
+    return &s->wins[lo];
+}
+
+/* ---- output rows ---- */
+
+static void add_str(em__buf *b, const char *s) { em__buf_add(b, s, strlen(s)); }
+
+/* A CSV field (RFC 4180): quoted when it holds a comma, a quote, CR or LF; quotes doubled. */
+static void add_csv_field(em__buf *b, const uint8_t *k, size_t n)
+{
+    int q = 0;
+    for (size_t i = 0; i < n && !q; i++) q = k[i] == ',' || k[i] == '"' || k[i] == '\r' || k[i] == '\n';
+    if (!q) {
+        em__buf_add(b, k, n);
+        return;
+    }
+    em__buf_add(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        em__buf_add(b, &k[i], 1);
+        if (k[i] == '"') em__buf_add(b, "\"", 1);
+    }
+    em__buf_add(b, "\"", 1);
+}
+
+static void add_i128(em__buf *b, i128 v)
+{
+    char d[48];
+    int i = sizeof d;
+    u128 u = v < 0 ? -(u128)v : (u128)v;
+    do {
+        d[--i] = (char)('0' + (int)(u % 10));
+        u /= 10;
+    } while (u);
+    if (v < 0) d[--i] = '-';
+    em__buf_add(b, d + i, sizeof d - (size_t)i);
+}
+
+static void add_value(em__buf *b, em__wagg agg, const acc *a)
+{
+    char t[64];
+    switch (agg) {
+    case EM__WAGG_COUNT: snprintf(t, sizeof t, "%" PRId64, a->n); break;
+    case EM__WAGG_SUM:
+        if (!a->nfloat) {
+            add_i128(b, a->isum);
+            return;
+        }
+        snprintf(t, sizeof t, "%.17g", (double)a->isum + a->fsum);
+        break;
+    case EM__WAGG_AVG: snprintf(t, sizeof t, "%.17g", ((double)a->isum + a->fsum) / (double)a->n); break;
+    case EM__WAGG_MIN:
+    case EM__WAGG_MAX:
+        if (a->kind == 1) snprintf(t, sizeof t, "%" PRId64, a->xi);
+        else snprintf(t, sizeof t, "%.17g", a->xf);
+        break;
+    }
+    add_str(b, t);
+}
+
+static const ktab *sort_tab; /* qsort context (main thread only) */
+static int by_key(const void *pa, const void *pb)
+{
+    const kent *a = &sort_tab->e[*(const uint32_t *)pa], *b = &sort_tab->e[*(const uint32_t *)pb];
+    size_t n = a->klen < b->klen ? a->klen : b->klen;
+    int c = n ? memcmp(sort_tab->keys + a->koff, sort_tab->keys + b->koff, n) : 0;
+    return c ? c : (a->klen > b->klen) - (a->klen < b->klen);
+}
+
+/* Cuts every window whose end <= the watermark into rows (window order, then key bytes) for batch `batch`. */
+static void emit_closed(stream *s, uint64_t batch)
+{
+    const int64_t W = s->o->window_ms;
+    size_t k = 0;
+    size_t before = s->rowbuf.len;
+    for (; k < s->nwins && (s->wm == INT64_MAX || s->wins[k].start + W <= s->wm); k++) {
+        win *w = &s->wins[k];
+        uint32_t *idx = em__malloc((w->keys.n ? w->keys.n : 1) * sizeof *idx);
+        for (size_t i = 0; i < w->keys.n; i++) idx[i] = (uint32_t)i;
+        sort_tab = &w->keys;
+        qsort(idx, w->keys.n, sizeof *idx, by_key);
+        char head[64];
+        int hl = snprintf(head, sizeof head, "%" PRId64 ",%" PRId64 ",", w->start, w->start + W);
+        for (size_t i = 0; i < w->keys.n; i++) {
+            const kent *e = &w->keys.e[idx[i]];
+            em__buf_add(&s->rowbuf, head, (size_t)hl);
+            add_csv_field(&s->rowbuf, w->keys.keys + e->koff, e->klen);
+            em__buf_add(&s->rowbuf, ",", 1);
+            add_value(&s->rowbuf, s->o->agg, &e->a);
+            em__buf_add(&s->rowbuf, "\n", 1);
+        }
+        s->rows += w->keys.n;
+        free(idx);
+        ktab_release(&w->keys);
+    }
+    memmove(s->wins, s->wins + k, (s->nwins - k) * sizeof *s->wins);
+    s->nwins -= k;
+    if (s->rowbuf.len > before) {
+        if (s->nsegs == s->scap) {
+            s->scap = s->scap ? 2 * s->scap : 16;
+            s->segs = em__realloc(s->segs, s->scap * sizeof *s->segs);
+        }
+        s->segs[s->nsegs++] = (seg){batch, s->rowbuf.len};
+    }
+}
+
+/* Forgets the rows of batches <= c (they are in the committed output). */
+static void trim_rows(stream *s, int64_t c)
+{
+    size_t k = 0;
+    while (k < s->nsegs && (int64_t)s->segs[k].batch <= c) k++;
+    if (!k) return;
+    size_t cut = s->segs[k - 1].end;
+    memmove(s->rowbuf.p, s->rowbuf.p + cut, s->rowbuf.len - cut);
+    s->rowbuf.len -= cut;
+    for (size_t i = k; i < s->nsegs; i++) s->segs[i - k] = (seg){s->segs[i].batch, s->segs[i].end - cut};
+    s->nsegs -= k;
+}
+
+/* ---- the checkpoint ----
+ * CHECKPOINT/checkpoint, written whole after every batch (tmp file, fsync, rename, fsync of the directory), all
+ * integers little-endian:
+ *
+ *   offset   bytes  field
+ *   0        8      magic "EMWCKPT1"
+ *   8        8      batch: the last batch folded in (0: none yet)
+ *   16       8      output bytes: the length of the output file that holds exactly the rows of batches <= batch
+ *   24       8      window ms          \
+ *   32       8      slide ms            |  the query: a checkpoint is refused by a query that differs
+ *   40       8      lateness ms         |
+ *   48       4      aggregate (em__wagg)|
+ *   52       4      N log partitions   /
+ *   56       8N     next offset of each partition
+ *   +0       8      largest event time seen (INT64_MIN: none)
+ *   +8       8      watermark (INT64_MIN: none; INT64_MAX after a flush)
+ *   +16      32     events, late, bad, rows: totals since the query began
+ *   +48      4+L    L, then the output file's absolute path (L bytes)
+ *   ...      8      number of open windows, then per window (by start):
+ *                     8 start, 8 number of keys, then per key: 4 key length, the key, the accumulator
+ *                     (acc_size(aggregate) bytes, encoded as in acc_encode)
+ *   end      4      crc32 (zlib) of every byte before it
+ */
+#define CK_MAGIC "EMWCKPT1"
+#define CK_HEAD 24
+
+static void ck_u64(em__buf *b, uint64_t v)
+{
+    uint8_t t[8];
+    put64(t, v);
+    em__buf_add(b, t, 8);
+}
+static void ck_u32(em__buf *b, uint32_t v)
+{
+    uint8_t t[4];
+    put32(t, v);
+    em__buf_add(b, t, 4);
+}
+
+static void ck_encode(const stream *s, uint64_t out_bytes, em__buf *b)
+{
+    const em__stream_opts *o = s->o;
+    em__buf_add(b, CK_MAGIC, 8);
+    ck_u64(b, s->batch);
+    ck_u64(b, out_bytes);
+    ck_u64(b, (uint64_t)o->window_ms);
+    ck_u64(b, (uint64_t)o->slide_ms);
+    ck_u64(b, (uint64_t)o->lateness_ms);
+    ck_u32(b, (uint32_t)o->agg);
+    ck_u32(b, (uint32_t)s->np);
+    for (int p = 0; p < s->np; p++) ck_u64(b, s->off[p]);
+    ck_u64(b, (uint64_t)s->max_seen);
+    ck_u64(b, (uint64_t)s->wm);
+    ck_u64(b, s->events);
+    ck_u64(b, s->late);
+    ck_u64(b, s->bad);
+    ck_u64(b, s->rows);
+    ck_u32(b, (uint32_t)strlen(s->out_abs));
+    add_str(b, s->out_abs);
+    ck_u64(b, s->nwins);
+    size_t as = acc_size(o->agg);
+    uint8_t v[64];
+    for (size_t w = 0; w < s->nwins; w++) {
+        const ktab *t = &s->wins[w].keys;
+        ck_u64(b, (uint64_t)s->wins[w].start);
+        ck_u64(b, t->n);
+        for (size_t i = 0; i < t->n; i++) {
+            ck_u32(b, t->e[i].klen);
+            em__buf_add(b, t->keys + t->e[i].koff, t->e[i].klen);
+            acc_encode(o->agg, &t->e[i].a, v);
+            em__buf_add(b, v, as);
+        }
+    }
+    ck_u32(b, (uint32_t)crc32(0L, b->p, (uInt)b->len));
+}
+
+/* A bounds-checked reader over the checkpoint's bytes. */
+typedef struct ckrd {
+    const uint8_t *p, *end;
+    int bad;
+} ckrd;
+static const uint8_t *ck_take(ckrd *r, size_t n)
+{
+    if ((size_t)(r->end - r->p) < n) {
+        r->bad = 1;
+        r->p = r->end;
+        return NULL;
+    }
+    const uint8_t *q = r->p;
+    r->p += n;
+    return q;
+}
+static uint64_t ck_rd64(ckrd *r)
+{
+    const uint8_t *q = ck_take(r, 8);
+    return q ? get64(q) : 0;
+}
+static uint32_t ck_rd32(ckrd *r)
+{
+    const uint8_t *q = ck_take(r, 4);
+    return q ? get32(q) : 0;
+}
+
+/* Loads the checkpoint bytes into s (every rank, from the same bytes). Returns 0, EM_EPARSE (corrupt) or EM_EINVAL
+ * (written by a different query), with the message set. */
+static int ck_load(stream *s, const uint8_t *p, size_t n, uint64_t *out_bytes)
+{
+    const em__stream_opts *o = s->o;
+    const char *path = s->ckpt_path;
+    if (n < CK_HEAD + 4 || memcmp(p, CK_MAGIC, 8) != 0)
+        return em__fail(EM_EPARSE, "%s: not a windowcount checkpoint (bad magic or too short)", path);
+    if (get32(p + n - 4) != (uint32_t)crc32(0L, p, (uInt)(n - 4)))
+        return em__fail(EM_EPARSE, "%s: bad crc: the checkpoint is corrupt", path);
+    ckrd r = {p + 8, p + n - 4, 0};
+    s->batch = ck_rd64(&r);
+    *out_bytes = ck_rd64(&r);
+    int64_t w = (int64_t)ck_rd64(&r), sl = (int64_t)ck_rd64(&r), la = (int64_t)ck_rd64(&r);
+    uint32_t agg = ck_rd32(&r), np = ck_rd32(&r);
+    if (w != o->window_ms || sl != o->slide_ms || la != o->lateness_ms || agg != (uint32_t)o->agg)
+        return em__fail(EM_EINVAL, "%s was written by a different query (--window %" PRId64 "ms --slide %" PRId64
+                        "ms --lateness %" PRId64 "ms --agg %s): use another checkpoint directory", path, w, sl, la,
+                        em__wagg_name((em__wagg)agg));
+    if (np != (uint32_t)s->np)
+        return em__fail(EM_EINVAL, "%s: the checkpoint is for a log of %u partitions, %s has %d", path, np,
+                        o->log_dir, s->np);
+    for (int q = 0; q < s->np; q++) s->off[q] = ck_rd64(&r);
+    s->max_seen = (int64_t)ck_rd64(&r);
+    s->wm = (int64_t)ck_rd64(&r);
+    s->events = ck_rd64(&r);
+    s->late = ck_rd64(&r);
+    s->bad = ck_rd64(&r);
+    s->rows = ck_rd64(&r);
+    uint32_t pl = ck_rd32(&r);
+    const uint8_t *op = ck_take(&r, pl);
+    if (op && (strlen(s->out_abs) != pl || memcmp(op, s->out_abs, pl) != 0))
+        return em__fail(EM_EINVAL, "%s: the checkpoint's output file is %.*s, not %s: use the same --out", path,
+                        (int)pl, (const char *)op, s->out_abs);
+    uint64_t nw = ck_rd64(&r);
+    size_t as = acc_size(o->agg);
+    for (uint64_t i = 0; i < nw && !r.bad; i++) {
+        int64_t start = (int64_t)ck_rd64(&r);
+        uint64_t nk = ck_rd64(&r);
+        win *wn = win_get(s, start);
+        for (uint64_t k = 0; k < nk && !r.bad; k++) {
+            uint32_t kl = ck_rd32(&r);
+            const uint8_t *kp = ck_take(&r, kl), *ap = ck_take(&r, as);
+            if (r.bad) break;
+            acc_decode(o->agg, ap, ktab_get(&wn->keys, kp, kl));
+        }
+    }
+    if (r.bad || r.p != r.end) return em__fail(EM_EPARSE, "%s: malformed checkpoint (length fields disagree)", path);
+    return 0;
+}
+
+/* The committed batch and output length from the checkpoint's header on disk: 0, or EM_ENOENT (none yet). */
+static int ck_head(const stream *s, int64_t *batch, uint64_t *out_bytes)
+{
+    uint8_t h[CK_HEAD];
+    int fd = open(s->ckpt_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return EM_ENOENT;
+    ssize_t r = pread(fd, h, sizeof h, 0);
+    close(fd);
+    if (r != (ssize_t)sizeof h || memcmp(h, CK_MAGIC, 8) != 0) return EM_ENOENT;
+    *batch = (int64_t)get64(h + 8);
+    *out_bytes = get64(h + 16);
+    return 0;
+}
+
+/* The leader cannot commit: this process ends, and the survivors' new leader retries (see em__stream_run). */
+__attribute__((noreturn)) static void commit_failed(const char *what, const char *path)
+{
+    EM_LOG_E("stream: cannot %s %s: %s; this rank leaves so that another one retries the commit", what, path,
+             strerror(errno));
+    fflush(stderr);
+    _exit(1);
+}
+
+static void write_all(int fd, const void *p, size_t n, const char *path)
+{
+    const uint8_t *q = p;
+    while (n) {
+        ssize_t w = write(fd, q, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) commit_failed("write", path);
+        q += w;
+        n -= (size_t)w;
+    }
+}
+
+static void fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) < 0) commit_failed("fsync the directory", dir);
+    close(fd);
+}
+
+static const char header_row[] = "window_start,window_end,key,value\n";
+
+/* Leader: makes the output and the checkpoint hold every batch up to s->batch. The output is first cut back to what
+ * the checkpoint on disk covers, then the rows of later batches are appended, synced, and only then the new
+ * checkpoint replaces the old one: a crash anywhere in between leaves the old checkpoint, and the next start cuts
+ * the output back to it. */
+static void commit(stream *s)
+{
+    int64_t c = -1;
+    uint64_t ob = 0;
+    if (ck_head(s, &c, &ob) < 0) c = -1, ob = 0;
+    if (c >= (int64_t)s->batch) { /* a previous leader already got this far */
+        trim_rows(s, c);
+        return;
+    }
+    int fd = open(s->out_abs, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) commit_failed("open", s->out_abs);
+    if (ftruncate(fd, (off_t)ob) < 0 || lseek(fd, (off_t)ob, SEEK_SET) < 0) commit_failed("truncate", s->out_abs);
+    if (ob == 0) write_all(fd, header_row, sizeof header_row - 1, s->out_abs);
+    size_t from = 0;
+    for (size_t i = 0; i < s->nsegs; i++) {
+        if ((int64_t)s->segs[i].batch > c) write_all(fd, s->rowbuf.p + from, s->segs[i].end - from, s->out_abs);
+        from = s->segs[i].end;
+    }
+    if (fdatasync(fd) < 0) commit_failed("fsync", s->out_abs);
+    off_t size = lseek(fd, 0, SEEK_CUR);
+    close(fd);
+    if (c < 0) { /* the output file may be new: make its directory entry durable */
+        char *d = em__strdup(s->out_abs);
+        char *sl = strrchr(d, '/');
+        if (sl) *(sl == d ? sl + 1 : sl) = '\0';
+        fsync_dir(d);
+        free(d);
+    }
+    em__buf b;
+    em__buf_init(&b);
+    ck_encode(s, (uint64_t)size, &b);
+    fd = open(s->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) commit_failed("create", s->tmp_path);
+    write_all(fd, b.p, b.len, s->tmp_path);
+    if (fsync(fd) < 0) commit_failed("fsync", s->tmp_path);
+    close(fd);
+    em__buf_release(&b);
+    if (rename(s->tmp_path, s->ckpt_path) < 0) commit_failed("rename to", s->ckpt_path);
+    fsync_dir(s->ckdir);
+    trim_rows(s, (int64_t)s->batch);
+}
+
+/* After each batch: the leader commits; every other rank forgets the rows the checkpoint on disk already covers. */
+static void after_batch(stream *s)
+{
+    if (em_is_leader(s->ctx)) {
+        commit(s);
+        return;
+    }
+    int64_t c;
+    uint64_t ob;
+    if (ck_head(s, &c, &ob) == 0) trim_rows(s, c);
+}
+
+/* ---- one batch ---- */
+
+/* Reads the poll record(s) of a collect into s->ends (and *stop); *ck and *cklen: the checkpoint bytes, if any. */
+static int take_poll(stream *s, const em_records *r, int *stop, const uint8_t **ck, size_t *cklen)
+{
+    int got = 0;
+    if (ck) *ck = NULL, *cklen = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        const em_rec *x = &r->recs[i];
+        if (x->klen == 1 && *(const char *)x->key == 'E' && x->vlen == 1 + 8 * (uint32_t)s->np) {
+            const uint8_t *v = x->val;
+            *stop = v[0];
+            for (int p = 0; p < s->np; p++) s->ends[p] = get64(v + 1 + 8 * p);
+            got = 1;
+        } else if (x->klen == 1 && *(const char *)x->key == 'C' && ck) {
+            *ck = x->val;
+            *cklen = x->vlen;
+        }
+    }
+    if (!got) return em__fail(EM_EPARSE, "stream: the poll of %s returned no end offsets (did the topic change its "
+                                         "number of partitions?)", s->o->log_dir);
+    return 0;
+}
+
+/* to[p] for the next batch: everything up to lim[p], or, above max_batch_events, a share of the cap proportional to
+ * each partition's backlog (the remainder to the lowest partitions that still have records). A pure function of
+ * (s->off, lim, cap), so it is the same on every rank and on a restart. Returns the records in the batch. */
+static uint64_t plan_batch(const stream *s, const uint64_t *lim, uint64_t *to, int *capped)
+{
+    uint64_t total = 0, cap = s->o->max_batch_events;
+    for (int p = 0; p < s->np; p++) total += lim[p] > s->off[p] ? lim[p] - s->off[p] : 0;
+    *capped = cap && total > cap;
+    if (!*capped) {
+        for (int p = 0; p < s->np; p++) to[p] = lim[p] > s->off[p] ? lim[p] : s->off[p];
+        return total;
+    }
+    uint64_t taken = 0;
+    for (int p = 0; p < s->np; p++) {
+        uint64_t avail = lim[p] > s->off[p] ? lim[p] - s->off[p] : 0;
+        uint64_t take = (uint64_t)((u128)avail * cap / total);
+        to[p] = s->off[p] + take;
+        taken += take;
+    }
+    for (int p = 0; taken < cap; p = (p + 1) % s->np)
+        if (to[p] < lim[p]) to[p]++, taken++;
+    return cap;
+}
+
+/* Pieces of at most this many records, so that a batch with few partitions still keeps every rank busy. */
+static uint64_t split_size(const stream *s, const uint64_t *to, uint64_t total)
+{
+    int ranges = 0;
+    for (int p = 0; p < s->np; p++) ranges += to[p] > s->off[p];
+    uint64_t want = 2 * (uint64_t)em_size(s->ctx);
+    if ((uint64_t)ranges >= want) return 0;
+    uint64_t piece = (total + want - 1) / want;
+    return piece < MIN_SPLIT ? MIN_SPLIT : piece;
+}
+
+/* Runs the batch [s->off, to) and folds it into the state. COLLECTIVE. */
+static int run_batch(stream *s, const uint64_t *to, uint64_t total)
+{
+    const em__stream_opts *o = s->o;
+    batch_arg *b = em__calloc(1, sizeof *b);
+    b->o = o;
+    b->wm = s->wm;
+    b->next = s->args;
+    s->args = b;
+    em_ds *ev = em__log_source(s->ctx, o->log_dir, s->off, to, split_size(s, to, total));
+    if (o->transform) ev = o->transform(ev, o->transform_arg);
+    em_ds *parts = em_map_partitions(ev, task_open, task_each, task_close, b);
+    em_records r;
+    int rc = em_collect(parts, &r);
+    if (rc < 0) return rc;
+    uint64_t events = 0, late = 0, bad = 0;
+    int64_t bmax = INT64_MIN;
+    const size_t as = acc_size(o->agg);
+    for (size_t i = 0; i < r.n; i++) {
+        const em_rec *x = &r.recs[i];
+        if (x->klen == 0) {
+            if (x->vlen != STATS_LEN) continue;
+            const uint8_t *v = x->val;
+            events += get64(v);
+            late += get64(v + 8);
+            bad += get64(v + 16);
+            if (v[32] && (int64_t)get64(v + 24) > bmax) bmax = (int64_t)get64(v + 24);
+            continue;
+        }
+        EM_ASSERT(x->klen >= 8 && x->vlen == as);
+        acc a;
+        acc_decode(o->agg, x->val, &a);
+        win *w = win_get(s, em_i64_get(x->key));
+        acc_merge(o->agg, ktab_get(&w->keys, (const uint8_t *)x->key + 8, x->klen - 8), &a);
+    }
+    em_records_free(&r);
+    memcpy(s->off, to, (size_t)s->np * sizeof *to);
+    s->events += events;
+    s->late += late;
+    s->bad += bad;
+    if (bmax > s->max_seen) s->max_seen = bmax;
+    if (s->max_seen != INT64_MIN) {
+        int64_t w = s->max_seen - o->lateness_ms; /* |max_seen| <= 2^62 and lateness <= 2^61: no overflow */
+        if (w > s->wm) s->wm = w;
+    }
+    s->batch++;
+    uint64_t rows0 = s->rows;
+    emit_closed(s, s->batch);
+    EM_LOG_I("stream: batch %" PRIu64 ": %" PRIu64 " events (%" PRIu64 " late, %" PRIu64 " bad), watermark %" PRId64
+             ", %" PRIu64 " rows, %zu open windows", s->batch, events, late, bad, s->wm, s->rows - rows0, s->nwins);
+    return 0;
+}
+
+/* ---- the query ---- */
+
+static char *path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = em__malloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+/* The output file's absolute path (its directory must exist). */
+static int abs_out(const char *out, char **res)
+{
+    char *d = em__strdup(out), *sl = strrchr(d, '/');
+    const char *base = sl ? sl + 1 : out;
+    char *dir = sl ? (sl == d ? "/" : (*sl = '\0', d)) : ".";
+    char real[PATH_MAX];
+    int rc = 0;
+    if (!*base) rc = em__fail(EM_EINVAL, "--out %s: names a directory, not a file", out);
+    else if (!realpath(dir, real)) rc = em__fail(EM_ENOENT, "--out %s: %s: %s", out, dir, strerror(errno));
+    else *res = path_join(strcmp(real, "/") == 0 ? "" : real, base);
+    free(d);
+    return rc;
+}
+
+static void stream_release(stream *s)
+{
+    for (size_t w = 0; w < s->nwins; w++) ktab_release(&s->wins[w].keys);
+    free(s->wins);
+    free(s->off);
+    free(s->ends);
+    free(s->target);
+    em__buf_release(&s->rowbuf);
+    free(s->segs);
+    free(s->out_abs);
+    free(s->ckpt_path);
+    free(s->tmp_path);
+    free(s->stop_path);
+    free(s->ckdir);
+    for (batch_arg *b = s->args, *nx; b; b = nx) {
+        nx = b->next;
+        free(b);
+    }
+}
+
+static int check_opts(const em__stream_opts *o)
+{
+    if (!o->log_dir || !o->checkpoint_dir || !o->out_path)
+        return em__fail(EM_EINVAL, "stream: the log, the checkpoint directory and the output file are required");
+    if (o->window_ms <= 0 || o->window_ms > MAX_DURATION)
+        return em__fail(EM_EINVAL, "--window must be more than 0 and at most 2^61 ms");
+    if (o->slide_ms <= 0 || o->slide_ms > o->window_ms)
+        return em__fail(EM_EINVAL, "--slide must be more than 0 and at most the window (%" PRId64 " ms)", o->window_ms);
+    if (o->window_ms / o->slide_ms > MAX_WINDOWS_PER_EVENT)
+        return em__fail(EM_EINVAL, "--window / --slide is %" PRId64 ": an event would fall into more than %d windows",
+                        o->window_ms / o->slide_ms, MAX_WINDOWS_PER_EVENT);
+    if (o->lateness_ms < 0 || o->lateness_ms > MAX_DURATION)
+        return em__fail(EM_EINVAL, "--lateness must be at least 0 and at most 2^61 ms");
+    if ((unsigned)o->agg > EM__WAGG_AVG) return em__fail(EM_EINVAL, "stream: unknown aggregate %d", (int)o->agg);
+    if (o->trigger_ms < 0) return em__fail(EM_EINVAL, "--trigger must not be negative");
+    return 0;
+}
+
+/* Sleeps until `until` (em__now_s() seconds), waking early when a stop is requested. */
+static void sleep_until(double until)
+{
+    for (double now; !stop_requested && (now = em__now_s()) < until;) {
+        double d = until - now > 0.05 ? 0.05 : until - now;
+        struct timespec ts = {0, (long)(d * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* A stop asked on this rank becomes visible to every rank's next poll. */
+static void publish_stop(stream *s)
+{
+    if (!stop_requested || s->stop_file_made) return;
+    int fd = open(s->stop_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        close(fd);
+        s->stop_file_made = 1;
+        EM_LOG_I("stream: stop requested; stopping after the current batch");
+    }
+}
+
+static int poll(stream *s, em_ds *node, int *stop)
+{
+    em_records r;
+    publish_stop(s);
+    int rc = em_collect(node, &r);
+    if (rc < 0) return rc;
+    rc = take_poll(s, &r, stop, NULL, NULL);
+    em_records_free(&r);
+    return rc;
+}
+
+int em__stream_run(em_ctx *ctx, const em__stream_opts *o, em__stream_stats *st)
+{
+    stream s = {.ctx = ctx, .o = o, .max_seen = INT64_MIN, .wm = INT64_MIN};
+    em__buf_init(&s.rowbuf);
+    char err[600] = "";
+    em__log_topic *t = NULL;
+    em_records r = {0};
+    int rc, stop = 0;
+    if ((rc = check_opts(o)) < 0) goto out;
+    if ((rc = em__log_open(o->log_dir, &t, err, sizeof err)) < 0) {
+        em__fail(rc, "%s", err);
+        goto out;
+    }
+    s.np = em__log_partitions(t);
+    em__log_close(t);
+    if ((rc = abs_out(o->out_path, &s.out_abs)) < 0) goto out;
+    if (mkdir(o->checkpoint_dir, 0755) < 0 && errno != EEXIST) {
+        rc = em__fail(EM_EIO, "cannot create the checkpoint directory %s: %s", o->checkpoint_dir, strerror(errno));
+        goto out;
+    }
+    s.ckdir = em__strdup(o->checkpoint_dir);
+    s.ckpt_path = path_join(o->checkpoint_dir, "checkpoint");
+    s.tmp_path = path_join(o->checkpoint_dir, "checkpoint.tmp");
+    s.stop_path = path_join(o->checkpoint_dir, "stop");
+    s.off = em__calloc((size_t)s.np, sizeof *s.off);
+    s.ends = em__calloc((size_t)s.np, sizeof *s.ends);
+    s.target = em__calloc((size_t)s.np, sizeof *s.target);
+    uint64_t *to = em__calloc((size_t)s.np, sizeof *to);
+    /* A stop file left by an earlier run that died is stale: the leader removes it before the first poll. */
+    if (em_is_leader(ctx)) unlink(s.stop_path);
+
+    /* Start: every rank gets the same checkpoint bytes from one action, whatever the disk holds later. */
+    em_ds *load = poll_node(ctx, o->log_dir, s.stop_path, s.ckpt_path, 1);
+    em_ds *pn = poll_node(ctx, o->log_dir, s.stop_path, s.ckpt_path, 0);
+    const uint8_t *ck;
+    size_t cklen;
+    if ((rc = em_collect(load, &r)) < 0) goto out_to;
+    if ((rc = take_poll(&s, &r, &stop, &ck, &cklen)) < 0) goto out_to;
+    memcpy(s.target, s.ends, (size_t)s.np * sizeof *s.ends);
+    if (ck) {
+        uint64_t ob = 0;
+        struct stat sb;
+        if ((rc = ck_load(&s, ck, cklen, &ob)) < 0) goto out_to;
+        /* the rows the checkpoint covers must still be there (every rank sees the same file and decides alike) */
+        if (stat(s.out_abs, &sb) < 0 || (uint64_t)sb.st_size < ob) {
+            rc = em__fail(EM_EINVAL, "%s: the checkpoint %s records %" PRIu64 " bytes of output, the file has %lld: "
+                          "it was changed or removed outside of the query", s.out_abs, s.ckpt_path, ob,
+                          stat(s.out_abs, &sb) < 0 ? -1LL : (long long)sb.st_size);
+            goto out_to;
+        }
+        if (st) st->resumed = 1;
+        /* exactly once: cut off rows a run that died appended after its last commit */
+        if (em_is_leader(ctx) && (uint64_t)sb.st_size > ob && truncate(s.out_abs, (off_t)ob) < 0)
+            commit_failed("truncate", s.out_abs);
+        EM_LOG_I("stream: resumed from batch %" PRIu64 " (watermark %" PRId64 ", %zu open windows)", s.batch, s.wm,
+                 s.nwins);
+    } else if (em_is_leader(ctx)) {
+        commit(&s); /* batch 0: the header row and an empty state, so that a restart never finds an unknown file */
+    }
+    em_records_free(&r);
+
+    /* Until the end of the log at start-up, or (follow mode) until a stop is agreed. */
+    for (int first = 1;; first = 0) {
+        double t0 = em__now_s();
+        if (!first && (rc = poll(&s, pn, &stop)) < 0) goto out_to;
+        if (stop) break;
+        int capped;
+        uint64_t n = plan_batch(&s, o->until_end ? s.target : s.ends, to, &capped);
+        if (n == 0) {
+            if (o->until_end) break;
+            sleep_until(t0 + (double)o->trigger_ms / 1000);
+            continue;
+        }
+        if ((rc = run_batch(&s, to, n)) < 0) goto out_to;
+        after_batch(&s);
+        if (st) st->batches++;
+        if (!o->until_end && !capped) sleep_until(t0 + (double)o->trigger_ms / 1000);
+    }
+    if (o->until_end && o->flush && !stop && s.wm != INT64_MAX) {
+        /* --flush: the input is over. The watermark goes to +infinity (recorded, so later events are all late). */
+        s.wm = INT64_MAX;
+        s.batch++;
+        emit_closed(&s, s.batch);
+        after_batch(&s);
+    }
+    /* One more action: if the leader died after the last batch but before its commit, the new leader (known once
+     * this action elected it) still holds the rows and commits them here. */
+    if ((rc = poll(&s, pn, &stop)) < 0) goto out_to;
+    if (em_is_leader(ctx)) {
+        commit(&s);
+        unlink(s.stop_path);
+    }
+    if (st) {
+        st->events = s.events;
+        st->late = s.late;
+        st->bad = s.bad;
+        st->rows = s.rows;
+        st->watermark = s.wm;
+    }
+out_to:
+    free(to);
+out:
+    em_records_free(&r);
+    stream_release(&s);
+    return rc;
+}
