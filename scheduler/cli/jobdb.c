@@ -491,8 +491,22 @@ int em__jobdb_open(em__jobdb *jdb, const char *who)
         return -1;
     }
     sqlite3_busy_timeout(jdb->db, BUSY_TIMEOUT_MS);
-    if (em__jobdb_exec(jdb, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;") < 0 ||
-        em__jobdb_exec(jdb, "BEGIN IMMEDIATE") < 0) {
+    /* Once the schema exists, opening is read-only: `ember queue` and `ember status` never wait for a writer or
+     * an fsync. journal_mode is persistent in the file, so only the first open switches to WAL. */
+    sqlite3_stmt *st = NULL;
+    int have = 0;
+    if (sqlite3_prepare_v2(jdb->db, "SELECT count(*) FROM sqlite_master WHERE name IN ('jobs', 'deps', 'meta')", -1,
+                           &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        have = sqlite3_column_int(st, 0) == 3;
+    sqlite3_finalize(st);
+    if (em__jobdb_exec(jdb, "PRAGMA synchronous=FULL;") < 0) {
+        em__jobdb_close(jdb);
+        return -1;
+    }
+    if (have)
+        return 0;
+    if (em__jobdb_exec(jdb, "PRAGMA journal_mode=WAL;") < 0 || em__jobdb_exec(jdb, "BEGIN IMMEDIATE") < 0) {
         em__jobdb_close(jdb);
         return -1;
     }

@@ -204,6 +204,11 @@ int em__cli_status(int argc, char **argv)
     }
     em__jobdb jdb;
     em__job j;
+    long long id;
+    if (em__parse_id(argv[1], &id) < 0) {
+        fprintf(stderr, "%s: '%s': not a job id (expected digits)\n", who, argv[1]);
+        return 2;
+    }
     if (em__jobdb_open(&jdb, who) < 0)
         return 1;
     int rc = load_job(&jdb, who, argv[1], &j);
@@ -298,6 +303,9 @@ static int cancel_running(em__jobdb *jdb, const char *who, long long id, long gr
         if (em__job_get(jdb, id, &j, 0) != 1)
             return 1;
         if (strcmp(j.state, "R") != 0) {
+            /* Ended: give the kernel a moment to take down what the SIGKILLs hit, so "cancelled" means gone. */
+            for (int k = 0; k < 40 && j.pgid > 1 && em__session_kill((pid_t)j.pgid, j.pgstart, 0) > 0; k++)
+                sleep_ms(50);
             em__job_release(&j);
             return 0;
         }
