@@ -459,6 +459,39 @@ static void stage_summary(const run *r, int si, stage_sum *out)
     free(parts);
 }
 
+/* Indexes of r->st ordered by (action, stage). Free with free(). */
+static const run *order_run;
+static int cmp_stage(const void *a, const void *b)
+{
+    const stage *x = &order_run->st[*(const int *)a], *y = &order_run->st[*(const int *)b];
+    if (x->action != y->action) return (x->action > y->action) - (x->action < y->action);
+    return (x->stage > y->stage) - (x->stage < y->stage);
+}
+
+static int *stage_order(const run *r)
+{
+    int *o = em__malloc((size_t)(r->nst + 1) * sizeof *o);
+    for (int i = 0; i < r->nst; i++) o[i] = i;
+    order_run = r;
+    qsort(o, (size_t)r->nst, sizeof *o, cmp_stage);
+    return o;
+}
+
+/* A stage that completed without running a task: its output was still there (Spark says "skipped"). */
+static const char *skipped_note(const stage_sum *x)
+{
+    return x->attempts == 0 && x->st->completed_ms >= 0 ? " (skipped)" : "";
+}
+
+/* When an attempt that never ended was lost: its rank's fencing after it started, else the end of the run. */
+static double lost_at(const run *r, const attempt *x)
+{
+    for (int i = 0; i < r->nmk; i++)
+        if (r->mk[i].rank == x->rank && !strcmp(r->mk[i].event, "rank_fenced") && r->mk[i].ts >= x->start_ms)
+            return r->mk[i].ts;
+    return r->last_ts;
+}
+
 /* ---- text ---------------------------------------------------------------------------------------------------- */
 
 static const char *human_bytes(long long n, char *b, size_t cap)
@@ -553,25 +586,31 @@ static void print_text(FILE *f, const history *h, const char *path)
             recomputes += !strcmp(e, "recompute");
             retries += !strcmp(e, "retry");
         }
-        fprintf(f, "  %d stages, %d task attempts, %lld failed attempts, %d ranks fenced, %d elections, "
+        int lost = 0;
+        for (int i = 0; i < r->nat; i++) lost += r->at[i].state == AT_RUNNING;
+        fprintf(f, "  %d stages, %d task attempts (%lld failed, %d never ended), %d ranks fenced, %d elections, "
                    "%d recomputes, %d retries\n",
-                r->nst, r->nat, tf, fences, elections, recomputes, retries);
+                r->nst, r->nat, tf, lost, fences, elections, recomputes, retries);
         if (r->nst) {
-            fprintf(f, "\n  %-6s %-5s %5s %8s %6s %10s %9s %9s %7s %11s %11s %10s %10s %10s %9s  %s\n", "ACTION",
-                    "STAGE", "TASKS", "ATTEMPTS", "FAILED", "DURATION", "MEDIAN", "MAX", "SKEW", "RECORDS_IN",
+            fprintf(f, "\n  %-6s %-5s %5s %8s %6s %4s %10s %9s %9s %7s %11s %11s %10s %10s %10s %9s  %s\n", "ACTION",
+                    "STAGE", "TASKS", "ATTEMPTS", "FAILED", "LOST", "DURATION", "MEDIAN", "MAX", "SKEW", "RECORDS_IN",
                     "RECORDS_OUT", "BYTES_IN", "BYTES_OUT", "SPILL", "FETCH_WAIT", "NAME");
         }
-        for (int si = 0; si < r->nst; si++) {
+        int *order = stage_order(r);
+        for (int k = 0; k < r->nst; k++) {
+            int si = order[k];
             stage_sum x;
             stage_summary(r, si, &x);
             char fw[32];
             snprintf(fw, sizeof fw, "%.0fms", x.fetch_wait_ms);
-            fprintf(f, "  %-6d %-5d %5d %8d %6d %10s %9s %9s %7s %11lld %11lld %10s %10s %10s %9s  %s\n",
-                    x.st->action, x.st->stage, x.tasks, x.attempts, x.failed, fmt_secs(x.duration, b1, sizeof b1),
+            fprintf(f, "  %-6d %-5d %5d %8d %6d %4d %10s %9s %9s %7s %11lld %11lld %10s %10s %10s %9s  %s%s\n",
+                    x.st->action, x.st->stage, x.tasks, x.attempts, x.failed, x.unfinished,
+                    fmt_secs(x.duration, b1, sizeof b1),
                     fmt_secs(x.median, b2, sizeof b2), fmt_secs(x.max, b3, sizeof b3), fmt_skew(&x, b4, sizeof b4),
                     x.rec_in, x.rec_out, human_bytes(x.b_in, b5, sizeof b5), human_bytes(x.b_out, b6, sizeof b6),
-                    human_bytes(x.spill, b7, sizeof b7), fw, x.st->name ? x.st->name : "");
+                    human_bytes(x.spill, b7, sizeof b7), fw, x.st->name ? x.st->name : "", skipped_note(&x));
         }
+        free(order);
         if (r->nmk) {
             fprintf(f, "\n  failures and recoveries:\n");
             for (int i = 0; i < r->nmk; i++)
@@ -646,7 +685,7 @@ static void html_timeline(FILE *f, const run *r)
     for (int i = 0; i < r->nat; i++) {
         const attempt *x = &r->at[i];
         if (x->rank < 0 || x->rank >= nranks) continue;
-        double end = x->end_ms >= 0 ? x->end_ms : t1;
+        double end = x->end_ms >= 0 ? x->end_ms : lost_at(r, x);
         double sec = attempt_seconds(x);
         double start = x->start_ms >= 0 ? x->start_ms : sec >= 0 ? end - sec * 1000 : end;
         int si = 0;
@@ -744,24 +783,28 @@ static int write_html(const history *h, const char *path, const char *out)
               "recompute. Hover for details.</p>\n",
               f);
         fputs("<h3>Stages</h3>\n<div class=\"wide\"><table class=\"stages\">\n<tr><th class=\"l\">stage</th><th>action</th>"
-              "<th>tasks</th><th>attempts</th><th>failed</th><th>duration</th><th>median task</th><th>max task</th>"
+              "<th>tasks</th><th>attempts</th><th>failed</th><th>lost</th><th>duration</th><th>median task</th><th>max task</th>"
               "<th>skew</th><th>records in</th><th>records out</th><th>bytes in</th><th>bytes out</th><th>spill</th>"
               "<th>fetch wait</th><th>retries</th><th>recomputes</th></tr>\n",
               f);
-        for (int si = 0; si < r->nst; si++) {
+        int *order = stage_order(r);
+        for (int k = 0; k < r->nst; k++) {
+            int si = order[k];
             stage_sum x;
             stage_summary(r, si, &x);
             fprintf(f, "<tr><td class=\"l\"><span class=\"sw\" style=\"background:%s\"></span>%d ",
                     palette[si % NPAL], x.st->stage);
             html_esc(f, x.st->name);
-            fprintf(f, "</td><td>%d</td><td>%d</td><td>%d</td><td>%d</td><td>%s</td><td>%s</td><td>%s</td>"
+            html_esc(f, skipped_note(&x));
+            fprintf(f, "</td><td>%d</td><td>%d</td><td>%d</td><td>%d</td><td>%d</td><td>%s</td><td>%s</td><td>%s</td>"
                        "<td>%s</td><td>%lld</td><td>%lld</td><td>%s</td><td>%s</td><td>%s</td><td>%.0f ms</td>"
                        "<td>%d</td><td>%d</td></tr>\n",
-                    x.st->action, x.tasks, x.attempts, x.failed, fmt_secs(x.duration, b1, sizeof b1),
+                    x.st->action, x.tasks, x.attempts, x.failed, x.unfinished, fmt_secs(x.duration, b1, sizeof b1),
                     fmt_secs(x.median, b2, sizeof b2), fmt_secs(x.max, b3, sizeof b3), fmt_skew(&x, b4, sizeof b4),
                     x.rec_in, x.rec_out, human_bytes(x.b_in, b5, sizeof b5), human_bytes(x.b_out, b6, sizeof b6),
                     human_bytes(x.spill, b7, sizeof b7), x.fetch_wait_ms, x.st->retries, x.st->recomputes);
         }
+        free(order);
         fputs("</table></div>\n<h3>Failures and recoveries</h3>\n", f);
         if (!r->nmk) fputs("<p>None.</p>\n", f);
         else {

@@ -80,6 +80,7 @@ def stages(run):
         r = {"tasks": len({k[2] for k, a in mine.items() if a["state"] == "ok"}),
              "attempts": len(mine),
              "failed": sum(a["state"] == "failed" for a in mine.values()),
+             "lost": sum(a["state"] == "running" for a in mine.values()),
              "records_in": sum(int(a["o"].get("records_in", 0)) for a in good),
              "records_out": sum(int(a["o"].get("records_out", 0)) for a in good),
              "median": "%.3fs" % statistics.median(secs) if secs else "-",
@@ -89,7 +90,7 @@ def stages(run):
         res[key] = r
     return res
 
-ROW = re.compile(r"^  (\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\d+)\s+(\d+)\s+"
+ROW = re.compile(r"^  (\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\d+)\s+(\d+)\s+"
                  r"(\d+ B|\d+\.\d [KMGT]iB)\s+(\d+ B|\d+\.\d [KMGT]iB)\s+(\d+ B|\d+\.\d [KMGT]iB)\s+(\d+)ms  (.*)$")
 
 def parse_history(path):
@@ -102,8 +103,9 @@ def parse_history(path):
         if m and sections:
             g = m.groups()
             sections[-1]["rows"][(int(g[0]), int(g[1]))] = {
-                "tasks": int(g[2]), "attempts": int(g[3]), "failed": int(g[4]), "duration": g[5], "median": g[6],
-                "max": g[7], "skew": g[8], "records_in": int(g[9]), "records_out": int(g[10]), "name": g[15]}
+                "tasks": int(g[2]), "attempts": int(g[3]), "failed": int(g[4]), "lost": int(g[5]),
+                "duration": g[6], "median": g[7], "max": g[8], "skew": g[9], "records_in": int(g[10]),
+                "records_out": int(g[11]), "name": g[16]}
         m = re.match(r"^\s+[+-]\d+\.\d{3}s  (\S+)\s", l)
         if m and sections:
             sections[-1]["marks"].append(m.group(1))
