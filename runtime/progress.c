@@ -22,6 +22,7 @@
 #define MAX_STAGES 16 /* stages tracked at once */
 #define MAX_SHOWN 3   /* bars side by side */
 #define LINE_CAP 1024
+#define REFRESH_MS 1000 /* ms: redraw an unchanged bar this often (another rank's log line may have wiped it) */
 
 struct pstage {
     int used;
@@ -37,6 +38,8 @@ static struct {
     int inited;
     int enabled;
     int cols;        /* terminal width */
+    int tty;         /* the bytes end up on a terminal (so escape sequences are fine) */
+    int64_t drawn_ms; /* monotonic ms of the last draw */
     int thread_on;   /* the refresher runs */
     struct pstage st[MAX_STAGES];
     size_t shown;    /* columns of the bar on screen now (0: nothing drawn) */
@@ -103,12 +106,13 @@ static size_t wipe(char *o, size_t cap)
     return n;
 }
 
-/* Redraws if the line changed; caller holds pg.mu. */
+/* Redraws if the line changed (or is due for a refresh); caller holds pg.mu. */
 static void redraw(int64_t now)
 {
     char buf[LINE_CAP], o[3 * LINE_CAP];
     size_t len = render(buf, sizeof buf, now), n = 0;
-    if (len == pg.shown && strcmp(buf, pg.line) == 0) return;
+    if (len == pg.shown && strcmp(buf, pg.line) == 0 && (len == 0 || now - pg.drawn_ms < REFRESH_MS)) return;
+    pg.drawn_ms = now;
     if (len < pg.shown) n = wipe(o, sizeof o); /* a shorter line would leave the end of the old one behind */
     o[n++] = '\r';
     memcpy(o + n, buf, len);
@@ -140,13 +144,22 @@ static void *refresher(void *arg)
     return NULL;
 }
 
-/* A log line: wipe the bar, print the line, draw the bar again, in one write. */
+/* A log line: wipe the bar, print the line, draw the bar again, in one write. On a rank that draws no bar, the
+ * line may still land on the leader's bar (every rank's stderr ends on the same terminal): it starts with "\r" and
+ * erase-line, and the leader redraws its bar within REFRESH_MS. */
 static void log_sink(const char *line, size_t len)
 {
     pthread_mutex_lock(&pg.mu);
     char o[2 * LINE_CAP + 2200];
     size_t n = 0;
     size_t bar = pg.shown;
+    if (!bar && pg.tty && len + 4 <= sizeof o) {
+        memcpy(o, "\r\033[K", 4);
+        memcpy(o + 4, line, len);
+        out(o, len + 4);
+        pthread_mutex_unlock(&pg.mu);
+        return;
+    }
     if (bar && len + 2 * bar + 4 <= sizeof o) {
         n = wipe(o, sizeof o);
         memcpy(o + n, line, len);
@@ -204,6 +217,7 @@ void em__progress_init(const char *mode)
         enabled = fd >= 0 || (e && strcmp(e, "1") == 0);
     }
     int cols = term_cols(fd);
+    int tty = fd >= 0 || (strcmp(mode, "auto") == 0 && enabled);
     if (fd > 2) close(fd);
     pthread_mutex_lock(&pg.mu);
     if (!pg.inited) {
@@ -212,6 +226,7 @@ void em__progress_init(const char *mode)
     }
     pg.enabled = enabled;
     pg.cols = cols;
+    pg.tty = tty;
     pthread_mutex_unlock(&pg.mu);
     em__log_set_sink(enabled ? log_sink : NULL);
 }
