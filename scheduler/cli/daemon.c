@@ -649,6 +649,8 @@ int em__sched_start(const char *who, long slots, const char *hostfile, long grac
         }
         dup2(in, 0), dup2(lg, 1), dup2(lg, 2);
         close(in), close(lg);
+        /* The daemon works in /: hand it $EMBER_HOME as the absolute path we resolved. */
+        setenv("EMBER_HOME", em__home(who), 1);
         if (chdir("/") < 0)
             _exit(1);
         snprintf(sbuf, sizeof sbuf, "%ld", slots);

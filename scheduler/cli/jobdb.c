@@ -57,7 +57,12 @@ const char *em__home(const char *who)
         return home;
     const char *h = getenv("EMBER_HOME");
     if (h && *h) {
-        if (snprintf(home, sizeof home, "%s", h) >= (int)sizeof home) {
+        /* Made absolute: the daemon works in / and must find the same place. */
+        char cwd[PATH_MAX];
+        int n = h[0] == '/' ? snprintf(home, sizeof home, "%s", h)
+                : getcwd(cwd, sizeof cwd) ? snprintf(home, sizeof home, "%s/%s", cwd, h)
+                                          : (int)sizeof home;
+        if (n >= (int)sizeof home) {
             fprintf(stderr, "%s: EMBER_HOME is too long\n", who);
             home[0] = '\0';
             return NULL;

@@ -130,6 +130,34 @@ em scheduler status
 check "no daemon started by bad input" "1 scheduler not running" "$rc $(cat "$TMP/out")"
 [ ! -e "$EMBER_HOME/queue.db" ] && pass "no job database created by bad input" || fail "no job database created by bad input"
 
+# ---- many concurrent submits with no daemon: one daemon, distinct ids, none lost --------------------------------
+MAIN=$EMBER_HOME; EMBER_HOME=$HOME2
+N=12
+i=1
+while [ "$i" -le "$N" ]; do
+  timeout 60 "$EMBER" submit --name "c$i" echo "c$i" >"$TMP/sub.$i" 2>&1 &
+  i=$((i + 1))
+done
+wait
+cat "$TMP"/sub.* | sed -n 's/^Submitted job \([0-9][0-9]*\)$/\1/p' | sort -n > "$TMP/ids"
+check "$N concurrent submits each print 'Submitted job <id>'" "$N" "$(cat "$TMP"/sub.* | grep -c '^Submitted job [0-9][0-9]*$')"
+check "$N concurrent submits get distinct ids" "$N" "$(sort -u "$TMP/ids" | wc -l)"
+check "$N concurrent submits are all in the database" "$N" "$(db "SELECT count(DISTINCT name) FROM jobs WHERE name LIKE 'c%'")"
+last=$(tail -1 "$TMP/ids")
+wait_state "$last" "CD" 40
+wait_for 10 test "$(db "SELECT count(*) FROM jobs WHERE state = 'CD'")" = "$N"
+check "all $N concurrent jobs completed" "$N" "$(db "SELECT count(*) FROM jobs WHERE name LIKE 'c%' AND state = 'CD'")"
+ok=1
+db "SELECT id, name FROM jobs WHERE name LIKE 'c%'" > "$TMP/names"
+while IFS='|' read -r k nm; do
+  [ "$("$EMBER" logs "$k")" = "$nm" ] || ok=0
+done < "$TMP/names"
+[ "$ok" = 1 ] && pass "each concurrent job printed its own name to its own log" || fail "each concurrent job printed its own name to its own log"
+
+check "the racing submits started exactly one daemon" 1 "$(grep -c 'scheduler started' "$HOME2/scheduler.log")"
+
+EMBER_HOME=$MAIN
+
 # ---- the daemon -------------------------------------------------------------------------------------------------
 em scheduler start --slots 2 --grace 2
 check "scheduler start exit 0" 0 "$rc"
@@ -151,28 +179,6 @@ expect_error "--after an unknown job" 2 "^ember submit: --after 99999: no such j
 for verb in status cancel logs; do
   expect_error "$verb of an unknown id" 1 "^ember $verb: job 424242: no such job$" "$verb" 424242
 done
-
-# ---- many concurrent submits: distinct ids, none lost ------------------------------------------------------------
-N=12
-i=1
-while [ "$i" -le "$N" ]; do
-  timeout 60 "$EMBER" submit --name "c$i" echo "c$i" >"$TMP/sub.$i" 2>&1 &
-  i=$((i + 1))
-done
-wait
-cat "$TMP"/sub.* | sed -n 's/^Submitted job \([0-9][0-9]*\)$/\1/p' | sort -n > "$TMP/ids"
-check "$N concurrent submits each print 'Submitted job <id>'" "$N" "$(cat "$TMP"/sub.* | grep -c '^Submitted job [0-9][0-9]*$')"
-check "$N concurrent submits get distinct ids" "$N" "$(sort -u "$TMP/ids" | wc -l)"
-check "$N concurrent submits are all in the database" "$N" "$(db "SELECT count(DISTINCT name) FROM jobs WHERE name LIKE 'c%'")"
-last=$(tail -1 "$TMP/ids")
-wait_state "$last" "CD" 40
-check "all $N concurrent jobs completed" "$N" "$(db "SELECT count(*) FROM jobs WHERE name LIKE 'c%' AND state = 'CD'")"
-ok=1
-db "SELECT id, name FROM jobs WHERE name LIKE 'c%'" > "$TMP/names"
-while IFS='|' read -r k nm; do
-  [ "$("$EMBER" logs "$k")" = "$nm" ] || ok=0
-done < "$TMP/names"
-[ "$ok" = 1 ] && pass "each concurrent job printed its own name to its own log" || fail "each concurrent job printed its own name to its own log"
 
 # ---- priority, then FIFO, within 2 slots ----------------------------------------------------------------------------
 submit -np 2 --name A "$TMP/job.sh" "$LOG" A 1.5; A=$id
@@ -244,7 +250,7 @@ t0=$(date +%s)
 em cancel "$K"
 el=$(($(date +%s) - t0))
 check "cancel a job ignoring SIGTERM: CA" "0 CA" "$rc $(state "$K")"
-[ "$el" -ge 1 ] && [ "$el" -le 8 ] && pass "SIGKILL follows after the grace period (${el}s)" || fail "SIGKILL follows after the grace period (${el}s)"
+[ "$el" -ge 1 ] && [ "$el" -le 12 ] && pass "SIGKILL follows after the grace period (${el}s)" || fail "SIGKILL follows after the grace period (${el}s)"
 session_alive "$sidK" && fail "nothing of the SIGTERM-ignoring job is left" || pass "nothing of the SIGTERM-ignoring job is left"
 # A pending job just leaves the queue.
 submit -np 2 --name L "$JOB" sleep 30; L=$id
@@ -265,7 +271,7 @@ submit --name N --time 0:02 "$JOB" sleep 30; N=$id
 wait_state "$N" "TO CD F CA" 15
 check "--time 0:02 on a 30 s job: TO TimeLimit" "TO TimeLimit" "$(state "$N") $(field "$N" Reason)"
 rt=$(db "SELECT (end_ms - start_ms) / 1000 FROM jobs WHERE id = $N")
-[ "$rt" -ge 2 ] && [ "$rt" -le 5 ] && pass "stopped at its limit (ran ${rt}s)" || fail "stopped at its limit (ran ${rt}s)"
+[ "$rt" -ge 2 ] && [ "$rt" -le 10 ] && pass "stopped at its limit (ran ${rt}s)" || fail "stopped at its limit (ran ${rt}s)"
 check "status shows the limit" "0:02" "$(field "$N" TimeLimit)"
 em queue
 check "queue shows TO with its run time" "N TO 0:0" "$(awk -v i="$N" '$1 == i { print $2, $4, substr($5, 1, 3) }' "$TMP/out")"
@@ -345,20 +351,30 @@ sleep 0.3
 session_alive "$sid4" && fail "the lost job's processes were killed" || pass "the lost job's processes were killed"
 check "the lost job was not started again" "1" "$(grep -c "job $R4 started" "$EMBER_HOME/scheduler.log")"
 
-# ---- submit starts a daemon when none runs; --wait ------------------------------------------------------------------
-EMBER_HOME="$HOME2" timeout 30 "$EMBER" submit --wait "$JOB" exit 0 > "$TMP/out" 2>"$TMP/err"
-check "submit --wait without a daemon: starts one, exit 0" "0 Submitted job 1" "$? $(cat "$TMP/out")"
-EMBER_HOME="$HOME2" timeout 30 "$EMBER" scheduler status >/dev/null
-check "that daemon keeps running" 0 $?
-EMBER_HOME="$HOME2" timeout 30 "$EMBER" submit --wait "$JOB" exit 5 > "$TMP/out" 2>"$TMP/err"
-check "submit --wait exits with the job's status" "5" "$?"
-check "submit --wait says how the job ended" "ember submit: job 2 ended FAILED (NonZeroExitCode), exit status 5" "$(cat "$TMP/err")"
-EMBER_HOME="$HOME2" timeout 30 "$EMBER" submit --wait --time 0:01 "$JOB" sleep 20 > /dev/null 2>"$TMP/err"
-check "submit --wait on a timed-out job" "1 ember submit: job 3 ended TIMEOUT (TimeLimit)" "$([ $? != 0 ] && echo 1) $(sed 's/, exit.*//' "$TMP/err")"
-EMBER_HOME="$HOME2" timeout 15 "$EMBER" scheduler stop > "$TMP/out"
-check "scheduler stop" "scheduler stopped (pid" "$(cut -c1-22 "$TMP/out")"
-EMBER_HOME="$HOME2" timeout 15 "$EMBER" scheduler stop > "$TMP/out"
-check "scheduler stop when none runs" "0 scheduler not running" "$? $(cat "$TMP/out")"
+# ---- --wait; a hostfile's slots; stop ------------------------------------------------------------------------------
+EMBER_HOME=$HOME2
+submit --wait "$JOB" exit 0
+check "submit --wait: exit 0 after the job completed" "0 CD" "$rc $(state "$id")"
+submit --wait "$JOB" exit 5
+check "submit --wait exits with the job's status" "5" "$rc"
+check "submit --wait says how the job ended" "ember submit: job $id ended FAILED (NonZeroExitCode), exit status 5" "$(cat "$TMP/err")"
+submit --wait --time 0:01 "$JOB" sleep 20
+check "submit --wait on a timed-out job" "1 ember submit: job $id ended TIMEOUT (TimeLimit)" "$([ "$rc" != 0 ] && echo 1) $(sed 's/, exit.*//' "$TMP/err")"
+em scheduler stop
+check "scheduler stop" "0 scheduler stopped (pid" "$rc $(cut -c1-22 "$TMP/out")"
+em scheduler stop
+check "scheduler stop when none runs" "0 scheduler not running" "$rc $(cat "$TMP/out")"
+printf 'localhost slots=3 # three\n127.0.0.1\n' > "$TMP/hosts4"
+em scheduler start --hostfile "$TMP/hosts4"
+check "--hostfile: the budget is the sum of its slots" "scheduler started (pid N, 4 slots)" "$(sed 's/pid [0-9]*/pid N/; s/;.*//' "$TMP/out")"
+# The job's exact launch, through a stand-in for mpirun given in the submitter's environment (jobs get it).
+EMBER_MPIRUN="$FIX/fake_mpirun.sh" FAKE_MPIRUN_ARGS="$TMP/margs" FAKE_MPIRUN_MODE="exit 0" \
+  timeout 30 "$EMBER" submit --wait -np 4 "$JOB" args -np 9 >/dev/null
+hf=$(grep -x -A1 -- --hostfile "$TMP/margs" | tail -1)
+rest=$(sed -n '/^EMBER_STATUS_FILE$/,$p' "$TMP/margs" | sed '1d; $d' | tr '\n' ' ' | sed 's/ $//')
+check "a job runs as ember run -np N --hostfile F -- PROGRAM ARGS" "$TMP/hosts4 | -np 4 $JOB args -np 9" "$hf | $rest"
+em scheduler stop
+EMBER_HOME=$MAIN
 
 # ---- the Slurm backend --------------------------------------------------------------------------------------------
 em submit --backend slurm --dry-run -np 3 --name sj --time 1:30 --priority -5 "$JOB" args 'a b' "it's" '$(x)'
