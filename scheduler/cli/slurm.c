@@ -59,10 +59,19 @@ void em__slurm_script(FILE *f, const em__job *j, const char *ember_exe, const ch
     directive(f, "job-name", j->name);
     snprintf(t, sizeof t, "%ld", j->np);
     directive(f, "ntasks", t);
-    snprintf(p, sizeof p, "%s/jobs/%s/stdout", home ? home : "", idpart);
-    directive(f, "output", p);
-    snprintf(p, sizeof p, "%s/jobs/%s/stderr", home ? home : "", idpart);
-    directive(f, "error", p);
+    /* sbatch expands %j, %u, ... in --output/--error: a '%' of our own is written %%. */
+    for (int k = 0; k < 2; k++) {
+        char raw[PATH_MAX + 32];
+        size_t o = 0;
+        snprintf(raw, sizeof raw, "%s/jobs/%s/%s", home ? home : "", idpart, k ? "stderr" : "stdout");
+        for (const char *c = raw; *c && o + 2 < sizeof p; c++) {
+            if (*c == '%')
+                p[o++] = '%';
+            p[o++] = *c;
+        }
+        p[o] = '\0';
+        directive(f, k ? "error" : "output", p);
+    }
     directive(f, "chdir", j->cwd);
     if (j->time_limit > 0) {
         /* Slurm's D-HH:MM:SS; it rounds seconds up to whole minutes. */

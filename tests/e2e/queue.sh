@@ -398,8 +398,9 @@ timeout 30 sh "$TMP/script" > "$TMP/sout" 2>/dev/null
 printf '<%s>\n' 'a b' "it's" '$(x)' > "$TMP/sexp"
 check_files "slurm script: the job gets its arguments back" "$TMP/sexp" "$TMP/sout"
 if command -v sbatch >/dev/null 2>&1; then
-  em submit --backend slurm --wait -np 1 "$JOB" exit 0
-  check "slurm backend: a real sbatch job completes" 0 "$rc"
+  submit --backend slurm --wait -np 1 echo slurm-ok
+  check "slurm backend: a real sbatch job completes" "0 CD" "$rc $(state "$id")"
+  check "slurm backend: ember logs reads its output" "slurm-ok" "$("$EMBER" logs --stdout "$id")"
 else
   echo "SKIP: slurm backend: sbatch not installed"
   OLDPATH=$PATH; PATH=/usr/bin:/bin
