@@ -168,6 +168,98 @@ static int parse_args(int argc, char **argv, const em_ctx *ctx, wc_args *a)
     return 0;
 }
 
+/* One pass over the counts: each partition reports its number of distinct words, its total, and its own K most
+ * frequent words (a bounded heap), so the leader only merges small summaries (takeOrdered, as Spark does). */
+typedef struct part_summary {
+    int64_t distinct, total;
+    uint64_t k;
+    em_rec *heap; /* min-heap by by_count_then_word reversed: the root is the least frequent kept word */
+    size_t n;
+} part_summary;
+
+static int heap_less(const em_rec *a, const em_rec *b) { return by_count_then_word(a, b) > 0; } /* a ranks after b */
+
+static void heap_sift_down(em_rec *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && heap_less(&h[l], &h[m])) m = l;
+        if (r < n && heap_less(&h[r], &h[m])) m = r;
+        if (m == i) return;
+        em_rec t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+static em_rec copy_rec(const em_rec *r)
+{
+    char *p = malloc((size_t)r->klen + 8 + 1);
+    if (!p) abort();
+    memcpy(p, r->key, r->klen);
+    memcpy(p + r->klen, r->val, 8);
+    return (em_rec){p, p + r->klen, r->klen, 8};
+}
+
+static void *summary_open(int part, void *arg)
+{
+    (void)part;
+    part_summary *s = calloc(1, sizeof *s);
+    if (!s) abort();
+    s->k = *(const uint64_t *)arg;
+    s->heap = s->k ? malloc(sizeof *s->heap * (s->k < 1024 ? s->k : 1024)) : NULL;
+    return s;
+}
+
+static int summary_each(void *state, const em_rec *in, em_emitter *out, void *arg)
+{
+    part_summary *s = state;
+    (void)out, (void)arg;
+    s->distinct++;
+    s->total += em_i64_get(in->val);
+    if (!s->k) return 0;
+    if (s->n < s->k) {
+        if (s->n >= 1024 && (s->n & (s->n - 1)) == 0) { /* grow by doubling past the first 1024 */
+            em_rec *h = realloc(s->heap, sizeof *h * s->n * 2);
+            if (!h) abort();
+            s->heap = h;
+        }
+        s->heap[s->n++] = copy_rec(in);
+        for (size_t i = s->n - 1; i > 0 && heap_less(&s->heap[i], &s->heap[(i - 1) / 2]); i = (i - 1) / 2) {
+            em_rec t = s->heap[i];
+            s->heap[i] = s->heap[(i - 1) / 2];
+            s->heap[(i - 1) / 2] = t;
+        }
+    } else if (heap_less(&s->heap[0], in)) { /* in ranks before the weakest kept word */
+        free((void *)s->heap[0].key);
+        s->heap[0] = copy_rec(in);
+        heap_sift_down(s->heap, s->n, 0);
+    }
+    return 0;
+}
+
+/* Emits ("", distinct total) first, then the kept words with their counts. */
+static int summary_close(void *state, em_emitter *out, void *arg)
+{
+    part_summary *s = state;
+    int rc = 0;
+    (void)arg;
+    if (s) {
+        uint8_t v[16];
+        em_i64_put(v, s->distinct);
+        em_i64_put(v + 8, s->total);
+        rc = em_emit(out, "", 0, v, 16);
+        for (size_t i = 0; i < s->n; i++) {
+            if (rc == 0) rc = em_emit(out, s->heap[i].key, s->heap[i].klen, s->heap[i].val, 8);
+            free((void *)s->heap[i].key);
+        }
+        free(s->heap);
+        free(s);
+    }
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     em_ctx *ctx;
@@ -182,22 +274,29 @@ int main(int argc, char **argv)
     em_ds *lines = em_text(ctx, a.inputs, a.ninputs, 0);
     em_ds *words = em_map(lines, split_words, NULL);
     em_ds *counts = em_reduce_by_key_agg(words, EM_AGG_SUM, 0);
-
+    /* --out and the summary both read the shuffle: it is written once */
     if (a.out && (rc = em_save_text(counts, a.out, "str_i64")) < 0) goto fail;
-    if ((rc = em_count(counts, &distinct)) < 0) goto fail;
-    if ((rc = em_reduce_i64(counts, EM_AGG_SUM, &total)) < 0) goto fail;
-    /* --top: every distinct word comes to each rank (bounded by --ember-max-result); the leader sorts. */
-    if (a.top && (rc = em_collect(counts, &recs)) < 0) goto fail;
+    em_ds *summary = em_map_partitions(counts, summary_open, summary_each, summary_close, &a.top);
+    if ((rc = em_collect(summary, &recs)) < 0) goto fail;
     if (em_is_leader(ctx)) {
-        if (a.top) qsort(recs.recs, recs.n, sizeof *recs.recs, by_count_then_word);
-        for (size_t i = 0; i < recs.n && i < a.top; i++) {
+        size_t nw = 0;
+        for (size_t i = 0; i < recs.n; i++) {
+            if (recs.recs[i].vlen == 16) { /* a partition's ("", distinct total); a word's value is 8 bytes */
+                distinct += em_i64_get(recs.recs[i].val);
+                total += em_i64_get((const uint8_t *)recs.recs[i].val + 8);
+            } else {
+                recs.recs[nw++] = recs.recs[i];
+            }
+        }
+        qsort(recs.recs, nw, sizeof *recs.recs, by_count_then_word);
+        for (size_t i = 0; i < nw && i < a.top; i++) {
             printf("%" PRId64 "\t", em_i64_get(recs.recs[i].val));
             fwrite(recs.recs[i].key, 1, recs.recs[i].klen, stdout);
             putchar('\n');
         }
         printf("distinct words: %" PRId64 "\ntotal words: %" PRId64 "\n", distinct, total);
     }
-    if (a.top) em_records_free(&recs);
+    em_records_free(&recs);
     return em_finalize(ctx, 0);
 fail:
     if (em_is_leader(ctx)) fprintf(stderr, PROG ": %s: %s\n", em_strerror(rc), em_last_error());

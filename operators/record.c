@@ -8,41 +8,39 @@
 
 #include <string.h>
 
-void em_i64_put(void *dst, int64_t v)
+/* Big-endian loads and stores: one bswap on little-endian machines. */
+static inline void put_be64(void *dst, uint64_t u)
 {
-    uint64_t u = (uint64_t)v ^ 0x8000000000000000ULL;
-    uint8_t *d = dst;
-    for (int i = 7; i >= 0; i--) {
-        d[i] = (uint8_t)u;
-        u >>= 8;
-    }
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    u = __builtin_bswap64(u);
+#endif
+    memcpy(dst, &u, 8);
 }
 
-int64_t em_i64_get(const void *src)
+static inline uint64_t get_be64(const void *src)
 {
-    const uint8_t *s = src;
-    uint64_t u = 0;
-    for (int i = 0; i < 8; i++) u = u << 8 | s[i];
-    return (int64_t)(u ^ 0x8000000000000000ULL);
+    uint64_t u;
+    memcpy(&u, src, 8);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    u = __builtin_bswap64(u);
+#endif
+    return u;
 }
+
+void em_i64_put(void *dst, int64_t v) { put_be64(dst, (uint64_t)v ^ 0x8000000000000000ULL); }
+
+int64_t em_i64_get(const void *src) { return (int64_t)(get_be64(src) ^ 0x8000000000000000ULL); }
 
 void em_f64_put(void *dst, double v)
 {
     uint64_t u;
     memcpy(&u, &v, 8);
-    u = (u & 0x8000000000000000ULL) ? ~u : u | 0x8000000000000000ULL;
-    uint8_t *d = dst;
-    for (int i = 7; i >= 0; i--) {
-        d[i] = (uint8_t)u;
-        u >>= 8;
-    }
+    put_be64(dst, (u & 0x8000000000000000ULL) ? ~u : u | 0x8000000000000000ULL);
 }
 
 double em_f64_get(const void *src)
 {
-    const uint8_t *s = src;
-    uint64_t u = 0;
-    for (int i = 0; i < 8; i++) u = u << 8 | s[i];
+    uint64_t u = get_be64(src);
     u = (u & 0x8000000000000000ULL) ? u & ~0x8000000000000000ULL : ~u;
     double v;
     memcpy(&v, &u, 8);

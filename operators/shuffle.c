@@ -48,10 +48,11 @@ int em__rec_next(const uint8_t *p, size_t n, size_t *pos, em_rec *r)
 
 uint64_t em__hash(const void *p, size_t n)
 {
-    /* 64-bit multiply-xorshift over 8-byte words; good enough to spread keys over buckets and table slots. */
+    /* 64-bit multiply-xorshift over 8-byte words; the tail (and short keys) read with at most two overlapping
+     * loads instead of a byte loop. Good enough to spread keys over buckets and table slots. */
     const uint8_t *s = p;
     uint64_t h = 0x9E3779B97F4A7C15ULL ^ (n * 0xC2B2AE3D27D4EB4FULL);
-    while (n >= 8) {
+    while (n > 8) {
         uint64_t w;
         memcpy(&w, s, 8);
         h = (h ^ (w * 0xFF51AFD7ED558CCDULL)) * 0xC4CEB9FE1A85EC53ULL;
@@ -59,8 +60,17 @@ uint64_t em__hash(const void *p, size_t n)
         s += 8;
         n -= 8;
     }
-    uint64_t w = 0;
-    for (size_t i = 0; i < n; i++) w |= (uint64_t)s[i] << (8 * i);
+    uint64_t w;
+    if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        w = (uint64_t)a << 32 | b;
+    } else if (n > 0) {
+        w = (uint64_t)s[0] << 16 | (uint64_t)s[n >> 1] << 8 | s[n - 1];
+    } else {
+        w = 0;
+    }
     h = (h ^ (w * 0xFF51AFD7ED558CCDULL)) * 0xC4CEB9FE1A85EC53ULL;
     h ^= h >> 32;
     h *= 0x9E3779B97F4A7C15ULL;
@@ -96,6 +106,7 @@ void em__ctab_clear(em__ctab *t)
     t->n = 0;
 }
 
+/* Slots are found from the 32-bit tag alone (tag & (cap - 1)), so growing never rehashes a key. */
 static void ctab_grow(em__ctab *t)
 {
     size_t ncap = t->cap * 2;
@@ -103,14 +114,10 @@ static void ctab_grow(em__ctab *t)
     uint32_t *tag = em__calloc(ncap, sizeof *tag);
     for (size_t i = 0; i < t->cap; i++) {
         if (!t->off1[i]) continue;
-        const uint8_t *rec = t->arena.p + t->off1[i] - 1;
-        uint32_t kl;
-        memcpy(&kl, rec, 4);
-        uint64_t h = em__hash(rec + 8, kl);
-        size_t j = h & (ncap - 1);
+        size_t j = t->tag[i] & (ncap - 1);
         while (off1[j]) j = (j + 1) & (ncap - 1);
         off1[j] = t->off1[i];
-        tag[j] = (uint32_t)(h >> 32);
+        tag[j] = t->tag[i];
     }
     free(t->off1);
     free(t->tag);
@@ -208,7 +215,7 @@ int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_
     if (2 * (t->n + 1) > t->cap) ctab_grow(t);
     uint64_t h = em__hash(k, kl);
     uint32_t tg = (uint32_t)(h >> 32);
-    size_t i = h & (t->cap - 1);
+    size_t i = tg & (t->cap - 1);
     for (; t->off1[i]; i = (i + 1) & (t->cap - 1)) {
         if (t->tag[i] != tg) continue;
         uint8_t *rec = t->arena.p + t->off1[i] - 1;
@@ -217,6 +224,10 @@ int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_
         memcpy(&rvl, rec + 4, 4);
         if (rkl != kl || memcmp(rec + 8, k, kl) != 0) continue;
         uint8_t *rv = rec + 8 + rkl;
+        if (agg == EM_AGG_SUM || agg == EM_AGG_COUNT) { /* the common case, inline */
+            em__i64_store(rv, (int64_t)((uint64_t)em__i64_load(rv) + (uint64_t)em__i64_load(v)));
+            return 0;
+        }
         if (is_builtin(agg)) {
             agg_merge(agg, rv, v);
             return 0;

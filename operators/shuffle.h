@@ -16,6 +16,19 @@ static inline void em__rec_append(em__buf *b, const void *k, uint32_t kl, const 
     if (vl) memcpy(p + 8 + kl, v, vl);
     b->len += 8 + (size_t)kl + vl;
 }
+/* em_i64_get / em_i64_put, inline for the combine loop. */
+static inline int64_t em__i64_load(const void *src)
+{
+    uint64_t u;
+    memcpy(&u, src, 8);
+    return (int64_t)(__builtin_bswap64(u) ^ 0x8000000000000000ULL);
+}
+static inline void em__i64_store(void *dst, int64_t v)
+{
+    uint64_t u = __builtin_bswap64((uint64_t)v ^ 0x8000000000000000ULL);
+    memcpy(dst, &u, 8);
+}
+
 /* Decodes the record at *pos of [p, p+n); returns 1, 0 at the end, -1 if malformed. */
 int em__rec_next(const uint8_t *p, size_t n, size_t *pos, em_rec *r);
 

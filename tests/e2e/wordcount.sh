@@ -123,7 +123,10 @@ run 2 --out "$TMP/out1" "$D/small.txt" >"$TMP/got"
 check "--out into a finished directory: exit 1" 1 "$(cat "$TMP/rc")"
 check "--out into a finished directory: one error line" 1 "$(grep -c '^wordcount: ' "$TMP/err")"
 check "--out into a finished directory: stdout empty" "" "$(cat "$TMP/got")"
+# --top keeps K words per partition (takeOrdered), so only a K that brings many words back meets the limit
 run 2 --ember-max-result 1K --top 5 "$D/big.txt" >"$TMP/got"
+check "--top 5 under --ember-max-result 1K: exit 0 (only 5 words per partition come back)" 0 "$(cat "$TMP/rc")"
+run 2 --ember-max-result 1K --top 100000 "$D/big.txt" >"$TMP/got"
 check "--top beyond --ember-max-result: exit 1" 1 "$(cat "$TMP/rc")"
 check "--top beyond --ember-max-result: error names the limit" 1 "$(grep -c '^wordcount: .*max-result' "$TMP/err")"
 
