@@ -179,19 +179,40 @@ static void log_sink(const char *line, size_t len)
     pthread_mutex_unlock(&pg.mu);
 }
 
-/* Whether our parent (mpirun launching ranks on its own host) writes its stderr to a terminal; returns its fd on
- * that terminal for the width, or -1. */
-static int parent_tty(void)
+/* The parent of pid (from /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces and parentheses), or
+ * -1. */
+static int parent_of(int pid)
 {
-    char p[64];
-    snprintf(p, sizeof p, "/proc/%d/fd/2", (int)getppid());
-    int fd = open(p, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+    char p[64], buf[512];
+    snprintf(p, sizeof p, "/proc/%d/stat", pid);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;
-    if (!isatty(fd)) {
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    char *e = strrchr(buf, ')');
+    int ppid;
+    if (!e || sscanf(e + 1, " %*c %d", &ppid) != 1) return -1;
+    return ppid;
+}
+
+/* Under mpirun a rank's stderr is a pipe, but what mpirun relays lands where mpirun's stderr goes, and `ember run`
+ * relays mpirun's stderr to its own. So: the first of our parent (mpirun on this host) and its parent (`ember run`)
+ * whose stderr is a terminal; returns a descriptor of that terminal (for its width), or -1. Two levels only: a job
+ * of the queue runs under `ember run` too, with stderr in a file, and its bars must not reach some terminal above. */
+static int launcher_tty(void)
+{
+    int pid = (int)getppid();
+    for (int level = 0; level < 2 && pid > 1; level++, pid = parent_of(pid)) {
+        char p[64];
+        snprintf(p, sizeof p, "/proc/%d/fd/2", pid);
+        int fd = open(p, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+        if (fd < 0) return -1;
+        if (isatty(fd)) return fd;
         close(fd);
-        return -1;
     }
-    return fd;
+    return -1;
 }
 
 static int term_cols(int fd)
@@ -209,11 +230,11 @@ void em__progress_init(const char *mode)
     int enabled = 0, fd = -1;
     if (strcmp(mode, "on") == 0) {
         enabled = 1;
-        fd = isatty(2) ? 2 : parent_tty();
+        fd = isatty(2) ? 2 : launcher_tty();
     } else if (strcmp(mode, "auto") == 0) {
         const char *e = getenv("EMBER_PROGRESS_TTY");
         if (isatty(2)) fd = 2;
-        else fd = parent_tty();
+        else fd = launcher_tty();
         enabled = fd >= 0 || (e && strcmp(e, "1") == 0);
     }
     int cols = term_cols(fd);

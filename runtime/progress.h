@@ -7,9 +7,9 @@
  * log lines (runtime/log.c) clear it, print, and redraw it in the same write(2).
  *
  * Mode (--ember-progress): "off"; "on" draws even when stderr is not a terminal; "auto" draws when stderr is a
- * terminal. Under mpirun a rank's stderr is always a pipe, so "auto" also accepts: EMBER_PROGRESS_TTY=1 in the
- * environment (for a launcher whose own stderr is a terminal and that relays ours, like `ember run`), or a parent
- * process (mpirun on this host) whose stderr is a terminal.
+ * terminal. Under mpirun a rank's stderr is always a pipe, so "auto" also accepts: a parent (mpirun on this host)
+ * or grandparent (`ember run`, which relays mpirun's stderr) whose stderr is a terminal, or EMBER_PROGRESS_TTY=1 in
+ * the environment (for other launchers that relay our stderr to a terminal).
  *
  * Only the driver (the leader's main thread) calls these; they are LOCAL and thread-safe.
  */
