@@ -523,8 +523,46 @@ static void serve_fetch(em__rt *rt, em__msg *m, void *arg)
     em__send(rt, src, resp);
 }
 
+/* INVENTORY: u32 kind (0 request, 1 answer), u64 id; an answer adds u32 n, n x {u32 store id, u32 part}:
+ * every block this rank holds. Served on the progress thread; answers go to the driver's mailbox. */
+static void on_inventory(em__rt *rt, em__msg *m, void *arg)
+{
+    (void)arg;
+    uint32_t kind = 1;
+    uint64_t id = 0;
+    if (m->len >= 12) {
+        memcpy(&kind, m->payload, 4);
+        memcpy(&id, m->payload + 4, 8);
+    }
+    if (kind != 0) {
+        em__mbox_put(&rt->driver_mb, m);
+        return;
+    }
+    int src = m->hdr->src;
+    em__msg_free(m);
+    em__buf b;
+    em__buf_init(&b);
+    em__buf_u32(&b, 1);
+    em__buf_u64(&b, id);
+    em__buf_u32(&b, 0);
+    uint32_t n = 0;
+    pthread_mutex_lock(&store.mu);
+    for (size_t i = 0; i < STORE_HASH; i++)
+        for (em__block *bl = store.tab[i]; bl; bl = bl->next, n++) {
+            em__buf_u32(&b, bl->shuffle);
+            em__buf_u32(&b, bl->map_part);
+        }
+    pthread_mutex_unlock(&store.mu);
+    memcpy(b.p + 12, &n, 4);
+    em__msg *r = em__msg_new(EM__MSG_INVENTORY, b.len);
+    memcpy(r->payload, b.p, b.len);
+    em__buf_release(&b);
+    em__send(rt, src, r);
+}
+
 void em__store_init(em__rt *rt)
 {
+    em__rt_on(rt, EM__MSG_INVENTORY, on_inventory, NULL);
     store.rt = rt;
     store.budget = (uint64_t)rt->cfg.memory / 2;
     const char *d = rt->cfg.tmpdir && *rt->cfg.tmpdir ? rt->cfg.tmpdir : getenv("TMPDIR");

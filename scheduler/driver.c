@@ -370,10 +370,71 @@ static void mark_cached(em__node *n, int part, void *arg)
     if (n->cached && part < n->nparts) cache_locs(ma->ctx, n)[part] = ma->rank;
 }
 
+/* A new leader learns what the survivors hold (map outputs, cached partitions) so nothing they still have is
+ * recomputed (DESIGN section 6). Ranks that do not answer within the timeout are simply not counted on. */
+static void gather_inventory(em_ctx *ctx, uint32_t action)
+{
+    em__rt *rt = &ctx->rt;
+    static uint64_t seq;
+    uint64_t id = ((uint64_t)rt->rank << 48) | ++seq;
+    uint8_t *answered = em__calloc((size_t)rt->size, 1);
+    for (int r = 0; r < rt->size; r++) {
+        if (!em__rt_is_alive(rt, r)) continue;
+        em__msg *m = em__msg_new(EM__MSG_INVENTORY, 12);
+        uint32_t kind = 0;
+        memcpy(m->payload, &kind, 4);
+        memcpy(m->payload + 4, &id, 8);
+        em__send(rt, r, m);
+    }
+    double deadline = em__now_s() + (double)rt->cfg.timeout_ms / 1e3;
+    int blocks = 0, cached = 0, ranks = 0;
+    for (;;) {
+        int waiting = 0;
+        for (int r = 0; r < rt->size; r++) waiting += em__rt_is_alive(rt, r) && !answered[r];
+        if (!waiting || em__now_s() > deadline) break;
+        em__msg *m = em__mbox_get(&rt->driver_mb, 50);
+        if (!m) continue;
+        em__rd rd;
+        em__rd_init(&rd, m->payload, m->len);
+        uint32_t kind = em__rd_u32(&rd);
+        uint64_t rid = em__rd_u64(&rd);
+        uint32_t n = em__rd_u32(&rd);
+        int src = m->hdr->src;
+        if (m->hdr->type != EM__MSG_INVENTORY || kind != 1 || rid != id || rd.err || answered[src]) {
+            em__msg_free(m); /* a TASK_DONE of the old leader's tasks, or a stale answer */
+            continue;
+        }
+        answered[src] = 1;
+        ranks++;
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t sid = em__rd_u32(&rd), part = em__rd_u32(&rd);
+            if (rd.err) break;
+            em__node *w = em__node_get(ctx, (int)(sid & ~EM__CACHE_ID));
+            if (!w) continue;
+            if (sid & EM__CACHE_ID) {
+                if (w->cached && part < (uint32_t)w->nparts) {
+                    cache_locs(ctx, w)[part] = src;
+                    cached++;
+                }
+            } else if (em__node_is_wide(w) && part < (uint32_t)em__wide_nmaps(w)) {
+                tracker_get(ctx, w)[part] = src;
+                blocks++;
+            }
+        }
+        em__msg_free(m);
+    }
+    free(answered);
+    EM_LOG_W("action %u: new leader r%d took over: %d rank(s) hold %d map output(s) and %d cached partition(s); "
+             "only what is missing is recomputed", action, rt->rank, ranks, blocks, cached);
+    em__event("inventory", "\"action\":%u,\"ranks\":%d,\"map_outputs\":%d,\"cached_partitions\":%d", action, ranks,
+              blocks, cached);
+}
+
 int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int64_t op_arg, const char *extra,
                    size_t extra_len, em__buf *result)
 {
     em__rt *rt = &ctx->rt;
+    if (!ctx->sched && rt->rank != 0) gather_inventory(ctx, action); /* this rank leads for the first time */
     int size = rt->size, rc = 0, nst = 0;
     stage st[MAX_STAGES];
     if (plan(ctx, st, &nst, S_RESULT, node, NULL, 0) < 0) return EM_EINVAL;
@@ -414,8 +475,8 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
                 if (loc[p] >= 0 && !em__rt_is_alive(rt, loc[p])) {
                     EM_LOG_W("action %u: map output %d of shuffle %d was on fenced r%d; recomputing it from lineage",
                              action, p, s->wide_out->id, loc[p]);
-                    em__event("recompute", "\"action\":%u,\"shuffle\":%d,\"map_part\":%d,\"lost_rank\":%d,\"reason\":\"fenced\"",
-                              action, s->wide_out->id, s->base + p, loc[p]);
+                    em__event("recompute", "\"action\":%u,\"stage\":%d,\"shuffle\":%d,\"map_part\":%d,\"lost_rank\":%d,"
+                              "\"reason\":\"fenced\"", action, i, s->wide_out->id, s->base + p, loc[p]);
                     loc[p] = -1;
                     if (s->ts[p].state == T_DONE) enqueue(s, p);
                 }
@@ -556,8 +617,8 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
                 int32_t *loc = tracker_get(ctx, ms->wide_out);
                 int lp = (int)fm - ms->base;
                 if (loc[fm] == fr) {
-                    em__event("recompute", "\"action\":%u,\"shuffle\":%u,\"map_part\":%u,\"lost_rank\":%d,\"reason\":\"fetch_failed\"",
-                              action, fs, fm, fr);
+                    em__event("recompute", "\"action\":%u,\"stage\":%d,\"shuffle\":%u,\"map_part\":%u,\"lost_rank\":%d,"
+                              "\"reason\":\"fetch_failed\"", action, i, fs, fm, fr);
                     loc[fm] = -1;
                     if (ms->ts[lp].state == T_DONE) enqueue(ms, lp);
                 }
@@ -569,6 +630,7 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
                 goto out;
             }
             enqueue(s, (int)p);
+            em__event("retry", "\"action\":%u,\"stage\":%u,\"part\":%u,\"attempt\":%u", action, si, p, t->attempts + 1);
         } else {
             t->failures++;
             t->last_failed = src;
@@ -589,6 +651,7 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
                 goto out;
             }
             enqueue(s, (int)p);
+            em__event("retry", "\"action\":%u,\"stage\":%u,\"part\":%u,\"attempt\":%u", action, si, p, t->attempts + 1);
         }
         em__msg_free(m);
     }

@@ -13,3 +13,8 @@ for fault in kill:rank=2:during=fetch exit:rank=3:code=1:during=fetch kill:rank=
   if [ $rc = 0 ] && [ "$out" = "ok shuffle np=4" ] && grep -q "fenced\|elected" "$TMP/err"; then pass "shuffle survives $fault"
   else fail "shuffle survives $fault (rc=$rc)"; echo "$out"; tail -8 "$TMP/err"; fi
 done
+# The new leader asks the survivors what they hold: map outputs written before the leader died are reused, not
+# recomputed (the inventory line counts them, and no "recomputing" line names a survivor's output).
+if grep -q "new leader r[0-9]* took over: [0-9]* rank(s) hold [1-9][0-9]* map output" "$TMP/err"; then
+  pass "leader death: the new leader reuses the survivors' map outputs (inventory)"
+else fail "leader death: no inventory of the survivors' map outputs"; grep "took over" "$TMP/err"; fi
