@@ -126,6 +126,17 @@ expect_error "scheduler with a malformed hostfile" 2 "^ember scheduler: $TMP/bad
   scheduler start --hostfile "$TMP/badhosts"
 expect_error "unknown scheduler subcommand" 2 "^ember scheduler: unknown subcommand 'restart'" scheduler restart
 expect_error "unknown queue option" 2 "^ember queue: unknown option '-x'" queue -x
+expect_error "unknown scheduler option" 2 "^ember scheduler start: unknown option '--cores'" scheduler start --cores 2
+expect_error "scheduler status with an argument" 2 "^ember scheduler status: unexpected argument 'now'" scheduler status now
+expect_error "status without an id" 2 "^usage: ember status ID" status
+expect_error "cancel without an id" 2 "^usage: ember cancel ID" cancel
+expect_error "logs with two ids" 2 "^ember logs: more than one job id ('1', '2')$" logs 1 2
+expect_error "logs --stdout --stderr" 2 "^usage: ember logs" logs --stdout --stderr 1
+touch "$TMP/afile"
+EMBER_HOME="$TMP/afile/x" expect_error "EMBER_HOME under a file" 1 "^ember submit: cannot create directory $TMP/afile/x: " \
+  submit true
+mkdir -p "$TMP/h3/queue.db"
+EMBER_HOME="$TMP/h3" expect_error "queue.db that is a directory" 1 "^ember queue: cannot open $TMP/h3/queue.db: Is a directory$" queue
 em scheduler status
 check "no daemon started by bad input" "1 scheduler not running" "$rc $(cat "$TMP/out")"
 [ ! -e "$EMBER_HOME/queue.db" ] && pass "no job database created by bad input" || fail "no job database created by bad input"
@@ -256,11 +267,16 @@ session_alive "$sidK" && fail "nothing of the SIGTERM-ignoring job is left" || p
 submit -np 2 --name L "$JOB" sleep 30; L=$id
 wait_state "$L" R 10
 submit -np 1 --name M "$TMP/job.sh" "$LOG" M 0; M=$id
+# A job whose working directory is gone by the time it starts fails with a message in its stderr.
+mkdir "$TMP/gone" && cd "$TMP/gone" && submit --name gone true; GONE=$id; cd "$TMP" && rmdir "$TMP/gone"
 sleep 0.4
 check "job behind a full budget: PD Resources" "PD Resources" "$(state "$M") $(field "$M" Reason)"
 em cancel "$M"
 check "cancel a pending job: CA at once" "0 CA Cancelled" "$rc $(state "$M") $(field "$M" Reason)"
 em cancel "$L"
+wait_state "$GONE" "F CD" 10
+check "a job whose directory vanished: F, exit status 126" "F 126" "$(state "$GONE") $(field "$GONE" ExitStatus)"
+check "... and its stderr says why" "ember: job $GONE: cannot enter $TMP/gone: No such file or directory" "$("$EMBER" logs --stderr "$GONE" 2>&1)"
 sleep 0.5
 check "a cancelled pending job never ran" "" "$(grep ' M ' "$LOG")"
 [ ! -e "$EMBER_HOME/jobs/$M" ] && pass "a cancelled pending job has no job directory" || fail "a cancelled pending job has no job directory"
@@ -412,6 +428,7 @@ fi
 FS="$TMP/fakeslurm"; mkdir -p "$FS"
 cat > "$FS/sbatch" <<'EOF'
 #!/bin/sh
+[ -e "${0%/*}/fail" ] && { echo "sbatch: error: Batch job submission failed: Invalid account" >&2; exit 1; }
 echo "$@" >> "${0%/*}/calls"; echo 4242
 EOF
 cat > "$FS/squeue" <<'EOF'
@@ -424,6 +441,7 @@ echo "sacct $*" >> "${0%/*}/calls"; cat "${0%/*}/sacct.out" 2>/dev/null
 EOF
 cat > "$FS/scancel" <<'EOF'
 #!/bin/sh
+[ -e "${0%/*}/fail" ] && { echo "scancel: error: Kill job error on job id $1" >&2; exit 1; }
 echo "scancel $*" >> "${0%/*}/calls"
 EOF
 chmod +x "$FS"/*
@@ -446,6 +464,14 @@ check "--after a Slurm job becomes --dependency=afterok" "#SBATCH --dependency=a
 em cancel "$S2"
 check "cancel of a Slurm job runs scancel" "0 scancel 4242" "$rc $(grep '^scancel' "$FS/calls")"
 expect_error "--after a local job with --backend slurm" 2 "not a Slurm job" submit --backend slurm --after "$O" true
+touch "$FS/fail"
+em submit --backend slurm --name bad true
+bad=$(db "SELECT id FROM jobs WHERE name = 'bad'")
+if [ "$rc" = 1 ] && grep -q "^ember submit: sbatch $EMBER_HOME/jobs/$bad/job.sbatch failed (exit status 1)" "$TMP/err" \
+  && grep -q "Invalid account" "$TMP/err"; then pass "sbatch failing: its message and exit 1"; else fail "sbatch failing: its message and exit 1"; cat "$TMP/err"; fi
+check "sbatch failing: the job is F SbatchFailed" "F SbatchFailed" "$(state "$bad") $(field "$bad" Reason)"
+expect_error "scancel failing" 1 "^ember cancel: job $S2: scancel 4242 failed$" cancel "$S2"
+rm -f "$FS/fail"
 PATH=$OLDPATH
 
 # ---- the end ----------------------------------------------------------------------------------------------------
