@@ -541,6 +541,10 @@ int em__cli_logs(int argc, char **argv)
             if (em__job_get(&jdb, id, &now, 0) == 1) {
                 if (strcmp(now.backend, "slurm") == 0 && polls % 10 == 0)
                     em__slurm_refresh(&jdb, &now);
+                /* With no daemon to notice the end of the job, we do (the update is conditional, so no race);
+                 * the new state is read on the next round. */
+                if (strcmp(now.state, "R") == 0 && polls % 10 == 9 && !em__sched_running())
+                    em__job_reconcile(&jdb, &now, NULL, 0);
                 ended = em__state_final(now.state);
                 em__job_release(&now);
             }

@@ -360,6 +360,17 @@ int em__cli_submit(int argc, char **argv)
         em__jobdb_close(&jdb);
         return 2;
     }
+    /* The daemon never asks Slurm about a job, so a local job cannot wait for a Slurm one. */
+    for (int i = 0; i < j.ndeps; i++) {
+        em__job d;
+        if (em__job_get(&jdb, j.deps[i], &d, 0) == 1 && strcmp(d.backend, "local") != 0) {
+            fprintf(stderr, "%s: --after %lld: a Slurm job (a local job can only wait for local jobs)\n", WHO, d.id);
+            em__job_release(&d);
+            em__jobdb_close(&jdb);
+            return 2;
+        }
+        em__job_release(&d);
+    }
     long long bad_dep = 0;
     rc = em__job_insert(&jdb, &j, &bad_dep);
     if (rc == -2) {

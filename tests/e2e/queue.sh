@@ -341,6 +341,8 @@ kill -9 "$(cat "$EMBER_HOME/scheduler.pid")"
 wait_for 5 grep -q 'end R2' "$LOG"          # R2 ends while no daemon watches it
 sleep 0.3
 check "with the daemon gone, jobs keep their states" "R R PD" "$(state "$R1") $(state "$R2") $(state "$R3")"
+timeout 10 "$EMBER" logs -f "$R2" >/dev/null 2>&1
+check "logs -f of a job that ended while no daemon runs returns" "0 CD" "$? $(state "$R2")"
 em scheduler start --slots 2 --grace 2
 check "restart after SIGKILL" 0 "$rc"
 grep -q "job $R1 still running: shepherd .* found again" "$EMBER_HOME/scheduler.log" \
@@ -464,6 +466,7 @@ check "--after a Slurm job becomes --dependency=afterok" "#SBATCH --dependency=a
 em cancel "$S2"
 check "cancel of a Slurm job runs scancel" "0 scancel 4242" "$rc $(grep '^scancel' "$FS/calls")"
 expect_error "--after a local job with --backend slurm" 2 "not a Slurm job" submit --backend slurm --after "$O" true
+expect_error "a local job --after a Slurm job" 2 "^ember submit: --after $S1: a Slurm job" submit --after "$S1" true
 touch "$FS/fail"
 em submit --backend slurm --name bad true
 bad=$(db "SELECT id FROM jobs WHERE name = 'bad'")
