@@ -368,7 +368,9 @@ em_ds *em_hdf5(em_ctx *ctx, const char *file, const char *dataset, int nparts);
  * ISO 8601)) and rename()s it onto `file`, which is replaced atomically: readers see the old file or the complete
  * new one, never a part. The parts are removed after the rename. If the merging rank dies, the merge task is
  * retried elsewhere from the parts (a dead rank's "FILE.tmp.PID" stays behind; the final name is never half
- * written). Parts and file must be on a file system every rank sees (one host, or a shared directory).
+ * written). A failed save leaves no FILE; the leader removes its parts, though a task of the failed action still
+ * running elsewhere may leave a hidden parts directory behind. Parts and file must be on a file system every rank
+ * sees (one host, or a shared directory).
  * COLLECTIVE: every rank returns after the file is in place. Errors: EM_EINVAL (bad schema), EM_ETYPE, EM_EIO,
  * and those of em_count. */
 int em_save_hdf5(em_ds *ds, const char *file, const char *dataset, const char *schema);
