@@ -29,9 +29,11 @@ MPIRUN="mpirun -np 2"
 if [ "$QUICK" = 1 ]; then
     PI_N=1e9; PI_EXPECT=50847534
     SMALL=20M; BIG=40M; OOC_MEM=16M
+    WC_EVENTS=1000000; WC_LABEL=1M
 else
     PI_N=1e10; PI_EXPECT=455052511
     SMALL=100M; BIG=1G; OOC_MEM=128M
+    WC_EVENTS=20000000; WC_LABEL=20M
 fi
 
 mkdir -p "$DIR"
@@ -384,6 +386,59 @@ bench_shuffle() {
     row "$name" "$m GB/s" "MPI Isend/Irecv, 4 MiB, both ways" "$bw_t" "$r" "(reported)" "${bnote}"
 }
 
+# ---- streaming: windowcount events/s -----------------------------------------------------------------------
+
+# wc_log N: path of the cached input log of N events (1M keys, 100,000 events per second of event time, up to
+# 500 ms out of order; seed 7), built once with `ember log append`; empty if it cannot be made.
+wc_log() {
+    d=$DIR/wclog-$1
+    if [ ! -f "$d/.complete" ]; then
+        have "$EMBER" || { echo ""; return; }
+        rm -rf "$d"
+        say "generating $d ($1 events)"
+        "$EMBER" log create "$d" --partitions 4 >/dev/null 2>&1 || { echo ""; return; }
+        if ! python3 - "$1" <<'PY' | timeout 1800 "$EMBER" log append "$d" >/dev/null 2>&1; then rm -rf "$d"; echo ""; return; fi
+import random, sys
+n, r, t0, out = int(sys.argv[1]), random.Random(7), 1_700_000_000_000, sys.stdout
+for a in range(0, n, 100000):
+    out.write("".join("%d,k%d,%d\n" % (t0 + i // 100 - r.randint(0, 500), r.randrange(1000000), i % 97)
+                      for i in range(a, min(n, a + 100000))))
+PY
+        : >"$d/.complete"
+    fi
+    echo "$d"
+}
+
+bench_windowcount() {
+    n=$WC_EVENTS
+    label="windowcount, $WC_LABEL events, 1M keys, 10 s tumbling windows, np=2 (events/s, higher is better)"
+    if ! have "$EMBER" || ! have "$BIN/windowcount"; then
+        row "$label" "—" "—" "—" "—" "≥ 5M events/s" "not built yet"
+        return
+    fi
+    d=$(wc_log "$n")
+    if [ -z "$d" ]; then
+        row "$label" "—" "—" "—" "—" "≥ 5M events/s" "could not build the input log (python3 + ember log append)"
+        return
+    fi
+    ck=$LOGS/wc-ck
+    RSSF=$LOGS/rss.windowcount
+    # Each run starts from an empty checkpoint: the whole log is one query, --until-end --flush.
+    # shellcheck disable=SC2046
+    if bench_n windowcount 1800 sh -c "rm -rf '$ck' '$LOGS/wc-out.csv'; exec $MPIRUN $(rank_wrap "$RSSF") '$BIN/windowcount' \
+            --log '$d' --window 10s --lateness 1s --checkpoint '$ck' --out '$LOGS/wc-out.csv' --until-end --flush"; then
+        note=""
+        grep -q "windowcount: .* $n events, 0 late, 0 bad" "$LAST" || note="WRONG OUTPUT: $(grep '^windowcount:' "$LAST"); "
+        rss=$(rss_list)
+        [ -n "$rss" ] && note="${note}peak RSS/rank: $rss; "
+        eps=$(awk -v n="$n" -v t="$MED" 'BEGIN {printf "%.2fM events/s", n / t / 1e6}')
+        row "$label" "$eps ($(fmt_s "$MED"))" "—" "—" "—" "≥ 5M events/s" "${note}plain mpirun, whole log as one query (start-up, batches of 1M, checkpoints, output included)"
+    else
+        row "$label" "failed" "—" "—" "—" "≥ 5M events/s" "$FAIL"
+    fi
+    RSSF=""
+}
+
 # ---- main --------------------------------------------------------------------------------------------------
 
 SIZE_NOTE="$SMALL"
@@ -395,6 +450,7 @@ bench_wordcount "$SMALL"
 bench_wordcount "$BIG"
 bench_out_of_core
 bench_shuffle
+bench_windowcount
 
 echo
 echo "## Ember benchmarks ($(date -u +%Y-%m-%d), $(nproc) cores, median of $RUNS runs$( [ "$QUICK" = 1 ] && echo ', BENCH_QUICK sizes'))"
