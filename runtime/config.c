@@ -137,6 +137,7 @@ int em__config_load(em__config *cfg, int *argc, char ***argv, int *help)
         return em__fail(EM_EINVAL, "--ember-timeout-ms (%lld) must be at least twice --ember-heartbeat-ms (%lld)",
                         (long long)cfg->timeout_ms, (long long)cfg->heartbeat_ms);
     if (cfg->max_task_failures < 1) return em__fail(EM_EINVAL, "--ember-max-task-failures must be at least 1");
+    if (cfg->min_ranks < 1) return em__fail(EM_EINVAL, "--ember-min-ranks must be at least 1");
     if (strcmp(cfg->compress, "auto") && strcmp(cfg->compress, "none") && strcmp(cfg->compress, "zlib"))
         return em__fail(EM_EINVAL, "--ember-compress: '%s' is not one of auto, none, zlib", cfg->compress);
     if (strcmp(cfg->progress, "auto") && strcmp(cfg->progress, "on") && strcmp(cfg->progress, "off"))

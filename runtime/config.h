@@ -15,6 +15,7 @@
     X(heartbeat_ms, "heartbeat-ms", INT, "200", "heartbeat interval between every rank and the leader (ms)") \
     X(timeout_ms, "timeout-ms", INT, "2000", "a rank silent this long is declared dead and fenced (ms)")    \
     X(max_task_failures, "max-task-failures", INT, "4", "attempts of one task before the job fails")       \
+    X(min_ranks, "min-ranks", INT, "1", "fail the job (EM_ENORANKS) when fewer ranks than this are alive")    \
     X(partitions, "partitions", INT, "0", "default partitions of sources and shuffles (0: 4 x ranks)")       \
     X(memory, "memory", SIZE, "1G", "block store budget per rank before shuffle data spills to disk")       \
     X(max_result, "max-result", SIZE, "1G", "largest result collect() may return (uncompressed bytes)")      \
@@ -31,6 +32,7 @@ typedef struct em__config {
     int64_t heartbeat_ms;   /* ms */
     int64_t timeout_ms;     /* ms */
     int64_t max_task_failures;
+    int64_t min_ranks;
     int64_t partitions;
     int64_t memory;         /* bytes */
     int64_t max_result;     /* bytes */

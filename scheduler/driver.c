@@ -483,6 +483,11 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
         }
         /* assign */
         int nexec = em__rt_nalive(rt), remaining = 0;
+        if (nexec < ctx->rt.cfg.min_ranks) {
+            rc = em__fail(EM_ENORANKS, "action %u: only %d of %d ranks are alive, fewer than --ember-min-ranks %lld; "
+                          "giving up", action, nexec, size, (long long)ctx->rt.cfg.min_ranks);
+            goto out;
+        }
         for (int i = 0; i < nst; i++) remaining += st[i].qtail - st[i].qhead;
         int depth = remaining / (4 * (nexec ? nexec : 1));
         depth = (depth < 1 ? 1 : depth > 16 ? 16 : depth) + 1;
