@@ -742,62 +742,128 @@ static int fetch_failed(uint32_t s, uint32_t m, int rank)
 
 static _Atomic uint64_t fetch_ids;
 
-static int fetch_remote(em_ctx *ctx, int owner, uint32_t s, uint32_t m, uint32_t bucket, em__buf *out)
+/* Fetches bucket `bucket` of the map outputs maps[0..n) of store id s from their owners, with up to
+ * FETCH_INFLIGHT requests outstanding (DESIGN section 5: a bounded number in flight), calling done() with each
+ * whole bucket (decompressed) as it completes, in completion order. */
+#define FETCH_INFLIGHT 4
+
+typedef struct fetch_one {
+    uint32_t m;
+    int owner;
+    uint64_t id, off, size, raw;
+    uint32_t enc;
+    em__buf got;
+    int active;
+} fetch_one;
+
+typedef int (*fetched_fn)(uint32_t m, const uint8_t *p, size_t n, void *arg);
+
+static void fetch_send(em__rt *rt, fetch_one *f, uint32_t s, uint32_t bucket, uint32_t flags)
+{
+    f->id = atomic_fetch_add(&fetch_ids, 1) + ((uint64_t)rt->rank << 48);
+    em__msg *req = em__msg_new(EM__MSG_FETCH_REQ, 32);
+    memcpy(req->payload, &f->id, 8);
+    memcpy(req->payload + 8, &s, 4);
+    memcpy(req->payload + 12, &f->m, 4);
+    memcpy(req->payload + 16, &bucket, 4);
+    memcpy(req->payload + 20, &f->off, 8);
+    memcpy(req->payload + 28, &flags, 4);
+    em__send(rt, f->owner, req);
+}
+
+static int fetch_many(em_ctx *ctx, uint32_t s, uint32_t bucket, const uint32_t *maps, const int32_t *owners, size_t n,
+                      fetched_fn done, void *arg)
 {
     em__rt *rt = &ctx->rt;
-    uint64_t off = 0, size = 0, raw = 0;
-    uint32_t enc = 0;
     const char *cm = rt->cfg.compress;
-    uint32_t flags = strcmp(cm, "zlib") == 0 || (strcmp(cm, "auto") == 0 && rt->same_host && !rt->same_host[owner]);
-    em__buf z;
-    em__buf_init(&z);
-    if (em__fetch_hook) em__fetch_hook();
+    fetch_one f[FETCH_INFLIGHT];
+    memset(f, 0, sizeof f);
+    em__buf plain;
+    em__buf_init(&plain);
+    size_t next = 0;
+    int nact = 0, rc = 0;
     double t0 = em__now_s();
-    do {
-        uint64_t id = atomic_fetch_add(&fetch_ids, 1) + ((uint64_t)rt->rank << 48);
-        em__msg *req = em__msg_new(EM__MSG_FETCH_REQ, 32);
-        memcpy(req->payload, &id, 8);
-        memcpy(req->payload + 8, &s, 4);
-        memcpy(req->payload + 12, &m, 4);
-        memcpy(req->payload + 16, &bucket, 4);
-        memcpy(req->payload + 20, &off, 8);
-        memcpy(req->payload + 28, &flags, 4);
-        em__send(rt, owner, req);
-        for (;;) {
-            if (!em__rt_is_alive(rt, owner)) {
-                em__buf_release(&z);
-                return fetch_failed(s, m, owner);
-            }
-            em__msg *resp = em__mbox_get(&rt->fetch_mb, 200);
-            if (!resp) continue;
-            uint64_t rid = 0;
-            if (resp->hdr->type == EM__MSG_FETCH_RESP && resp->len >= RESP_HDR) memcpy(&rid, resp->payload, 8);
-            if (resp->hdr->type != EM__MSG_FETCH_RESP || rid != id) { /* a wake-up or a stale answer */
-                em__msg_free(resp);
-                continue;
-            }
-            int32_t st;
-            memcpy(&st, resp->payload + 8, 4);
-            memcpy(&size, resp->payload + 12, 8);
-            memcpy(&enc, resp->payload + 20, 4);
-            memcpy(&raw, resp->payload + 24, 8);
-            if (st != 0) {
-                em__msg_free(resp);
-                em__buf_release(&z);
-                return fetch_failed(s, m, owner); /* the owner lost it (e.g. restarted) */
-            }
-            em__buf *dst = enc ? &z : out;
-            if (off == 0) em__buf_grow(dst, size);
-            em__buf_add(dst, resp->payload + RESP_HDR, resp->len - RESP_HDR);
-            off += resp->len - RESP_HDR;
-            em__msg_free(resp);
-            break;
+    for (;;) {
+        for (int i = 0; i < FETCH_INFLIGHT && next < n; i++) { /* start more */
+            if (f[i].active) continue;
+            if (em__fetch_hook) em__fetch_hook();
+            f[i].m = maps[next];
+            f[i].owner = owners[next++];
+            f[i].off = f[i].size = f[i].raw = 0;
+            f[i].got.len = 0;
+            f[i].active = 1;
+            nact++;
+            uint32_t flags = strcmp(cm, "zlib") == 0 || (strcmp(cm, "auto") == 0 && rt->same_host && !rt->same_host[f[i].owner]);
+            fetch_send(rt, &f[i], s, bucket, flags);
         }
-    } while (off < size);
-    int rc = enc ? unzlib(z.p, z.len, raw, out) : 0;
-    em__buf_release(&z);
+        if (!nact) break;
+        for (int i = 0; i < FETCH_INFLIGHT; i++)
+            if (f[i].active && !em__rt_is_alive(rt, f[i].owner)) {
+                rc = fetch_failed(s, f[i].m, f[i].owner);
+                goto out;
+            }
+        em__msg *resp = em__mbox_get(&rt->fetch_mb, 200);
+        if (!resp) continue;
+        uint64_t rid = 0;
+        if (resp->hdr->type == EM__MSG_FETCH_RESP && resp->len >= RESP_HDR) memcpy(&rid, resp->payload, 8);
+        fetch_one *fo = NULL;
+        for (int i = 0; i < FETCH_INFLIGHT; i++)
+            if (f[i].active && f[i].id == rid && resp->hdr->type == EM__MSG_FETCH_RESP) fo = &f[i];
+        if (!fo) { /* a wake-up or a stale answer */
+            em__msg_free(resp);
+            continue;
+        }
+        int32_t st;
+        memcpy(&st, resp->payload + 8, 4);
+        memcpy(&fo->size, resp->payload + 12, 8);
+        memcpy(&fo->enc, resp->payload + 20, 4);
+        memcpy(&fo->raw, resp->payload + 24, 8);
+        if (st != 0) {
+            em__msg_free(resp);
+            rc = fetch_failed(s, fo->m, fo->owner); /* the owner lost it (e.g. restarted) */
+            goto out;
+        }
+        if (fo->off == 0) em__buf_grow(&fo->got, fo->size);
+        em__buf_add(&fo->got, resp->payload + RESP_HDR, resp->len - RESP_HDR);
+        fo->off += resp->len - RESP_HDR;
+        em__msg_free(resp);
+        if (fo->off < fo->size) {
+            fetch_send(rt, fo, s, bucket, fo->enc);
+            continue;
+        }
+        fo->active = 0;
+        nact--;
+        em__buf *whole = &fo->got;
+        if (fo->enc) {
+            plain.len = 0;
+            if ((rc = unzlib(fo->got.p, fo->got.len, fo->raw, &plain)) < 0) goto out;
+            whole = &plain;
+        }
+        if ((rc = done(fo->m, whole->p, whole->len, arg)) < 0) goto out;
+    }
+out:
+    for (int i = 0; i < FETCH_INFLIGHT; i++) em__buf_release(&f[i].got);
+    em__buf_release(&plain);
     em__task_fetch_wait += em__now_s() - t0;
     return rc;
+}
+
+typedef struct copy_arg {
+    em__buf *out;
+} copy_arg;
+
+static int copy_out(uint32_t m, const uint8_t *p, size_t n, void *arg)
+{
+    (void)m;
+    em__buf_add(((copy_arg *)arg)->out, p, n);
+    return 0;
+}
+
+static int fetch_remote(em_ctx *ctx, int owner, uint32_t s, uint32_t m, uint32_t bucket, em__buf *out)
+{
+    copy_arg ca = {out};
+    int32_t o = owner;
+    return fetch_many(ctx, s, bucket, &m, &o, 1, copy_out, &ca);
 }
 
 /* Calls fn(bytes, side) with bucket `bucket` of map output m of store id s held by `owner` (locally straight from
@@ -870,6 +936,13 @@ static int consume(const uint8_t *p, size_t n, int side, void *arg)
     }
     if (k < 0) return em__fail(EM_ECOMM, "shuffle %u: map output %u is malformed", rs->s, rs->m);
     return 0;
+}
+
+static int consume_fetched(uint32_t m, const uint8_t *p, size_t n, void *arg)
+{
+    reduce_state *rs = arg;
+    rs->m = m;
+    return consume(p, n, rs->wide->kind == EM__K_COGROUP && m >= (uint32_t)rs->wide->parent->nparts, rs);
 }
 
 static int push_final(reduce_state *rs, const em_rec *r)
@@ -1024,11 +1097,24 @@ int em__shuffle_read(em_ctx *ctx, em__node *wide, int part, em_emitter *sink)
     em__buf_init(&scratch);
     int rc = 0;
     uint32_t p1 = (uint32_t)wide->parent->nparts;
-    for (uint32_t m = 0; m < d->nmaps && rc == 0; m++) {
+    uint32_t *rmaps = em__malloc(sizeof *rmaps * (d->nmaps ? d->nmaps : 1));
+    int32_t *rowners = em__malloc(sizeof *rowners * (d->nmaps ? d->nmaps : 1));
+    size_t nremote = 0;
+    for (uint32_t m = 0; m < d->nmaps && rc == 0; m++) { /* local outputs first, straight from the store */
+        if (d->loc[m] != ctx->rt.rank) {
+            rmaps[nremote] = m;
+            rowners[nremote++] = d->loc[m];
+            continue;
+        }
         rs.m = m;
         int side = wide->kind == EM__K_COGROUP && m >= p1;
         rc = with_bucket(ctx, (uint32_t)wide->id, m, d->loc[m], (uint32_t)part, side, &scratch, consume, &rs);
     }
+    for (size_t i = 0; i < nremote && rc == 0; i++)
+        if (rowners[i] < 0) rc = fetch_failed((uint32_t)wide->id, rmaps[i], rowners[i]);
+    if (rc == 0 && nremote) rc = fetch_many(ctx, (uint32_t)wide->id, (uint32_t)part, rmaps, rowners, nremote, consume_fetched, &rs);
+    free(rmaps);
+    free(rowners);
     em__buf_release(&scratch);
     if (rc == 0) {
         switch (wide->kind) {

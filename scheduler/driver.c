@@ -96,6 +96,7 @@ typedef struct tracker {
     int32_t **loc;    /* wide node: [nmaps] rank or -1 */
     int32_t **cloc;   /* cached node: [nparts] rank or -1 */
     em__buf **bounds; /* SORT node: the range bounds once sampled */
+    uint64_t **bsize; /* wide node: [nmaps * nparts] bytes of each bucket of each map output */
 } tracker;
 
 static tracker *tracker_of(em_ctx *ctx, int id)
@@ -107,9 +108,11 @@ static tracker *tracker_of(em_ctx *ctx, int id)
         tr->loc = em__realloc(tr->loc, sizeof *tr->loc * (size_t)n);
         tr->cloc = em__realloc(tr->cloc, sizeof *tr->cloc * (size_t)n);
         tr->bounds = em__realloc(tr->bounds, sizeof *tr->bounds * (size_t)n);
+        tr->bsize = em__realloc(tr->bsize, sizeof *tr->bsize * (size_t)n);
         for (int i = tr->n; i < n; i++) {
             tr->loc[i] = tr->cloc[i] = NULL;
             tr->bounds[i] = NULL;
+            tr->bsize[i] = NULL;
         }
         tr->n = n;
     }
@@ -137,6 +140,35 @@ static int32_t *cache_locs(em_ctx *ctx, em__node *n)
     return tr->cloc[n->id];
 }
 
+/* Remembers the bucket sizes a map task reported (its TASK_DONE body: one u64 per bucket). */
+static void note_sizes(em_ctx *ctx, em__node *w, int map, const void *body, uint32_t blen)
+{
+    tracker *tr = tracker_of(ctx, w->id);
+    size_t R = (size_t)w->nparts;
+    if (blen != 8 * R) return;
+    if (!tr->bsize[w->id]) tr->bsize[w->id] = em__calloc((size_t)em__wide_nmaps(w) * R, sizeof(uint64_t));
+    memcpy(tr->bsize[w->id] + (size_t)map * R, body, 8 * R);
+}
+
+/* The rank holding the most bytes of a reduce task's input (DESIGN: reduce tasks prefer it), or -1. */
+static int preferred_rank(em_ctx *ctx, const stage *s, int p, uint64_t *per_rank)
+{
+    int best = -1;
+    memset(per_rank, 0, sizeof(uint64_t) * (size_t)ctx->rt.size);
+    for (int d = 0; d < s->ndeps; d++) {
+        em__node *w = s->deps[d];
+        tracker *tr = tracker_of(ctx, w->id);
+        if (w->nparts != s->nparts || !tr->bsize[w->id] || !tr->loc[w->id]) continue;
+        for (int m = 0; m < em__wide_nmaps(w); m++) {
+            int r = tr->loc[w->id][m];
+            if (r >= 0 && r < ctx->rt.size) per_rank[r] += tr->bsize[w->id][(size_t)m * (size_t)w->nparts + (size_t)p];
+        }
+    }
+    for (int r = 0; r < ctx->rt.size; r++)
+        if (per_rank[r] && (best < 0 || per_rank[r] > per_rank[best])) best = r;
+    return best;
+}
+
 static em__buf *sort_bounds(em_ctx *ctx, em__node *w) { return tracker_of(ctx, w->id)->bounds[w->id]; }
 
 void em__tracker_free(em_ctx *ctx)
@@ -146,12 +178,14 @@ void em__tracker_free(em_ctx *ctx)
     for (int i = 0; i < tr->n; i++) {
         free(tr->loc[i]);
         free(tr->cloc[i]);
+        free(tr->bsize[i]);
         if (tr->bounds[i]) em__buf_release(tr->bounds[i]);
         free(tr->bounds[i]);
     }
     free(tr->loc);
     free(tr->cloc);
     free(tr->bounds);
+    free(tr->bsize);
     free(tr);
     ctx->sched = NULL;
 }
@@ -455,6 +489,7 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
     }
     em__buf *parts = em__calloc((size_t)(res->nparts ? res->nparts : 1), sizeof *parts);
     int *inflight = em__calloc((size_t)size, sizeof(int));
+    uint64_t *per_rank = em__calloc((size_t)size, sizeof(uint64_t));
     int first = 1;
     uint64_t collected = 0;
     result->len = 0;
@@ -500,8 +535,12 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
                     s->qhead++;
                     continue;
                 }
-                /* the least loaded live rank; a retried task avoids the rank it last failed on when it can */
-                int best = -1;
+                /* the rank holding most of its input if it has room, else the least loaded live rank; a retried
+                 * task avoids the rank it last failed on when it can */
+                int best = s->ndeps ? preferred_rank(ctx, s, p, per_rank) : -1;
+                if (best >= 0 && (!em__rt_is_alive(rt, best) || inflight[best] >= depth ||
+                                  (s->ts[p].failures && best == s->ts[p].last_failed)))
+                    best = -1;
                 for (int pass = 0; pass < 2 && best < 0; pass++)
                     for (int r = 0; r < size; r++) {
                         int rr = (int)((action + (uint32_t)r) % (uint32_t)size); /* rotate the tie-break */
@@ -575,6 +614,7 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
             em__node_walk_part(s->kind == S_MAP ? em__wide_input(s->wide_out, s->side) : s->node, (int)p, mark_cached, &ma);
             if (s->kind == S_MAP) {
                 tracker_get(ctx, s->wide_out)[s->base + (int)p] = src;
+                note_sizes(ctx, s->wide_out, s->base + (int)p, body, blen);
             } else if (s->kind == S_SAMPLE) {
                 em__buf_add(&s->sample, body, blen);
                 if (s->ndone + 1 == s->nparts) make_bounds(ctx, s);
@@ -678,5 +718,6 @@ out:
     for (int p = 0; p < res->nparts; p++) em__buf_release(&parts[p]);
     free(parts);
     free(inflight);
+    free(per_rank);
     return rc;
 }
