@@ -270,11 +270,12 @@ typedef struct kent {
     acc a;
 } kent;
 
+#define TAG_MASK 0xFFFFFFFF00000000ULL
 typedef struct ktab {
     kent *e;
     size_t n, ecap;
-    uint32_t *slot;
-    size_t nslot; /* a power of two, > 2n */
+    uint64_t *slot; /* the hash's high 32 bits (a tag, so a probe rarely touches an entry) | entry index + 1 */
+    size_t nslot;   /* a power of two, > 2n */
     uint8_t *keys;
     size_t klen, kcap;
 } ktab;
@@ -315,7 +316,7 @@ static void ktab_rehash(ktab *t, size_t nslot)
     for (size_t i = 0; i < t->n; i++) {
         size_t j = t->e[i].hash & (nslot - 1);
         while (t->slot[j]) j = (j + 1) & (nslot - 1);
-        t->slot[j] = (uint32_t)(i + 1);
+        t->slot[j] = (t->e[i].hash & TAG_MASK) | (i + 1);
     }
 }
 
@@ -325,8 +326,9 @@ static acc *ktab_get(ktab *t, const void *k, uint32_t kl)
     if (2 * (t->n + 1) > t->nslot) ktab_rehash(t, t->nslot ? 2 * t->nslot : 1024);
     uint64_t h = hash_bytes(k, kl);
     size_t j = h & (t->nslot - 1);
-    for (uint32_t s; (s = t->slot[j]); j = (j + 1) & (t->nslot - 1)) {
-        kent *e = &t->e[s - 1];
+    for (uint64_t s; (s = t->slot[j]); j = (j + 1) & (t->nslot - 1)) {
+        if ((s & TAG_MASK) != (h & TAG_MASK)) continue;
+        kent *e = &t->e[(s & ~TAG_MASK) - 1];
         if (e->hash == h && e->klen == kl && memcmp(t->keys + e->koff, k, kl) == 0) return &e->a;
     }
     EM_ASSERT(t->n < UINT32_MAX - 1);
@@ -345,7 +347,7 @@ static acc *ktab_get(ktab *t, const void *k, uint32_t kl)
     e->koff = t->klen;
     e->klen = kl;
     t->klen += kl;
-    t->slot[j] = (uint32_t)++t->n;
+    t->slot[j] = (h & TAG_MASK) | ++t->n;
     return &e->a;
 }
 
