@@ -9,3 +9,5 @@ echo "== ember run -np 4 build/bin/primecount --limit 1e9"
 $E run -np 4 build/bin/primecount --limit 1e9 || exit 1
 echo "== ember run -np 2 build/bin/wordcount   (default: examples/data/sample.txt)"
 $E run -np 2 build/bin/wordcount || exit 1
+echo "== ember run -np 3 build/bin/etl   (default: examples/data orders joined with customers, by country)"
+$E run -np 3 build/bin/etl || exit 1

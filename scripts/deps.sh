@@ -2,7 +2,7 @@
 # Installs the Debian packages Ember needs, only those missing. Quiet and idempotent when everything is there.
 # As root it runs apt-get itself; otherwise it prints the exact command to run and fails.
 set -u
-pkgs="openmpi-bin libopenmpi-dev libhdf5-dev hdf5-tools zlib1g-dev libcriterion-dev libsqlite3-dev pkg-config python3 python3-h5py gcc make"
+pkgs="openmpi-bin libopenmpi-dev libhdf5-dev hdf5-tools zlib1g-dev libcriterion-dev libsqlite3-dev pkg-config python3 python3-h5py python3-pandas sqlite3 gcc make"
 missing=""
 for p in $pkgs; do
   st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)
