@@ -439,6 +439,63 @@ bench_windowcount() {
     RSSF=""
 }
 
+# ---- ETL: join + group by + aggregate (issue 4) ------------------------------------------------------------
+
+bench_etl() {
+    if [ "$QUICK" = 1 ]; then ETL_O=200000; ETL_C=20000; else ETL_O=10000000; ETL_C=1000000; fi
+    label="ETL $ETL_O orders x $ETL_C customers, group by country sum/avg/count, np=2"
+    PYB=python3; [ -x /usr/bin/python3 ] && PYB=/usr/bin/python3
+    if ! have "$BIN/gen-orders" || ! have "$BIN/etl" || ! have "$EMBER"; then
+        row "$label" "—" "pandas (read_csv, merge, groupby)" "—" "—" "≤ 0.5x" "not built yet"
+        return
+    fi
+    d=$DIR/etl-$ETL_O-$ETL_C
+    if [ ! -f "$d/orders.csv" ]; then
+        say "generating $d"
+        timeout 900 "$BIN/gen-orders" --customers "$ETL_C" --orders "$ETL_O" --seed 42 --out "$d.tmp" && mv "$d.tmp" "$d" || { row "$label" "—" "pandas" "—" "—" "≤ 0.5x" "gen-orders failed"; return; }
+    fi
+    cat "$d/orders.csv" "$d/customers.csv" >/dev/null
+    # The total of the count column: the same in every contender's output (a cheap correctness check).
+    pd_t="—"; pd_med=""; pd_total=""; pnote=""
+    if $PYB -c 'import pandas' 2>/dev/null; then
+        RSSF=""
+        if bench_n etl-pandas 1800 $PYB -c "
+import pandas as pd
+o = pd.read_csv('$d/orders.csv'); c = pd.read_csv('$d/customers.csv')
+g = o.merge(c, on='customer_id').groupby('country')['amount'].agg(['count', 'sum', 'mean'])
+print('total', int(g['count'].sum()))"; then
+            pd_med=$MED; pd_t=$(fmt_s "$MED"); pd_total=$(sed -n 's/^total //p' "$LAST")
+        else pd_t="failed"; pnote="pandas $FAIL; "; fi
+    else
+        pnote="pandas missing (python3-pandas); "
+    fi
+    sq_t="—"; sq_med=""; sq_total=""
+    if command -v sqlite3 >/dev/null 2>&1; then
+        RSSF=""
+        if bench_n etl-sqlite3 1800 sh -c "printf '%s\n' '.import --csv $d/orders.csv orders' '.import --csv $d/customers.csv customers' \
+            'SELECT count(*), sum(amount), avg(amount) FROM orders JOIN customers USING (customer_id) GROUP BY country;' | sqlite3 :memory: | awk -F'|' '{n += \$1} END {print \"total\", n}'"; then
+            sq_med=$MED; sq_t=$(fmt_s "$MED"); sq_total=$(sed -n 's/^total //p' "$LAST")
+        else sq_t="failed"; fi
+    fi
+    RSSF=$LOGS/rss.etl
+    # shellcheck disable=SC2046
+    if bench_n etl-ember 1800 "$EMBER" run -np 2 $(rank_wrap "$RSSF") "$BIN/etl" --left "$d/orders.csv" --right "$d/customers.csv" \
+        --left-key customer_id --right-key customer_id --group-by country --agg count,sum:amount,avg:amount; then
+        em_total=$(awk -F, 'NR > 1 {n += $(NF-2)} END {print n + 0}' "$LAST")
+        note=""
+        [ -n "$pd_total" ] && [ "$em_total" != "$pd_total" ] && note="WRONG OUTPUT: ember counts $em_total rows, pandas $pd_total; "
+        rss=$(rss_list); [ -n "$rss" ] && note="${note}peak RSS/rank: $rss"
+        r="—"; [ -n "$pd_med" ] && r=$(ratio "$MED" "$pd_med")
+        row "$label" "$(fmt_s "$MED")" "pandas (read_csv, merge, groupby)" "$pd_t" "$r" "≤ 0.5x" "${pnote}$note"
+        r="—"; [ -n "$sq_med" ] && r=$(ratio "$MED" "$sq_med")
+        sn=""; [ -n "$sq_total" ] && [ "$sq_total" != "$em_total" ] && sn="WRONG OUTPUT: sqlite3 counts $sq_total rows; "
+        row "$label" "$(fmt_s "$MED")" "sqlite3 (.import + the same SQL)" "$sq_t" "$r" "(reported)" "${sn}in-memory database"
+    else
+        row "$label" "failed" "pandas (read_csv, merge, groupby)" "$pd_t" "—" "≤ 0.5x" "${pnote}$FAIL"
+    fi
+    RSSF=""
+}
+
 # ---- main --------------------------------------------------------------------------------------------------
 
 SIZE_NOTE="$SMALL"
@@ -450,6 +507,7 @@ bench_wordcount "$SMALL"
 bench_wordcount "$BIG"
 bench_out_of_core
 bench_shuffle
+bench_etl
 bench_windowcount
 
 echo
