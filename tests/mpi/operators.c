@@ -7,7 +7,7 @@
  * same order; every rank checks what it got (all ranks get the same results, so control flow never diverges).
  * The leader prints one line per check over all seeds, as soon as that check is done:
  *     PASS: NAME np=N seeds A..B          or          FAIL: NAME np=N seed S (K of M seeds): what went wrong
- * CHECK names restrict the run to those checks. DIR (default /tmp) receives the files of the foreach check.
+ * CHECK names restrict the run to those checks ("spill" runs only when named). DIR (default /tmp) receives the files of the foreach check.
  * Lines that tests/mpi/operators.sh compares across runs:
  *     SAMPLE seed=S f=F n=N k=K fp=X      the exact sample of (seed, fraction): must be the same at every np
  *     CALLS rank=R cached=C plain=P       map invocations on this rank in the cache check (every rank prints)
@@ -180,13 +180,14 @@ static int magic; /* every callback gets &magic as arg and fails without it: arg
 typedef struct check {
     const char *name;
     void (*fn)(uint64_t seed);
-    int once; /* run for the first seed only */
+    int once; /* 1: run for the first seed only; 2: the same, and only when named on the command line */
     int on, failed, runs;
     uint64_t fseed;
     char why[700];
 } check;
 static check *cur;
 static uint64_t cur_seed;
+static const char *cur_shape = ""; /* the shape of the seed's first input, for failure messages */
 static int seed_failed;
 
 static void failf(const char *fmt, ...)
@@ -195,8 +196,9 @@ static void failf(const char *fmt, ...)
     if (!seed_failed++) {
         if (!cur->failed++) {
             cur->fseed = cur_seed;
+            int n = snprintf(cur->why, sizeof cur->why, "[%s] ", cur_shape);
             va_start(ap, fmt);
-            vsnprintf(cur->why, sizeof cur->why, fmt, ap);
+            vsnprintf(cur->why + n, sizeof cur->why - (size_t)n, fmt, ap);
             va_end(ap);
         }
     }
@@ -312,6 +314,7 @@ static void gen(uint64_t seed, int salt, enum vmode vm, input *in)
     case 2: n = 300 + below(&s, 700), in->nparts = 1 + (int)below(&s, 9), hot = 1, in->shape = "hot key"; break;
     default: n = below(&s, 1500), in->nparts = 1 + (int)below(&s, 9), in->shape = "random"; break;
     }
+    if (salt == 0) cur_shape = in->shape;
     for (size_t i = 0; i < n; i++) {
         const pkey *k = hot && below(&s, 10) < 9 ? &pool[0] : &pool[start + (int)below(&s, (uint64_t)npool)];
         uint8_t v[16];
@@ -366,7 +369,7 @@ static int fm_cb(const em_rec *in, em_emitter *out, void *arg)
 static void chk_map(uint64_t seed)
 {
     input in;
-    recs want = {0}, got;
+    recs want = {0}, got = {0};
     gen(seed, 0, V_BYTES, &in);
     for (size_t i = 0; i < in.r.n; i++) {
         const rec *r = &in.r.r[i];
@@ -398,7 +401,7 @@ static int none_cb(const em_rec *in, void *arg)
 static void chk_filter(uint64_t seed)
 {
     input in;
-    recs want = {0}, got;
+    recs want = {0}, got = {0};
     int64_t n;
     gen(seed, 0, V_BYTES, &in);
     for (size_t i = 0; i < in.r.n; i++)
@@ -508,7 +511,7 @@ static int mp_untag(const char *what, const recs *got, int nparts, recs *plain, 
 static void chk_map_partitions(uint64_t seed)
 {
     input in;
-    recs got, plain = {0};
+    recs got = {0}, plain = {0};
     gen(seed, 0, V_BYTES, &in);
     em_ds *src = par(&in.r, in.nparts);
     em_ds *mp = em_map_partitions(src, mp_open, mp_each, mp_close, ARG);
@@ -542,7 +545,7 @@ static void tagged(uint64_t seed, int salt, uint8_t tag, input *in)
 
 static void naive_count_by_key(const recs *in, recs *out)
 {
-    recs s;
+    recs s = {0};
     rs_copy(&s, in);
     qsort(s.r, s.n, sizeof *s.r, rec_cmp);
     memset(out, 0, sizeof *out);
@@ -558,7 +561,7 @@ static void naive_count_by_key(const recs *in, recs *out)
 static void chk_union(uint64_t seed)
 {
     input a, b;
-    recs want, got, cnt;
+    recs want = {0}, got = {0}, cnt = {0};
     tagged(seed, 0, 'a', &a);
     tagged(seed, 1, 'b', &b);
     em_ds *da = par(&a.r, a.nparts), *db = par(&b.r, b.nparts), *u = em_union(da, db);
@@ -604,7 +607,7 @@ static void chk_union(uint64_t seed)
 
 static void chk_sample(uint64_t seed)
 {
-    static const double fr[] = {0.0, 0.1, 0.37, 0.5, 1.0};
+    static const double fr[] = {0.0, 0.1, 0.5, 1.0};
     input in;
     gen(seed, 0, V_INDEX, &in); /* values are the record's index: every record is distinct */
     em_ds *src = par(&in.r, SAMPLE_PARTS);
@@ -612,7 +615,7 @@ static void chk_sample(uint64_t seed)
     char *seen = xmalloc(n);
     for (size_t f = 0; f < sizeof fr / sizeof *fr; f++) {
         uint64_t sseed = seed * 1315423911u + f;
-        recs got, again, other;
+        recs got = {0}, again = {0}, other = {0};
         char what[64];
         snprintf(what, sizeof what, "sample(%.2f)", fr[f]);
         if (collect(em_sample(src, fr[f], sseed), &got, what) < 0) continue;
@@ -635,7 +638,7 @@ static void chk_sample(uint64_t seed)
         if (fabs((double)got.n - mean) > 6 * sd + 1 || (fr[f] == 0 && got.n) || (fr[f] == 1 && got.n != n))
             failf("%s of %zu records kept %zu (expected %.1f +- %.1f)", what, n, got.n, mean, 6 * sd + 1);
         /* the same seed again: the same records in the same order */
-        if (collect(em_sample(src, fr[f], sseed), &again, what) == 0) same_seq("the same sample twice", &got, &again);
+        if (fr[f] > 0 && fr[f] < 1 && collect(em_sample(src, fr[f], sseed), &again, what) == 0) same_seq("the same sample twice", &got, &again);
         rs_free(&again);
         /* another seed: another sample (2^-n chance of equality at f = 0.5) */
         if (fr[f] == 0.5 && n >= 100 && collect(em_sample(src, fr[f], sseed + 1000), &other, what) == 0) {
@@ -696,7 +699,7 @@ static int xor_cb(const void *a, uint32_t al, const void *b, uint32_t bl, em_val
 typedef void (*fold_fn)(bbuf *acc, int first, const rec *r);
 static void naive_reduce(const recs *in, fold_fn f, recs *out)
 {
-    recs s;
+    recs s = {0};
     bbuf acc = {0};
     rs_copy(&s, in);
     qsort(s.r, s.n, sizeof *s.r, rec_cmp);
@@ -724,7 +727,7 @@ static void fold_xor(bbuf *acc, int first, const rec *r)
 static void chk_reduce_by_key(uint64_t seed)
 {
     input in;
-    recs want, got;
+    recs want = {0}, got = {0};
     gen(seed, 0, V_I64, &in);
     naive_reduce(&in.r, fold_sum, &want);
     em_ds *r = em_reduce_by_key(par(&in.r, in.nparts), sum_cb, ARG, nout(seed, 0));
@@ -781,7 +784,7 @@ static void naive_agg(em_agg agg, const rec *r, size_t n, uint8_t out[8])
 static void chk_agg_one(uint64_t seed, em_agg agg, enum vmode vm, const char *what)
 {
     input in;
-    recs s, want = {0}, got;
+    recs s = {0}, want = {0}, got = {0};
     gen(seed, (int)agg, vm, &in);
     rs_copy(&s, &in.r);
     qsort(s.r, s.n, sizeof *s.r, rec_cmp);
@@ -867,7 +870,7 @@ static void fold_abk(bbuf *acc, int first, const rec *r)
 static void chk_aggregate_by_key(uint64_t seed)
 {
     input in;
-    recs want, got;
+    recs want = {0}, got = {0};
     uint8_t zero[24];
     put64(zero, 0), put64(zero + 8, 0), put64(zero + 16, -1);
     gen(seed, 0, V_BYTES, &in);
@@ -1028,35 +1031,43 @@ static int order_flagged(const char *what, const recs *got)
     return 0;
 }
 
-static void chk_group_by_key(uint64_t seed)
+/* Naive groupByKey with group_cb: one record per key, its values as a sorted list. */
+static void naive_group(const recs *in, recs *want)
 {
-    input in;
-    recs s, want = {0}, got;
+    recs s = {0};
     bbuf enc = {0};
-    gen(seed, 0, V_BYTES, &in);
-    rs_copy(&s, &in.r);
+    rs_copy(&s, in);
     qsort(s.r, s.n, sizeof *s.r, rec_cmp);
+    memset(want, 0, sizeof *want);
     for (size_t i = 0, j; i < s.n; i = j) {
         for (j = i; j < s.n && key_eq(&s.r[i], &s.r[j]); j++) {}
         enc.n = 0;
         enc_run(&s.r[i], j - i, &enc);
-        rs_add(&want, s.r[i].k, s.r[i].kl, enc.p, (uint32_t)enc.n);
+        rs_add(want, s.r[i].k, s.r[i].kl, enc.p, (uint32_t)enc.n);
     }
+    free(enc.p);
+    rs_free(&s);
+}
+
+static void chk_group_by_key(uint64_t seed)
+{
+    input in;
+    recs want = {0}, got = {0};
+    gen(seed, 0, V_BYTES, &in);
+    naive_group(&in.r, &want);
     em_ds *g = em_group_by_key(par(&in.r, in.nparts), group_cb, ARG, nout(seed, 0));
     if (nout(seed, 0) && em_ds_partitions(g) != nout(seed, 0)) failf("groupByKey: %d partitions, asked for %d", em_ds_partitions(g), nout(seed, 0));
     if (collect(em_map_partitions(g, ord_open, ord_each, ord_close, ARG), &got, "groupByKey") == 0 &&
         !order_flagged("groupByKey", &got))
         same("groupByKey (values as sorted lists)", &want, &got);
-    free(enc.p);
     rs_free(&got);
     rs_free(&want);
-    rs_free(&s);
     rs_free(&in.r);
 }
 
 static void cogroup_case(uint64_t seed, const input *a, const input *b, const char *what)
 {
-    recs sa, sb, want = {0}, got;
+    recs sa = {0}, sb = {0}, want = {0}, got = {0};
     bbuf enc = {0};
     rs_copy(&sa, &a->r);
     rs_copy(&sb, &b->r);
@@ -1199,7 +1210,7 @@ static void chk_join(uint64_t seed)
         for (int i = 0; i < 3; i++) rs_add(&b.r, a.r.r[0].k, a.r.r[0].kl, &"hot"[i], (uint32_t)i);
     em_ds *da = par(&a.r, a.nparts), *db = par(&b.r, b.nparts);
     for (int kind = EM_JOIN_INNER; kind <= EM_JOIN_FULL; kind++) {
-        recs want, got, dec = {0};
+        recs want = {0}, got = {0}, dec = {0};
         char what[64];
         snprintf(what, sizeof what, "join %s", join_name[kind]);
         naive_join(&a.r, &b.r, kind, &want);
@@ -1218,7 +1229,7 @@ static void chk_join(uint64_t seed)
 static void chk_distinct(uint64_t seed)
 {
     input in;
-    recs want = {0}, s, got;
+    recs want = {0}, s = {0}, got = {0};
     int64_t n;
     gen(seed, 0, V_TINY, &in); /* values of 0..2 bytes over {0, 'x'}: many repeated records */
     rs_copy(&s, &in.r);
@@ -1241,7 +1252,7 @@ static void sort_case(uint64_t seed, const input *in, int asc, int numeric, cons
 {
     int np = nout(seed, asc + 2 * numeric);
     em_ds *s = em_sort_by_key(par(&in->r, in->nparts), asc, np);
-    recs got, plain = {0};
+    recs got = {0}, plain = {0};
     int parts = em_ds_partitions(s);
     if (np && parts != np) failf("%s: %d partitions, asked for %d", what, parts, np);
     if (collect(em_map_partitions(s, mp_open, mp_each, mp_close, ARG), &got, what) < 0 ||
@@ -1280,7 +1291,7 @@ static void sort_case(uint64_t seed, const input *in, int asc, int numeric, cons
         prev = p;
         prev_part = part;
     }
-    recs want;
+    recs want = {0};
     rs_copy(&want, &in->r);
     same(what, &want, &plain);
     rs_free(&want);
@@ -1306,8 +1317,8 @@ static void chk_sort_by_key(uint64_t seed)
             memcpy(num.r.r[i].k, k, 8);
             num.r.r[i].kl = 8;
         }
-        sort_case(seed, &num, 1, kind, kind == 1 ? "sortByKey int64 ascending" : "sortByKey double ascending");
-        sort_case(seed, &num, 0, kind, kind == 1 ? "sortByKey int64 descending" : "sortByKey double descending");
+        if (kind == 1) sort_case(seed, &num, 1, kind, "sortByKey int64 ascending");
+        else sort_case(seed, &num, 0, kind, "sortByKey double descending");
         rs_free(&num.r);
     }
     sort_case(seed, &in, 1, 0, "sortByKey bytes ascending");
@@ -1319,13 +1330,13 @@ static void chk_sort_by_key(uint64_t seed)
 
 static void repart_case(const input *in, int nparts, const char *what)
 {
-    recs got, plain = {0};
+    recs got = {0}, plain = {0};
     int64_t *sizes = xmalloc((size_t)nparts * sizeof *sizes);
     em_ds *r = em_repartition(par(&in->r, in->nparts), nparts);
     if (em_ds_partitions(r) != nparts) failf("%s: %d partitions, asked for %d", what, em_ds_partitions(r), nparts);
     else if (collect(em_map_partitions(r, mp_open, mp_each, mp_close, ARG), &got, what) == 0) {
         if (mp_untag(what, &got, nparts, &plain, sizes)) {
-            recs want;
+            recs want = {0};
             rs_copy(&want, &in->r);
             same(what, &want, &plain);
             rs_free(&want);
@@ -1384,7 +1395,7 @@ static void chk_cache(uint64_t seed)
     em_ds *src = par(&in.r, in.nparts);
     em_ds *c = em_map(src, counted_cached, ARG);
     if (em_cache(c) != c) failf("em_cache does not return its dataset");
-    /* three actions on the cached dataset: the map runs once per record in all */
+    /* four actions on the cached dataset: the map runs once per record in all */
     if (count(c, &n1, "cached, first action") == 0 && (size_t)n1 != in.r.n)
         failf("cached dataset: count %" PRId64 ", want %zu", n1, in.r.n);
     if (collect(c, &got, "cached, second action") == 0) same("cached dataset, second action", &in.r, &got);
@@ -1393,6 +1404,12 @@ static void chk_cache(uint64_t seed)
         for (size_t i = 0; i < in.r.n; i++) k += rhash(in.r.r[i].k, in.r.r[i].kl, in.r.r[i].v, in.r.r[i].vl) % 3 != 0;
         if ((size_t)n2 != k) failf("filter of a cached dataset: count %" PRId64 ", want %zu", n2, k);
     }
+    /* a self-join reads the cached partitions for both sides: records per key squared */
+    size_t pairs = 0;
+    for (size_t i = 0; i < in.r.n; i++)
+        for (size_t j = 0; j < in.r.n; j++) pairs += key_eq(&in.r.r[i], &in.r.r[j]);
+    if (count(em_join(c, c, EM_JOIN_INNER, nout(seed, 0)), &n2, "self-join of a cached dataset") == 0 && (size_t)n2 != pairs)
+        failf("self-join of a cached dataset: count %" PRId64 ", want %zu", n2, pairs);
     want_cached += (int64_t)in.r.n;
     /* the control: without em_cache two actions run the map twice (so the counter can see a recompute) */
     em_ds *p = em_map(src, counted_plain, ARG);
@@ -1411,11 +1428,11 @@ static int sparse_cb(const em_rec *in, void *arg)
     return rhash(in->key, in->klen, in->val, in->vlen) % 10 == 0;
 }
 
-static void take_prefixes(em_ds *d, const recs *all, const char *what)
+static void take_prefixes(em_ds *d, const recs *all, int sparse, const char *what)
 {
-    size_t ns[] = {0, 1, 2, all->n / 2, all->n ? all->n - 1 : 0, all->n, all->n + 5};
-    for (size_t i = 0; i < sizeof ns / sizeof *ns; i++) {
-        recs got, want = {0};
+    size_t ns[] = {1, all->n / 2, all->n + 5, 0, all->n};
+    for (size_t i = 0; i < (sparse ? 3 : 5); i++) {
+        recs got = {0}, want = {0};
         char w[96];
         snprintf(w, sizeof w, "%s: take(%zu) of %zu", what, ns[i], all->n);
         for (size_t j = 0; j < ns[i] && j < all->n; j++) rs_add(&want, all->r[j].k, all->r[j].kl, all->r[j].v, all->r[j].vl);
@@ -1428,17 +1445,17 @@ static void take_prefixes(em_ds *d, const recs *all, const char *what)
 static void chk_take(uint64_t seed)
 {
     input in;
-    recs all;
+    recs all = {0};
     gen(seed, 0, V_BYTES, &in);
     em_ds *src = par(&in.r, in.nparts);
     /* the first records in partition order, as collect lists them; also past empty partitions */
-    if (collect(src, &all, "collect before take") == 0) take_prefixes(src, &all, "parallelize");
+    if (collect(src, &all, "collect before take") == 0) take_prefixes(src, &all, 0, "parallelize");
     rs_free(&all);
     em_ds *sparse = em_filter(src, sparse_cb, ARG);
-    if (collect(sparse, &all, "collect before take") == 0) take_prefixes(sparse, &all, "sparse filter");
+    if (collect(sparse, &all, "collect before take") == 0) take_prefixes(sparse, &all, 1, "sparse filter");
     rs_free(&all);
     /* of a sorted dataset: the smallest keys (naive sort of the input) */
-    recs sorted, got;
+    recs sorted = {0}, got = {0};
     rs_copy(&sorted, &in.r);
     qsort(sorted.r, sorted.n, sizeof *sorted.r, rec_cmp);
     size_t k = sorted.n / 3 + 1;
@@ -1530,7 +1547,7 @@ static void chk_foreach(uint64_t seed)
 static void chk_actions(uint64_t seed)
 {
     input in;
-    recs got;
+    recs got = {0};
     int64_t n, v;
     gen(seed, 0, V_I64, &in);
     em_ds *d = par(&in.r, in.nparts);
@@ -1556,7 +1573,47 @@ static void chk_actions(uint64_t seed)
     rs_free(&in.r);
 }
 
-/* ---- big records ---------------------------------------------------------------------------------------------- */
+/* ---- big records, and data that spills ---------------------------------------------------------------------------------------------- */
+
+/* reduceByKey (xor), sortByKey and distinct of d (whose records are *in), each into 2 partitions. */
+static void wide_checks(em_ds *d, const recs *in, const char *data)
+{
+    recs want = {0}, got = {0};
+    char what[96];
+    snprintf(what, sizeof what, "reduceByKey of %s", data);
+    naive_reduce(in, fold_xor, &want);
+    if (collect(em_reduce_by_key(d, xor_cb, ARG, 2), &got, what) == 0) same(what, &want, &got);
+    rs_free(&got);
+    rs_free(&want);
+    snprintf(what, sizeof what, "sortByKey of %s", data);
+    if (collect(em_sort_by_key(d, 0, 2), &got, what) == 0) {
+        for (size_t i = 1; i < got.n; i++)
+            if (bytes_cmp(got.r[i - 1].k, got.r[i - 1].kl, got.r[i].k, got.r[i].kl) < 0) {
+                failf("%s: descending order broken at %zu", what, i);
+                break;
+            }
+        rs_copy(&want, in);
+        same(what, &want, &got);
+        rs_free(&want);
+    }
+    rs_free(&got);
+    snprintf(what, sizeof what, "distinct of %s", data);
+    rs_copy(&want, in);
+    qsort(want.r, want.n, sizeof *want.r, rec_cmp);
+    size_t u = 0;
+    for (size_t i = 0; i < want.n; i++) {
+        if (u && !rec_cmp(&want.r[u - 1], &want.r[i])) {
+            free(want.r[i].k);
+            free(want.r[i].v);
+        } else {
+            want.r[u++] = want.r[i];
+        }
+    }
+    want.n = u;
+    if (collect(em_distinct(d, 2), &got, what) == 0) same(what, &want, &got);
+    rs_free(&got);
+    rs_free(&want);
+}
 
 /* A few records above a page (70 KiB) and above a fetch chunk (~5 MiB), keys included, mixed with small ones,
  * through narrow and wide operators. */
@@ -1564,7 +1621,7 @@ static void chk_big(uint64_t seed)
 {
     static const uint32_t vsz[] = {70 << 10, (5 << 20) + 3, 17, (5 << 20) + 1001, 0, 70 << 10};
     static const uint32_t ksz[] = {3, 3, 3, 70 << 10, 5, 3};
-    recs in = {0}, want, got;
+    recs in = {0}, want = {0}, got = {0};
     uint64_t s = seed;
     for (int i = 0; i < 6; i++) {
         uint8_t *k = xmalloc(ksz[i]), *v = xmalloc(vsz[i]);
@@ -1580,33 +1637,14 @@ static void chk_big(uint64_t seed)
     rs_free(&got);
     if (collect(em_repartition(d, 2), &got, "repartition of big records") == 0) same("repartition of big records", &in, &got);
     rs_free(&got);
-    naive_reduce(&in, fold_xor, &want);
-    if (collect(em_reduce_by_key(d, xor_cb, ARG, 2), &got, "reduceByKey of big records") == 0) same("reduceByKey of big records", &want, &got);
-    rs_free(&got);
-    rs_free(&want);
-    recs sorted;
-    rs_copy(&sorted, &in);
-    qsort(sorted.r, sorted.n, sizeof *sorted.r, rec_cmp);
-    if (collect(em_sort_by_key(d, 1, 2), &got, "sortByKey of big records") == 0) {
-        for (size_t i = 1; i < got.n; i++)
-            if (bytes_cmp(got.r[i - 1].k, got.r[i - 1].kl, got.r[i].k, got.r[i].kl) > 0) failf("sortByKey of big records: out of order at %zu", i);
-        same("sortByKey of big records", &sorted, &got);
-    }
-    rs_free(&got);
+    wide_checks(d, &in, "big records");
     /* groupByKey: lists of big values */
-    bbuf enc = {0};
-    want = (recs){0};
-    for (size_t i = 0, j; i < sorted.n; i = j) {
-        for (j = i; j < sorted.n && key_eq(&sorted.r[i], &sorted.r[j]); j++) {}
-        enc.n = 0;
-        enc_run(&sorted.r[i], j - i, &enc);
-        rs_add(&want, sorted.r[i].k, sorted.r[i].kl, enc.p, (uint32_t)enc.n);
-    }
+    naive_group(&in, &want);
     if (collect(em_group_by_key(d, group_cb, ARG, 2), &got, "groupByKey of big records") == 0) same("groupByKey of big records", &want, &got);
     rs_free(&got);
     rs_free(&want);
     /* join with a side of small values for the same keys: ~5 MiB values in the tuples */
-    recs small = {0}, dec;
+    recs small = {0}, dec = {0};
     for (size_t i = 0; i < in.n; i++) rs_add(&small, in.r[i].k, in.r[i].kl, "s\0", 2);
     naive_join(&in, &small, EM_JOIN_FULL, &want);
     if (collect(em_join(d, par(&small, 2), EM_JOIN_FULL, 2), &got, "join of big records") == 0 &&
@@ -1617,8 +1655,46 @@ static void chk_big(uint64_t seed)
     rs_free(&small);
     rs_free(&got);
     rs_free(&want);
-    free(enc.p);
-    rs_free(&sorted);
+    rs_free(&in);
+}
+
+/* 60000 records (~2 MB), 90% of them under one key: past the task memory budget when run with a small
+ * --ember-memory (operators.sh: 4M, so 1 MiB per task), so shuffles, sorts and groups spill to disk. Run only
+ * when named. */
+static void chk_spill(uint64_t seed)
+{
+    recs in = {0}, want = {0}, got = {0}, small = {0}, dec = {0};
+    uint64_t s = seed * 99991;
+    uint8_t keys[5000][10], klen[5000], v[24];
+    for (int i = 0; i < 5000; i++) {
+        klen[i] = (uint8_t)(1 + below(&s, 10));
+        for (int j = 0; j < klen[i]; j++) keys[i][j] = alpha[below(&s, sizeof alpha)];
+    }
+    for (int i = 0; i < 60000; i++) {
+        uint32_t vl = (uint32_t)below(&s, 25);
+        for (uint32_t j = 0; j < vl; j++) v[j] = (uint8_t)rnd(&s);
+        int k = (int)below(&s, 5000);
+        if (below(&s, 10) < 9) rs_add(&in, "hot\0", 4, v, vl);
+        else rs_add(&in, keys[k], klen[k], v, vl);
+    }
+    em_ds *d = par(&in, 4);
+    wide_checks(d, &in, "data past the memory budget");
+    naive_group(&in, &want);
+    if (collect(em_group_by_key(d, group_cb, ARG, 3), &got, "groupByKey past the memory budget") == 0)
+        same("groupByKey past the memory budget", &want, &got);
+    rs_free(&got);
+    rs_free(&want);
+    rs_add(&small, "hot\0", 4, "h", 1);
+    for (int i = 0; i < 50; i++) rs_add(&small, keys[i], klen[i], "s", 1);
+    naive_join(&in, &small, EM_JOIN_LEFT, &want);
+    if (collect(em_join(d, par(&small, 2), EM_JOIN_LEFT, 3), &got, "join past the memory budget") == 0 &&
+        join_decode("join past the memory budget", &got, &dec)) {
+        same("join past the memory budget", &want, &dec);
+        rs_free(&dec);
+    }
+    rs_free(&got);
+    rs_free(&want);
+    rs_free(&small);
     rs_free(&in);
 }
 
@@ -1645,6 +1721,7 @@ static check checks[] = {
     CHECK(take, 0),
     CHECK(foreach, 0),
     CHECK(big, 1),
+    CHECK(spill, 2),
 };
 #define NCHECKS ((int)(sizeof checks / sizeof *checks))
 
@@ -1660,7 +1737,7 @@ int main(int argc, char **argv)
         return em_finalize(g_ctx, 2);
     }
     uint64_t from = strtoull(argv[a], NULL, 10), to = strtoull(argv[a + 1], NULL, 10);
-    for (int i = 0; i < NCHECKS; i++) checks[i].on = argc - a == 2;
+    for (int i = 0; i < NCHECKS; i++) checks[i].on = argc - a == 2 && checks[i].once < 2;
     for (int j = a + 2; j < argc; j++) {
         int found = 0;
         for (int i = 0; i < NCHECKS; i++)
@@ -1676,6 +1753,7 @@ int main(int argc, char **argv)
         if (!cur->on) continue;
         for (cur_seed = from; cur_seed <= to; cur_seed++) {
             seed_failed = 0;
+            cur_shape = "";
             cur->fn(cur_seed);
             cur->runs++;
             if (cur->once) break;
