@@ -439,6 +439,46 @@ bench_windowcount() {
     RSSF=""
 }
 
+# ---- recovery: wordcount with a rank killed halfway -----------------------------------------------------------
+
+# ev_ms EVENTLOG EVENT: the "ts" (ms since the epoch) of the first EVENT line of an event log.
+ev_ms() { grep -m1 "\"event\":\"$2\"" "$1" | sed -n 's/.*"ts":\([0-9.]*\).*/\1/p'; }
+
+bench_recovery() {
+    f=$(corpus "$BIG")
+    for victim in executor leader; do
+        label="wordcount $BIG np=4, $victim killed halfway"
+        tgt="detection ≤ timeout + 1 heartbeat; added ≤ lost work + 2 x timeout"
+        if [ -z "$f" ] || ! have "$EMBER" || ! have "$BIN/wordcount"; then
+            row "$label" "—" "same job, no fault" "—" "—" "$tgt" "not built yet"; continue
+        fi
+        if [ -z "$REC_BASE" ]; then
+            if run_timed 1800 "$LOGS/rec-base.log" "$EMBER" run -np 4 "$BIN/wordcount" --top 10 "$f"; then REC_BASE=$T
+            else row "$label" "failed" "same job, no fault" "failed" "—" "$tgt" "exit $RC, log: $LOGS/rec-base.log"; continue; fi
+        fi
+        half=$(awk -v t="$REC_BASE" 'BEGIN {printf "%d", t * 500}')
+        who="rank=2"; [ "$victim" = leader ] && who=leader
+        ev=$LOGS/rec-$victim.jsonl
+        rm -f "$ev"
+        if run_timed 1800 "$LOGS/rec-$victim.log" "$EMBER" run -np 4 "$BIN/wordcount" --top 10 "$f" \
+                --ember-event-log="$ev" --ember-fault="kill:$who:after-ms=$half"; then
+            note=""
+            [ "$(grep -v '^\[' "$LOGS/rec-$victim.log" | sort)" = "$(grep -v '^\[' "$LOGS/rec-base.log" | sort)" ] ||
+                note="WRONG OUTPUT (differs from the fault-free run); "
+            t0=$(ev_ms "$ev" job_start)
+            fen=$(ev_ms "$ev" rank_fenced)
+            [ -z "$fen" ] && fen=$(ev_ms "$ev" leader_elected)
+            det="—"
+            [ -n "$t0" ] && [ -n "$fen" ] && det=$(awk -v a="$fen" -v b="$t0" -v h="$half" 'BEGIN {printf "%.0f ms", a - b - h}')
+            added=$(awk -v a="$T" -v b="$REC_BASE" 'BEGIN {printf "%+.2f s", a - b}')
+            row "$label" "$(fmt_s "$T")" "same job, no fault" "$(fmt_s "$REC_BASE")" "$(ratio "$T" "$REC_BASE")" "$tgt" \
+                "${note}detection (kill to fencing, from the event log): $det with --ember-timeout-ms 2000, heartbeat 200; added wall time $added"
+        else
+            row "$label" "failed" "same job, no fault" "$(fmt_s "$REC_BASE")" "—" "$tgt" "exit $RC, log: $LOGS/rec-$victim.log"
+        fi
+    done
+}
+
 # ---- ETL: join + group by + aggregate (issue 4) ------------------------------------------------------------
 
 bench_etl() {
@@ -508,6 +548,8 @@ bench_wordcount "$BIG"
 bench_out_of_core
 bench_shuffle
 bench_etl
+REC_BASE=""
+bench_recovery
 bench_windowcount
 
 echo

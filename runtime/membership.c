@@ -153,6 +153,7 @@ static void become_leader(em__rt *rt, int64_t now)
      * never acts on stale beliefs and mpirun can exit (it is fenced either way). */
     if (old != rt->rank && rt->same_host[old] && rt->pids[old] > 0) kill(rt->pids[old], SIGKILL);
     rt->epoch++;
+    atomic_fetch_add(&rt->leader_changes, 1); /* before the new leader is visible: "kill:leader" faults must see it */
     rt->leader = rt->rank;
     rt->elect_state = EM__ELECT_NONE;
     for (int r = 0; r < rt->size; r++) rt->last_heard[r] = now; /* everyone gets a full timeout to show up */
@@ -160,7 +161,6 @@ static void become_leader(em__rt *rt, int64_t now)
     pthread_mutex_unlock(&rt->mu);
     em__log_set_leader(1);
     em__events_set_leader(1);
-    atomic_fetch_add(&rt->leader_changes, 1);
     EM_LOG_W("elected leader after r%d was lost; epoch is now %u", old, e);
     /* Only the leader writes the event log, so the winner records the election after the fact: the candidates
      * that lost, and this rank while it was one, were not leading. */
@@ -217,13 +217,13 @@ static int adopt_view(em__rt *rt, const uint8_t *p, size_t len, int64_t now)
         _exit(75);
     }
     int changed = l != rt->leader;
+    if (changed) atomic_fetch_add(&rt->leader_changes, 1); /* before the new leader is visible (see above) */
     rt->epoch = e;
     rt->leader = l;
     memcpy(rt->alive, alive, (size_t)rt->size);
     rt->last_heard[l] = now;
     rt->elect_state = EM__ELECT_NONE;
     if (changed) {
-        atomic_fetch_add(&rt->leader_changes, 1);
         em__log_set_leader(l == rt->rank);
         em__events_set_leader(l == rt->rank);
     }
