@@ -1,6 +1,7 @@
 /*
- * jobdb.h — the job queue's state (SQLite under $EMBER_HOME) and the process facts the queue verbs share:
- * validation of ids, names, -np, --time and hostfiles; job files; liveness of a job's processes.
+ * jobdb.h — what the job queue's verbs share: its state in SQLite under $EMBER_HOME and the job files (jobdb.c),
+ * validation of ids, names, -np, --time and hostfiles (validate.c), liveness of a job's processes (procs.c), the
+ * job's shepherd (shepherd.c), the daemon (daemon.c) and the Slurm backend (slurm.c).
  * Shared DESIGN.md section 9. Internal to the `ember` command (scheduler/cli); every name is em__*.
  *
  * Layout of $EMBER_HOME (default ~/.ember; directories 0700, files 0600):
@@ -169,6 +170,15 @@ pid_t em__sched_running(void);
 int em__sched_start(const char *who, long slots, const char *hostfile, long grace, int quiet);
 /* Wakes the daemon to look at the queue now (SIGUSR1); harmless if none runs. */
 void em__sched_poke(void);
+
+/*
+ * The shepherd of one job (shepherd.c), run in a child of the daemon; never returns. Starts B (av/envp: `ember
+ * run ...`), reports B's pid on INFO_FD, runs it only after reading "g" on GO_FD (EOF: kills B, writes
+ * "notstarted"), then waits for it, enforcing j->time_limit and stop requests (SIGTERM/SIGINT/SIGHUP), and writes
+ * DIR/result.
+ */
+_Noreturn void em__shepherd(const em__job *j, char **av, char **envp, int go_fd, int info_fd, long grace,
+                            const char *dir);
 
 /* ---- the Slurm backend (slurm.c) --------------------------------------------------------------------------- */
 
