@@ -120,7 +120,7 @@ int em__cli_queue(int argc, char **argv)
     /* Column widths from the data, like `column -t`, so long names and ids stay aligned. */
     int wid = 2, wname = 4, wuser = 4, wtime = 4, wnp = 2;
     char tbuf[32], nbuf[32];
-    int pending_local = 0;
+    int active_local = 0;
     for (int i = 0; i < n; i++) {
         snprintf(nbuf, sizeof nbuf, "%lld", v[i].id);
         if ((int)strlen(nbuf) > wid)
@@ -135,7 +135,7 @@ int em__cli_queue(int argc, char **argv)
         snprintf(nbuf, sizeof nbuf, "%ld", v[i].np);
         if ((int)strlen(nbuf) > wnp)
             wnp = (int)strlen(nbuf);
-        pending_local += strcmp(v[i].state, "PD") == 0 && strcmp(v[i].backend, "local") == 0;
+        active_local += !em__state_final(v[i].state) && strcmp(v[i].backend, "local") == 0;
     }
     if (header)
         printf("%*s %-*s %-*s %-2s %*s %*s %s\n", wid, "ID", wname, "NAME", wuser, "USER", "ST", wtime, "TIME", wnp, "NP",
@@ -146,8 +146,9 @@ int em__cli_queue(int argc, char **argv)
                tbuf, wnp, v[i].np, v[i].reason);
     }
     fflush(stdout);
-    if (pending_local && !em__sched_running())
-        fprintf(stderr, "%s: note: the scheduler is not running; 'ember scheduler start' runs pending jobs\n", who);
+    if (active_local && !em__sched_running())
+        fprintf(stderr, "%s: note: the scheduler is not running: pending jobs wait and ended jobs still show R until"
+                        " 'ember scheduler start'\n", who);
     em__job_list_free(v, n);
     em__jobdb_close(&jdb);
     return 0;

@@ -14,6 +14,7 @@
 #include "scheduler/cli/jobdb.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -273,11 +274,12 @@ static int submit_slurm(em__jobdb *jdb, em__job *j, const struct opts *o)
     if (em__job_insert(jdb, j, &bad_dep) < 0 || em__job_dir_make(WHO, j->id) < 0 ||
         em__job_path(path, sizeof path, j->id, "job.sbatch") < 0)
         return 1;
-    FILE *f = fopen(path, "w");
-    if (f) {
-        chmod(path, 0700);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (f)
         em__slurm_script(f, j, exe, deps);
-    }
+    else if (fd >= 0)
+        close(fd);
     if (!f || fclose(f) != 0) {
         fprintf(stderr, "%s: cannot write %s: %s\n", WHO, path, strerror(errno));
         em__jobdb_update(jdb, "UPDATE jobs SET state = 'F', reason = 'SbatchFailed', end_ms = ? WHERE id = ?", "ii",

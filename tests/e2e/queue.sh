@@ -352,6 +352,9 @@ kill -9 "$(cat "$EMBER_HOME/scheduler.pid")"
 wait_for 5 grep -q 'end R2' "$LOG"          # R2 ends while no daemon watches it
 sleep 0.3
 check "with the daemon gone, jobs keep their states" "R R PD" "$(state "$R1") $(state "$R2") $(state "$R3")"
+em queue
+grep -q "^ember queue: note: the scheduler is not running" "$TMP/err" && pass "queue notes that no scheduler runs" \
+  || { fail "queue notes that no scheduler runs"; cat "$TMP/err"; }
 timeout 10 "$EMBER" logs -f "$R2" >/dev/null 2>&1
 check "logs -f of a job that ended while no daemon runs returns" "0 CD" "$? $(state "$R2")"
 em scheduler start --slots 2 --grace 2
@@ -465,6 +468,7 @@ OLDPATH=$PATH; PATH="$FS:$PATH"
 submit --backend slurm --name sl -np 2 "$JOB" exit 0; S1=$id
 check "slurm backend (stand-in sbatch): Submitted job <id>" "0 1" "$rc $([ -n "$S1" ] && echo 1)"
 check "sbatch --parsable gets the job's script" "--parsable $EMBER_HOME/jobs/$S1/job.sbatch" "$(head -1 "$FS/calls")"
+check "the batch script is 0600" 600 "$(stat -c %a "$EMBER_HOME/jobs/$S1/job.sbatch")"
 check "the Slurm id is stored" "4242" "$(db "SELECT slurm_id FROM jobs WHERE id = $S1")"
 em queue
 check "queue maps squeue's RUNNING to R" "sl R" "$(awk -v i="$S1" '$1 == i { print $2, $4 }' "$TMP/out")"
