@@ -82,7 +82,7 @@ static void rs_free(recs *s)
 /* Byte strings in byte order, a proper prefix first. */
 static int bytes_cmp(const void *a, uint32_t al, const void *b, uint32_t bl)
 {
-    int c = memcmp(a, b, al < bl ? al : bl);
+    int c = al && bl ? memcmp(a, b, al < bl ? al : bl) : 0; /* an empty string may come as NULL */
     return c ? c : (al > bl) - (al < bl);
 }
 static int rec_cmp(const void *pa, const void *pb)
@@ -238,11 +238,16 @@ static int count(em_ds *d, int64_t *n, const char *what)
     return rc;
 }
 
+static void rs_sort(recs *s)
+{
+    if (s->n) qsort(s->r, s->n, sizeof *s->r, rec_cmp);
+}
+
 /* Multiset equality (sorts both). Returns 1 when equal. */
 static int same(const char *what, recs *want, recs *got)
 {
-    qsort(want->r, want->n, sizeof *want->r, rec_cmp);
-    qsort(got->r, got->n, sizeof *got->r, rec_cmp);
+    rs_sort(want);
+    rs_sort(got);
     size_t i = 0;
     while (i < want->n && i < got->n && !rec_cmp(&want->r[i], &got->r[i])) i++;
     if (i == want->n && i == got->n) return 1;
@@ -547,7 +552,7 @@ static void naive_count_by_key(const recs *in, recs *out)
 {
     recs s = {0};
     rs_copy(&s, in);
-    qsort(s.r, s.n, sizeof *s.r, rec_cmp);
+    rs_sort(&s);
     memset(out, 0, sizeof *out);
     for (size_t i = 0, j; i < s.n; i = j) {
         for (j = i; j < s.n && key_eq(&s.r[i], &s.r[j]); j++) {}
@@ -642,8 +647,8 @@ static void chk_sample(uint64_t seed)
         rs_free(&again);
         /* another seed: another sample (2^-n chance of equality at f = 0.5) */
         if (fr[f] == 0.5 && n >= 100 && collect(em_sample(src, fr[f], sseed + 1000), &other, what) == 0) {
-            qsort(got.r, got.n, sizeof *got.r, rec_cmp);
-            qsort(other.r, other.n, sizeof *other.r, rec_cmp);
+            rs_sort(&got);
+            rs_sort(&other);
             if (got.n == other.n) {
                 size_t i = 0;
                 while (i < got.n && !rec_cmp(&got.r[i], &other.r[i])) i++;
@@ -702,7 +707,7 @@ static void naive_reduce(const recs *in, fold_fn f, recs *out)
     recs s = {0};
     bbuf acc = {0};
     rs_copy(&s, in);
-    qsort(s.r, s.n, sizeof *s.r, rec_cmp);
+    rs_sort(&s);
     memset(out, 0, sizeof *out);
     for (size_t i = 0, j; i < s.n; i = j) {
         acc.n = 0;
@@ -787,7 +792,7 @@ static void chk_agg_one(uint64_t seed, em_agg agg, enum vmode vm, const char *wh
     recs s = {0}, want = {0}, got = {0};
     gen(seed, (int)agg, vm, &in);
     rs_copy(&s, &in.r);
-    qsort(s.r, s.n, sizeof *s.r, rec_cmp);
+    rs_sort(&s);
     for (size_t i = 0, j; i < s.n; i = j) {
         uint8_t v[8];
         for (j = i; j < s.n && key_eq(&s.r[i], &s.r[j]); j++) {}
@@ -797,8 +802,8 @@ static void chk_agg_one(uint64_t seed, em_agg agg, enum vmode vm, const char *wh
     if (collect(em_reduce_by_key_agg(par(&in.r, in.nparts), agg, nout(seed, (int)agg)), &got, what) == 0) {
         int mean = agg == EM_AGG_MEAN || agg == EM_AGG_MEAN_F64;
         if (mean) { /* same keys; values within 1e-9 relative */
-            qsort(want.r, want.n, sizeof *want.r, rec_cmp);
-            qsort(got.r, got.n, sizeof *got.r, rec_cmp);
+            rs_sort(&want);
+            rs_sort(&got);
             int ok = want.n == got.n;
             if (!ok) failf("%s: %zu keys, want %zu", what, got.n, want.n);
             for (size_t i = 0; ok && i < got.n; i++) {
@@ -1037,7 +1042,7 @@ static void naive_group(const recs *in, recs *want)
     recs s = {0};
     bbuf enc = {0};
     rs_copy(&s, in);
-    qsort(s.r, s.n, sizeof *s.r, rec_cmp);
+    rs_sort(&s);
     memset(want, 0, sizeof *want);
     for (size_t i = 0, j; i < s.n; i = j) {
         for (j = i; j < s.n && key_eq(&s.r[i], &s.r[j]); j++) {}
@@ -1071,8 +1076,8 @@ static void cogroup_case(uint64_t seed, const input *a, const input *b, const ch
     bbuf enc = {0};
     rs_copy(&sa, &a->r);
     rs_copy(&sb, &b->r);
-    qsort(sa.r, sa.n, sizeof *sa.r, rec_cmp);
-    qsort(sb.r, sb.n, sizeof *sb.r, rec_cmp);
+    rs_sort(&sa);
+    rs_sort(&sb);
     for (size_t i = 0, j = 0; i < sa.n || j < sb.n;) { /* merge the two sorted key runs */
         int c = i == sa.n ? 1 : j == sb.n ? -1 : bytes_cmp(sa.r[i].k, sa.r[i].kl, sb.r[j].k, sb.r[j].kl);
         const rec *k = c <= 0 ? &sa.r[i] : &sb.r[j];
@@ -1233,7 +1238,7 @@ static void chk_distinct(uint64_t seed)
     int64_t n;
     gen(seed, 0, V_TINY, &in); /* values of 0..2 bytes over {0, 'x'}: many repeated records */
     rs_copy(&s, &in.r);
-    qsort(s.r, s.n, sizeof *s.r, rec_cmp);
+    rs_sort(&s);
     for (size_t i = 0; i < s.n; i++)
         if (i == 0 || rec_cmp(&s.r[i - 1], &s.r[i])) rs_add(&want, s.r[i].k, s.r[i].kl, s.r[i].v, s.r[i].vl);
     em_ds *d = em_distinct(par(&in.r, in.nparts), nout(seed, 0));
@@ -1457,7 +1462,7 @@ static void chk_take(uint64_t seed)
     /* of a sorted dataset: the smallest keys (naive sort of the input) */
     recs sorted = {0}, got = {0};
     rs_copy(&sorted, &in.r);
-    qsort(sorted.r, sorted.n, sizeof *sorted.r, rec_cmp);
+    rs_sort(&sorted);
     size_t k = sorted.n / 3 + 1;
     if (take(em_sort_by_key(src, 1, nout(seed, 0)), k, &got, "take of sortByKey") == 0) {
         if (got.n != (k < sorted.n ? k : sorted.n)) failf("take(%zu) of sortByKey of %zu records: %zu", k, sorted.n, got.n);
@@ -1599,7 +1604,7 @@ static void wide_checks(em_ds *d, const recs *in, const char *data)
     rs_free(&got);
     snprintf(what, sizeof what, "distinct of %s", data);
     rs_copy(&want, in);
-    qsort(want.r, want.n, sizeof *want.r, rec_cmp);
+    rs_sort(&want);
     size_t u = 0;
     for (size_t i = 0; i < want.n; i++) {
         if (u && !rec_cmp(&want.r[u - 1], &want.r[i])) {
