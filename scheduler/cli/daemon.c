@@ -149,6 +149,16 @@ static void back_to_pending(em__jobdb *jdb, long long id, const char *why)
                      "i", id);
 }
 
+/* The job cannot be started (and retrying would fail the same way every tick): F, LaunchFailed. */
+static void launch_failed(em__jobdb *jdb, long long id, const char *why)
+{
+    dlog("job %lld: launch failed (%s); marked F", id, why);
+    em__jobdb_update(jdb,
+                     "UPDATE jobs SET state = 'F', reason = 'LaunchFailed', end_ms = ?, pid = 0, pgid = 0 WHERE id = ?"
+                     " AND state = 'R'",
+                     "ii", em__now_ms(), id);
+}
+
 /* Starts job ID (state PD) as described at the top of this file. 1 started, 0 not (someone else moved it). */
 static int launch(em__jobdb *jdb, long long id, const char *sched_hostfile, long grace)
 {
@@ -164,7 +174,7 @@ static int launch(em__jobdb *jdb, long long id, const char *sched_hostfile, long
         goto out;
     if (em__job_dir_make(WHO, id) < 0 || em__job_path(dir, sizeof dir, id, NULL) < 0 ||
         em__job_path(res, sizeof res, id, "result") < 0 || em__job_path(evp, sizeof evp, id, "events.jsonl") < 0) {
-        back_to_pending(jdb, id, "job directory");
+        launch_failed(jdb, id, "cannot create its job directory");
         goto out;
     }
     unlink(res);
@@ -201,7 +211,7 @@ static int launch(em__jobdb *jdb, long long id, const char *sched_hostfile, long
         close(go[1]), go[1] = -1;
         waitpid(s, NULL, 0);
         unlink(res);
-        back_to_pending(jdb, id, "the shepherd did not report");
+        launch_failed(jdb, id, "the shepherd did not report");
         goto free_out;
     }
     dlog("job %lld started: shepherd %d, job session %d, np %ld: %s", id, (int)s, (int)b, j.np, j.argv[0]);

@@ -280,6 +280,8 @@ wait_state "$L" R 10
 submit -np 1 --name M "$TMP/job.sh" "$LOG" M 0; M=$id
 # A job whose working directory is gone by the time it starts fails with a message in its stderr.
 mkdir "$TMP/gone" && cd "$TMP/gone" && submit --name gone true; GONE=$id; cd "$TMP" && rmdir "$TMP/gone"
+# A job whose directory cannot be made (a file is in the way) fails to launch, once, and is not retried.
+submit --name nodir true; NODIR=$id; : > "$EMBER_HOME/jobs/$NODIR"
 wait_for 5 test "$(field "$M" Reason)" = Resources
 check "job behind a full budget: PD Resources" "PD Resources" "$(state "$M") $(field "$M" Reason)"
 em cancel "$M"
@@ -288,6 +290,10 @@ em cancel "$L"
 wait_state "$GONE" "F CD" 10
 check "a job whose directory vanished: F, exit status 126" "F 126" "$(state "$GONE") $(field "$GONE" ExitStatus)"
 check "... and its stderr says why" "ember: job $GONE: cannot enter $TMP/gone: No such file or directory" "$("$EMBER" logs --stderr "$GONE" 2>&1)"
+wait_state "$NODIR" "F CD" 10
+check "a job whose directory cannot be made: F LaunchFailed" "F LaunchFailed" "$(state "$NODIR") $(field "$NODIR" Reason)"
+check "... logged once" 1 "$(grep -c "job $NODIR: launch failed (cannot create its job directory)" "$EMBER_HOME/scheduler.log")"
+rm -f "$EMBER_HOME/jobs/$NODIR"
 sleep 0.5
 check "a cancelled pending job never ran" "" "$(grep ' M ' "$LOG")"
 [ ! -e "$EMBER_HOME/jobs/$M" ] && pass "a cancelled pending job has no job directory" || fail "a cancelled pending job has no job directory"
