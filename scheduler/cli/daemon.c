@@ -15,6 +15,9 @@
  * A restarted daemon finds running jobs again through pid + /proc start time of S; if S is gone, the result
  * file it left decides the final state, and without one the job is marked F (JobLost), never run again.
  *
+ * Fault injection (tests): EMBER_SCHED_FAULT=launch-before-pid or launch-before-go in the daemon's environment makes
+ * it SIGKILL itself at that point of its first launch, the two places where a crash could lose or double a job.
+ *
  * Signals: the daemon blocks SIGCHLD, SIGUSR1 (a submit's "look now"), SIGTERM, SIGINT and SIGHUP and takes them
  * with sigtimedwait between ticks; a tick (TICK_MS) also polls shepherds that are not its children any more.
  */
@@ -149,6 +152,16 @@ static void back_to_pending(em__jobdb *jdb, long long id, const char *why)
                      "i", id);
 }
 
+/* SIGKILLs the daemon if EMBER_SCHED_FAULT names this point: a crash exactly here, for the tests. */
+static void fault_point(const char *name, long long id)
+{
+    const char *f = getenv("EMBER_SCHED_FAULT");
+    if (f && strcmp(f, name) == 0) {
+        dlog("fault injection: %s (job %lld): SIGKILL", name, id);
+        kill(getpid(), SIGKILL);
+    }
+}
+
 /* The job cannot be started (and retrying would fail the same way every tick): F, LaunchFailed. */
 static void launch_failed(em__jobdb *jdb, long long id, const char *why)
 {
@@ -198,6 +211,7 @@ static int launch(em__jobdb *jdb, long long id, const char *sched_hostfile, long
     }
     close(go[0]), go[0] = -1;
     close(info[1]), info[1] = -1;
+    fault_point("launch-before-pid", id);
     long long sstart = 0, bstart = 0;
     int32_t b = 0;
     struct pollfd p = {.fd = info[0], .events = POLLIN};
@@ -206,6 +220,8 @@ static int launch(em__jobdb *jdb, long long id, const char *sched_hostfile, long
     if (ok)
         ok = em__jobdb_update(jdb, "UPDATE jobs SET pid = ?, pstart = ?, pgid = ?, pgstart = ? WHERE id = ? AND state = 'R'",
                               "iiiii", (long long)s, sstart, (long long)b, bstart, id) == 1;
+    if (ok)
+        fault_point("launch-before-go", id);
     if (!ok || write(go[1], "g", 1) != 1) {
         /* The shepherd sees EOF and stops B before it ran anything. */
         close(go[1]), go[1] = -1;

@@ -391,6 +391,21 @@ sleep 0.3
 session_alive "$sid4" && fail "the lost job's processes were killed" || pass "the lost job's processes were killed"
 check "the lost job was not started again" "1" "$(grep -c "job $R4 started" "$EMBER_HOME/scheduler.log")"
 
+# The daemon dying at the two delicate moments of a launch (fault injection): the job runs later, exactly once.
+for fault in launch-before-pid launch-before-go; do
+  em scheduler stop
+  EMBER_SCHED_FAULT=$fault timeout 30 "$EMBER" scheduler start --slots 2 --grace 2 >/dev/null
+  submit --name "$fault" "$TMP/job.sh" "$LOG" "$fault" 0; FJ=$id
+  wait_for 10 test -z "$(em scheduler status; [ "$rc" = 1 ] || echo up)"
+  check "$fault: the daemon died, the job is R" "R" "$(state "$FJ")"
+  em scheduler start --slots 2 --grace 2
+  wait_state "$FJ" "CD F" 10
+  check "$fault: after a restart the job completes" "CD" "$(state "$FJ")"
+  grep -q "job $FJ.* pending again" "$EMBER_HOME/scheduler.log" && pass "$fault: the restart put the job back in the queue" \
+    || { fail "$fault: the restart put the job back in the queue"; tail -5 "$EMBER_HOME/scheduler.log"; }
+  check "$fault: ... and ran exactly once" 1 "$(grep -c "^start $fault " "$LOG")"
+done
+
 # ---- --wait; a hostfile's slots; stop ------------------------------------------------------------------------------
 EMBER_HOME=$HOME2
 submit --wait "$JOB" exit 0
