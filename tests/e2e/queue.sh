@@ -245,6 +245,20 @@ check "dependency failed: CA DependencyNeverSatisfied" "CA DependencyNeverSatisf
 check "dependency chain: CA DependencyNeverSatisfied" "CA DependencyNeverSatisfied" "$(state "$G") $(field "$G" Reason)"
 check "a job whose dependency failed never ran" "- -" "$(field "$F" Started) $(field "$G" Started)"
 
+# ---- a real Ember job through the queue: its answer and its event log ------------------------------------------
+submit --wait -np 2 --name primes "$BIN/primecount" --limit 1e6; PC=$id
+check "primecount -np 2 through the queue: CD" "0 CD" "$rc $(state "$PC")"
+want=$(python3 -c 'n = 10**6; s = bytearray([1]) * n; s[0] = s[1] = 0
+for i in range(2, int(n ** 0.5) + 1):
+    if s[i]: s[i * i::i] = bytes(len(range(i * i, n, i)))
+print(sum(s))')
+check "primecount's answer in its log (python sieve)" "primes in [0, 1000000): $want" "$("$EMBER" logs --stdout "$PC")"
+python3 - "$EMBER_HOME/jobs/$PC/events.jsonl" <<'EOF' && pass "the job wrote its event log where status says" || fail "the job wrote its event log where status says"
+import json, sys
+events = [json.loads(line) for line in open(sys.argv[1])]
+assert events and all(isinstance(e, dict) for e in events)
+EOF
+
 # ---- cancel ------------------------------------------------------------------------------------------------------
 submit -np 2 --name J "$JOB" sleep 30; J=$id
 wait_state "$J" R 10
