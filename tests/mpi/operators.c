@@ -619,7 +619,7 @@ static void chk_sample(uint64_t seed)
     size_t n = in.r.n;
     char *seen = xmalloc(n);
     for (size_t f = 0; f < sizeof fr / sizeof *fr; f++) {
-        uint64_t sseed = seed * 1315423911u + f;
+        uint64_t sseed = seed * 1315423911u + (uint64_t)(fr[f] * 1000);
         recs got = {0}, again = {0}, other = {0};
         char what[64];
         snprintf(what, sizeof what, "sample(%.2f)", fr[f]);
