@@ -187,12 +187,12 @@ static void enqueue(int src, int dst, const uint8_t *data, size_t total)
     for (int i = 0; i < FAKE_SLOTS; i++) {
         slot *s = &fab->inbox[dst][i];
         if (s->state != SLOT_FREE) continue;
-        s->state = mode == FAKE_HOLD ? SLOT_HELD : SLOT_READY;
         s->type = (uint8_t)type;
         s->src = (int16_t)src;
         s->len = (uint32_t)total;
         s->seq = ++fab->seq;
         memcpy(s->data, data, total);
+        s->state = mode == FAKE_HOLD ? SLOT_HELD : SLOT_READY; /* last: a rank killed mid-copy leaves it free */
         return;
     }
     /* A rank nobody reads (a scripted peer the test ignores) fills up: lose the message as a dead peer would. */
@@ -464,10 +464,35 @@ int fake_wait_exit(int r, int timeout_ms)
     return wstatus[r];
 }
 
+void fake_stop(int r)
+{
+    EM_ASSERT(child[r] > 0 && !reaped[r]);
+    fab_lock(); /* while we hold it, r is not inside the fabric */
+    EM_ASSERT(kill(child[r], SIGSTOP) == 0);
+    int st = 0;
+    pid_t p;
+    while ((p = waitpid(child[r], &st, WUNTRACED)) == child[r] && !WIFSTOPPED(st) && !WIFEXITED(st) &&
+           !WIFSIGNALED(st)) {
+    }
+    if (p == child[r] && !WIFSTOPPED(st)) {
+        reaped[r] = 1;
+        wstatus[r] = st;
+    }
+    fab_unlock();
+}
+
+void fake_cont(int r)
+{
+    if (child[r] > 0 && !reaped[r]) kill(child[r], SIGCONT);
+}
+
 void fake_cluster_stop(void)
 {
     if (!fab) return;
-    for (int r = 0; r < fab->n; r++) atomic_store(&fab->cmd[r], CMD_STOP);
+    for (int r = 0; r < fab->n; r++) {
+        atomic_store(&fab->cmd[r], CMD_STOP);
+        fake_cont(r);
+    }
     for (int r = 0; r < fab->n; r++) {
         if (child[r] <= 0 || reaped[r]) continue;
         if (fake_wait_exit(r, 5000) == -1) {

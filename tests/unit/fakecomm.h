@@ -83,6 +83,10 @@ fake_board fake_board_get(int r);
 pid_t fake_pid(int r);
 /* Waits up to timeout_ms for rank r's process to end; returns its wait status, or -1 if it still runs. */
 int fake_wait_exit(int r, int timeout_ms);
+/* SIGSTOP / SIGCONT rank r's process. fake_stop returns once it is stopped, and never stops it while it holds the
+ * fabric lock (a rank stopped there would stop every rank). */
+void fake_stop(int r);
+void fake_cont(int r);
 /* Stops every rank still running (em__rt_stop, then exit 0; SIGKILL if that takes over 5 s) and reaps them. */
 void fake_cluster_stop(void);
 
