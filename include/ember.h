@@ -103,7 +103,8 @@ typedef struct em_emitter em_emitter;
 int em_emit(em_emitter *out, const void *key, uint32_t klen, const void *val, uint32_t vlen);
 
 /* Order-preserving encodings: the bytes of em_i64_put(a) compare (memcmp) like a and b compare, so int64 and
- * double keys sort numerically in sortByKey. Both write exactly 8 bytes. */
+ * double keys sort numerically in sortByKey. Both write exactly 8 bytes. -0.0 is stored as 0.0 (they are equal);
+ * NaNs sort after +inf (or before -inf, by sign). */
 void em_i64_put(void *dst, int64_t v);
 int64_t em_i64_get(const void *src);
 void em_f64_put(void *dst, double v);
@@ -130,8 +131,9 @@ typedef enum em_agg {
 
 /* ---- tuples: small sequences of typed fields in one byte string ---------------------------------------------
  * A tuple is a record key or value made of fields: NULL, int64, double or string (bytes, may hold NUL). The
- * encoding preserves order: memcmp of two tuples compares them field by field (numbers numerically, strings
- * bytewise, NULL first), so tuple keys sort right in em_sort_by_key and group right in every shuffle.
+ * encoding preserves order: memcmp of two tuples compares them field by field (int64 and double fields each
+ * numerically, strings bytewise); fields of different types order by type: NULL < int64 < double < string,
+ * whatever their values. So tuple keys sort right in em_sort_by_key and group right in every shuffle.
  *
  *     em_tup t = {0};
  *     em_tup_str(&t, "fr", 2); em_tup_i64(&t, 2024);
@@ -374,6 +376,96 @@ em_ds *em_hdf5(em_ctx *ctx, const char *file, const char *dataset, int nparts);
  * COLLECTIVE: every rank returns after the file is in place. Errors: EM_EINVAL (bad schema), EM_ETYPE, EM_EIO,
  * and those of em_count. */
 int em_save_hdf5(em_ds *ds, const char *file, const char *dataset, const char *schema);
+
+/* ---- streaming: windowed aggregation over an input log (shared DESIGN.md section 7) ------------------------
+ * A streaming query reads a topic of the input log (`ember log create/append`), assigns each event to event-time
+ * windows, aggregates per (window, key) and appends one CSV row per window and key to a file when the watermark
+ * passes the window's end. It runs as micro-batches and commits offsets, window state and output after each one to
+ * a checkpoint directory, so a restart with the same checkpoint resumes exactly once.
+ *
+ * Semantics:
+ *   - Windows are [start, start + window) with start a multiple of `slide` (counted from the epoch, so windows line
+ *     up across runs); an event at time t belongs to every window with start <= t < start + window (one window when
+ *     slide == window: tumbling).
+ *   - The watermark is the largest event time seen so far minus `lateness` (none before the first event). It only
+ *     moves between micro-batches. A window is closed when its end <= watermark.
+ *   - An event adds to each of its windows that is still open at the start of its batch; an event all of whose
+ *     windows are closed is late: dropped and counted. Which events are late depends on batch boundaries (as in
+ *     Spark).
+ *   - After each batch every newly closed window is written once, as `window_start,window_end,key,value` rows (times
+ *     in ms since the epoch, the key quoted as in RFC 4180 when it holds , " CR or LF) ordered by (window_end,
+ *     window_start, key bytes). The watermark never goes back, so the whole output file is in that order too; a
+ *     header row starts it.
+ */
+
+/* The aggregate of a window's values per key. COUNT counts events and ignores values; the others read the event's
+ * value as a number: an integer literal ([+-]digits within int64) is kept exact (sums in 128 bits), any other
+ * decimal number (1.5, -2e3, .5; at most 127 bytes, finite) is a double. Values that are not numbers are skipped
+ * and counted as bad. */
+typedef enum em_stream_agg {
+    EM_STREAM_COUNT,
+    EM_STREAM_SUM,
+    EM_STREAM_MIN, /* of an integer and a double of equal value, min and max keep the integer */
+    EM_STREAM_MAX,
+    EM_STREAM_AVG
+} em_stream_agg;
+
+/* "count", "sum", "min", "max", "avg" -> the aggregate, or -1 (also for NULL). And back ("?" if unknown). LOCAL. */
+int em_stream_agg_parse(const char *name);
+const char *em_stream_agg_name(em_stream_agg agg);
+
+typedef struct em_stream_opts {
+    const char *log_dir;         /* the topic */
+    const char *checkpoint_dir;  /* created if missing; must be on a file system every rank sees */
+    const char *out_path;        /* the CSV output, appended by the leader (its directory must exist) */
+    int64_t window_ms, slide_ms; /* ms: 0 < slide_ms <= window_ms <= 2^61, window / slide <= 10000;
+                                    slide_ms == window_ms: tumbling */
+    int64_t lateness_ms;         /* ms, 0 .. 2^61 */
+    em_stream_agg agg;
+    int until_end;               /* 1: process what the log holds at start-up, then stop; 0: follow the log */
+    int flush;                   /* with until_end: at the end the watermark becomes +infinity and every open window
+                                    is written (the input is complete; events appended later are all late) */
+    int64_t trigger_ms;          /* ms, follow mode: at most one batch per trigger interval when idle */
+    uint64_t max_batch_events;   /* a batch reads at most this many records (0: no limit) */
+    /* Optional: applied to each batch's events before windowing, e.g. an em_filter, or an em_map that keeps the
+     * record shape: key = the event's key bytes; value = a tuple [0] int64 event time (ms since the epoch),
+     * [1] string value, [2] int64 log partition, [3] int64 offset. Must build the same graph on every rank.
+     * NULL: none (the engine then reads the log without building records at all, which is faster). */
+    em_ds *(*transform)(em_ds *events, void *arg);
+    void *transform_arg;
+} em_stream_opts;
+
+typedef struct em_stream_stats {
+    uint64_t batches;   /* batches committed by this run */
+    uint64_t events;    /* totals since the query began (restored from the checkpoint) */
+    uint64_t late;      /* events dropped because all their windows were closed */
+    uint64_t bad;       /* events whose value is not a number (sum/min/max/avg), or time beyond +-2^62 ms */
+    uint64_t rows;      /* output rows written */
+    int64_t watermark;  /* ms; INT64_MIN: none yet; INT64_MAX: after a flush */
+    int resumed;        /* 1: started from an existing checkpoint */
+} em_stream_stats;
+
+/*
+ * Runs the query until the log's end at start-up (until_end) or until em_stream_stop() was called on any rank
+ * (follow mode; the current batch is committed first). Every rank must call it with the same options.
+ * COLLECTIVE (runs actions). Restarting with the same checkpoint directory resumes exactly once: the output file is
+ * cut back to the length recorded in the checkpoint, then the batches after it are replayed from the log. Bad
+ * values are named on stderr as "LOG: partition P offset O: ..." (10 per task). The window state is kept on every
+ * rank; one batch's partial aggregates must fit --ember-max-result.
+ * Returns 0 and fills *st (may be NULL), or a negative code with em_last_error() set:
+ *   EM_ENOENT  the log directory is not a topic, or the output's directory does not exist;
+ *   EM_EINVAL  bad options, or a checkpoint written by a different query (window, slide, lateness, aggregate,
+ *              partition count or output file differ), or an output file shorter than its checkpoint records;
+ *   EM_EPARSE  a corrupt checkpoint, or a torn or corrupt record in the log range of a batch;
+ *   EM_EIO     the checkpoint directory cannot be created;   or an action's error (EM_ETASK, EM_ETOOBIG, ...).
+ * An I/O error while the leader writes the output or a checkpoint ends the leader's process (_exit(1)): the
+ * survivors elect a new leader that retries the commit from its replica of the state.
+ */
+int em_stream_run(em_ctx *ctx, const em_stream_opts *o, em_stream_stats *st);
+
+/* Asks the running query to stop after its current batch. Async-signal-safe (call it from SIGINT/SIGTERM
+ * handlers); any rank may call it. LOCAL. */
+void em_stream_stop(void);
 
 #ifdef __cplusplus
 }

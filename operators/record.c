@@ -33,6 +33,7 @@ int64_t em_i64_get(const void *src) { return (int64_t)(get_be64(src) ^ 0x8000000
 
 void em_f64_put(void *dst, double v)
 {
+    if (v == 0) v = 0.0; /* -0.0 == 0.0: one encoding, so they group and join as one key */
     uint64_t u;
     memcpy(&u, &v, 8);
     put_be64(dst, (u & 0x8000000000000000ULL) ? ~u : u | 0x8000000000000000ULL);

@@ -39,7 +39,7 @@ void em__sorter_init(em__sorter *s, size_t budget, const char *tmpdir, int desc)
 static uint64_t prefix(const void *k, uint32_t kl)
 {
     uint8_t b[8] = {0};
-    memcpy(b, k, kl < 8 ? kl : 8);
+    if (kl) memcpy(b, k, kl < 8 ? kl : 8);
     uint64_t v = 0;
     for (int i = 0; i < 8; i++) v = v << 8 | b[i];
     return v;
@@ -61,7 +61,10 @@ static int ix_cmp(const void *a, const void *b, void *arg)
     return s->desc ? -c : c;
 }
 
-static void sort_mem(em__sorter *s) { qsort_r(s->ix, s->n, sizeof *s->ix, ix_cmp, s); }
+static void sort_mem(em__sorter *s)
+{
+    if (s->n > 1) qsort_r(s->ix, s->n, sizeof *s->ix, ix_cmp, s);
+}
 
 static _Atomic unsigned run_seq;
 

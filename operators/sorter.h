@@ -40,7 +40,8 @@ void em__sorter_release(em__sorter *s);
 /* memcmp order of keys, shorter first on a tie. */
 static inline int em__key_cmp(const void *a, uint32_t al, const void *b, uint32_t bl)
 {
-    int c = memcmp(a, b, al < bl ? al : bl);
+    uint32_t n = al < bl ? al : bl;
+    int c = n ? memcmp(a, b, n) : 0; /* an empty key may be a NULL pointer */
     return c ? c : (al > bl) - (al < bl);
 }
 
