@@ -1,7 +1,7 @@
 /*
  * windowcount.c — event-time windowed aggregation of a streaming input log, written once per window to a CSV file.
- * Follows shared DESIGN.md §7 through the micro-batch engine of scheduler/stream.c (which documents the
- * semantics: windows, watermark, late events, exactly-once commits).
+ * Follows shared DESIGN.md §7 through the public streaming API (em_stream_run, the em_stream_* section of ember.h,
+ * which documents the semantics: windows, watermark, late events, exactly-once commits).
  *
  *     ember log create events --partitions 4 && ember log append events events.csv
  *     ember run -np 3 build/bin/windowcount --log events --window 1m --slide 10s --lateness 30s \
@@ -10,9 +10,6 @@
  * Output rows `window_start,window_end,key,value` (times in ms since the epoch), in the order windows close, after
  * a header row written once. Restarting with the same --checkpoint resumes exactly where the last committed batch
  * ended: no row is lost or written twice, whatever killed the previous run.
- *
- * The job includes scheduler/stream.h (an internal header) because include/ember.h does not have the streaming API
- * yet; see stream.h.
  */
 #include <ember.h>
 
@@ -25,7 +22,6 @@
 #include "jobs/common/duration.h"
 #include "jobs/common/joberr.h"
 #include "jobs/common/numarg.h"
-#include "scheduler/stream.h"
 
 #define PROG "windowcount"
 #define DEFAULT_TRIGGER_MS 200
@@ -58,16 +54,16 @@ static const char usage[] =
 static void on_signal(int sig)
 {
     (void)sig;
-    em__stream_request_stop();
+    em_stream_stop();
 }
 
 /* Reads the command line into *o. Returns 0, 1 when --help was printed, or -1 after printing the error. */
-static int parse_args(int argc, char **argv, const em_ctx *ctx, em__stream_opts *o)
+static int parse_args(int argc, char **argv, const em_ctx *ctx, em_stream_opts *o)
 {
     static const char *const flags[] = {"--log", "--window", "--slide", "--lateness", "--agg", "--checkpoint",
                                         "--out", "--trigger", "--max-batch-events"};
     int have_slide = 0, have_window = 0;
-    *o = (em__stream_opts){.agg = EM__WAGG_COUNT, .trigger_ms = DEFAULT_TRIGGER_MS,
+    *o = (em_stream_opts){.agg = EM_STREAM_COUNT, .trigger_ms = DEFAULT_TRIGGER_MS,
                            .max_batch_events = DEFAULT_MAX_BATCH};
     for (int i = 1; i < argc; i++) {
         char *arg = argv[i], *eq = strchr(arg, '='), *val;
@@ -109,7 +105,7 @@ static int parse_args(int argc, char **argv, const em_ctx *ctx, em__stream_opts 
         case 1: have_window = 1; break;
         case 2: have_slide = 1; break;
         case 4:
-            if ((int)(o->agg = (em__wagg)em__wagg_parse(val)) < 0) {
+            if ((int)(o->agg = (em_stream_agg)em_stream_agg_parse(val)) < 0) {
                 em_job_error(ctx, PROG, "--agg: '%s' is not count, sum, min, max or avg", val);
                 return -1;
             }
@@ -154,8 +150,8 @@ static int parse_args(int argc, char **argv, const em_ctx *ctx, em__stream_opts 
 int main(int argc, char **argv)
 {
     em_ctx *ctx;
-    em__stream_opts o;
-    em__stream_stats st = {0};
+    em_stream_opts o;
+    em_stream_stats st = {0};
     int rc;
     if (em_init(&argc, &argv, &ctx) < 0) return 1;
     if ((rc = parse_args(argc, argv, ctx, &o)) != 0) return em_finalize(ctx, rc < 0 ? 2 : 0);
@@ -169,7 +165,7 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    if ((rc = em__stream_run(ctx, &o, &st)) < 0) {
+    if ((rc = em_stream_run(ctx, &o, &st)) < 0) {
         if (em_is_leader(ctx)) fprintf(stderr, PROG ": %s: %s\n", em_strerror(rc), em_last_error());
         return em_finalize(ctx, 1);
     }

@@ -1,5 +1,6 @@
-/* stream.c — the micro-batch streaming engine: windowed aggregation over the input log with a watermark, append
- * output and exactly-once checkpoints (shared DESIGN.md §7; semantics in stream.h).
+/* stream.c — the micro-batch driver of the streaming engine: agreeing on batch boundaries, running a batch, the
+ * checkpoint and the exactly-once commit, follow mode and stopping (shared DESIGN.md §7; the semantics are in the
+ * em_stream_* section of include/ember.h; windows, accumulators and the window state are in window.c).
  *
  * How one query runs (every rank runs this same code, SPMD, DESIGN §2):
  *
@@ -8,18 +9,19 @@
  *      requested) inside a task, and em_collect hands its one record to every rank. The first such action (the
  *      "load") also carries the bytes of the checkpoint file, so every rank starts from the same checkpoint even if
  *      the leader commits a new one before a slow rank gets to read the disk.
- *   2. A batch is a log source over [committed offsets, agreed ends) (capped at max_batch_events), then a
- *      mapPartitions that assigns each event to its windows and aggregates per (window start, key) in a hash table
- *      in the task, then em_collect of those partials. No shuffle: the log is partitioned by key, so one task that
- *      reads a partition's range already holds every event of its keys; partials of the same (window, key) from
- *      pieces of one split range are merged in step 3. (A shuffle would also leave its map output in the block
- *      store for the life of the job: unbounded growth in follow mode.)
+ *   2. A batch is a log source over [committed offsets, agreed ends) (capped at max_batch_events) whose tasks fold
+ *      the raw records straight into partial aggregates per (window start, key) (em__log_source_fold and
+ *      em__wtask_*; with a transform the records are built and an em_map_partitions does the same), then
+ *      em_collect of those partials. No shuffle: the log is partitioned by key, so one task that reads a partition's
+ *      range already holds every event of its keys; partials of the same (window, key) from pieces of one split
+ *      range are merged in step 3. (A shuffle would also leave its map output in the block store for the life of
+ *      the job: unbounded growth in follow mode.)
  *   3. Replicated state. Every rank merges the collected partials, in collect order, into its own copy of the window
  *      state, advances the watermark and cuts the newly closed windows into output rows. All of it is a
  *      deterministic function of bytes every rank received, so every rank holds the same state and the same rows.
  *      This deviates from the issue's "window state lives with executors partitioned by key": it is simpler, makes a
  *      leader change trivial (any survivor holds everything), and costs memory (state on every rank) and CPU (every
- *      rank merges every partial).
+ *      rank merges every partial; window.c keeps that a linear merge of sorted runs).
  *   4. Commit. The leader appends the rows to the output file, fsyncs it, then writes the checkpoint (offsets,
  *      watermark, window state, counters, output length) to a temporary file, fsyncs and renames it over the old one.
  *      On start the output is cut back to the length the checkpoint records: rows appended by a run that died before
@@ -28,7 +30,7 @@
  *      died between a batch and its commit writes them itself: a commit always writes "rows of every batch after the
  *      one on disk".
  *
- * Stopping: a signal handler only sets a flag (em__stream_request_stop); the main loop of that rank then creates
+ * Stopping: a signal handler only sets a flag (em_stream_stop); the main loop of that rank then creates
  * CHECKPOINT/stop, and the next poll task (on whatever rank it runs) reports it, so all ranks agree to stop at the
  * same batch boundary. The leader removes the file when the query ends.
  */
@@ -43,7 +45,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,147 +54,14 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#define MAX_DURATION ((int64_t)1 << 61)    /* ms: window, slide, lateness (keeps window arithmetic in range) */
-#define MAX_TIME ((int64_t)1 << 62)        /* ms: event times beyond +-2^62 are counted as bad */
-#define MAX_WINDOWS_PER_EVENT 10000        /* window / slide */
-#define BAD_REPORT_MAX 10                  /* bad values named on stderr per task */
-#define MIN_SPLIT 10000                    /* records: a log range is not cut into smaller pieces */
-#define NUM_MAX 127                        /* bytes: a longer value is not a number */
+#define MIN_SPLIT 10000 /* records: a log range is not cut into smaller pieces */
 
-static volatile sig_atomic_t stop_requested;
-void em__stream_request_stop(void) { stop_requested = 1; }
-
-static const char *const agg_names[] = {"count", "sum", "min", "max", "avg"};
-
-int em__wagg_parse(const char *name)
-{
-    for (int i = 0; i < 5; i++)
-        if (name && strcmp(name, agg_names[i]) == 0) return i;
-    return -1;
-}
-
-const char *em__wagg_name(em__wagg agg) { return (unsigned)agg < 5 ? agg_names[agg] : "?"; }
-
-/* ---- numbers and accumulators ---- */
-
-__extension__ typedef __int128 i128;
 __extension__ typedef unsigned __int128 u128;
 
-/* A parsed value: an integer literal that fits int64 is kept exact; any other decimal number is a double. */
-typedef struct num {
-    int is_int;
-    int64_t i;
-    double f;
-} num;
+static volatile sig_atomic_t stop_requested;
+void em_stream_stop(void) { stop_requested = 1; }
 
-/* Grammar (the e2e test's python3 check implements the same):
- *   integer = [+-]? digits                                (within int64; larger ones are read as doubles)
- *   decimal = [+-]? (digits [. digits*] | . digits) ([eE] [+-]? digits)?   finite after rounding
- * at most NUM_MAX bytes, no spaces. Returns 0 or -1. */
-static int parse_num(const char *s, size_t n, num *out)
-{
-    char buf[NUM_MAX + 1];
-    if (n == 0 || n > NUM_MAX) return -1;
-    memcpy(buf, s, n);
-    buf[n] = '\0';
-    size_t i = 0, d0, nd = 0, nf = 0;
-    if (buf[i] == '+' || buf[i] == '-') i++;
-    d0 = i;
-    while (buf[i] >= '0' && buf[i] <= '9') i++, nd++;
-    if (i == n && nd) { /* integer */
-        errno = 0;
-        char *end;
-        long long v = strtoll(buf, &end, 10);
-        if (errno == 0 && *end == '\0') {
-            *out = (num){1, v, 0};
-            return 0;
-        }
-    }
-    i = d0 + nd;
-    if (buf[i] == '.') {
-        i++;
-        while (buf[i] >= '0' && buf[i] <= '9') i++, nf++;
-    }
-    if (nd + nf == 0) return -1;
-    if (buf[i] == 'e' || buf[i] == 'E') {
-        size_t ne = 0;
-        i++;
-        if (buf[i] == '+' || buf[i] == '-') i++;
-        while (buf[i] >= '0' && buf[i] <= '9') i++, ne++;
-        if (!ne) return -1;
-    }
-    if (i != n) return -1;
-    double f = strtod(buf, NULL); /* the grammar above is a subset of strtod's: the whole string is read */
-    if (!isfinite(f)) return -1;
-    *out = (num){0, 0, f};
-    return 0;
-}
-
-/* The aggregate of one (window, key). count uses n only; sum/avg n, nfloat, isum, fsum; min/max n, kind, xi/xf. */
-typedef struct acc {
-    int64_t n;      /* events (count) or numbers (others) */
-    int64_t nfloat; /* numbers that were not integers */
-    i128 isum;      /* sum of the integers, exact */
-    double fsum;    /* sum of the other numbers */
-    int kind;       /* min/max: 0 none yet, 1 integer xi, 2 double xf */
-    int64_t xi;
-    double xf;
-} acc;
-
-/* Compares two numbers by value, an integer and a double exactly (long double holds both on x86-64). */
-static int num_cmp(int ak, int64_t ai, double af, int bk, int64_t bi, double bf)
-{
-    if (ak == 1 && bk == 1) return (ai > bi) - (ai < bi);
-    long double a = ak == 1 ? (long double)ai : (long double)af, b = bk == 1 ? (long double)bi : (long double)bf;
-    return (a > b) - (a < b);
-}
-
-/* Folds a candidate extreme into a->kind/xi/xf. Of two equal values the integer wins, so the result (and how it is
- * printed) never depends on the order values arrive in. */
-static void acc_extreme(acc *a, int is_max, int kind, int64_t xi, double xf)
-{
-    if (!kind) return;
-    if (a->kind) {
-        int c = num_cmp(kind, xi, xf, a->kind, a->xi, a->xf);
-        if (c == 0 ? !(kind == 1 && a->kind == 2) : is_max ? c < 0 : c > 0) return;
-    }
-    a->kind = kind;
-    a->xi = xi;
-    a->xf = xf;
-}
-
-static void acc_add(em__wagg agg, acc *a, const num *v)
-{
-    a->n++;
-    switch (agg) {
-    case EM__WAGG_COUNT: break;
-    case EM__WAGG_SUM:
-    case EM__WAGG_AVG:
-        if (v->is_int) {
-            a->isum += v->i;
-        } else {
-            a->fsum += v->f;
-            a->nfloat++;
-        }
-        break;
-    case EM__WAGG_MIN:
-    case EM__WAGG_MAX: acc_extreme(a, agg == EM__WAGG_MAX, v->is_int ? 1 : 2, v->i, v->f); break;
-    }
-}
-
-static void acc_merge(em__wagg agg, acc *a, const acc *b)
-{
-    a->n += b->n;
-    if (agg == EM__WAGG_SUM || agg == EM__WAGG_AVG) {
-        a->nfloat += b->nfloat;
-        a->isum += b->isum;
-        a->fsum += b->fsum;
-    } else if (agg == EM__WAGG_MIN || agg == EM__WAGG_MAX) {
-        acc_extreme(a, agg == EM__WAGG_MAX, b->kind, b->xi, b->xf);
-    }
-}
-
-/* Little-endian fixed-width fields: the checkpoint and the partials use these. */
+/* Little-endian fixed-width fields: the checkpoint and the poll record use these. */
 static void put64(uint8_t *p, uint64_t v)
 {
     for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
@@ -209,276 +77,58 @@ static void put32(uint8_t *p, uint32_t v)
     for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
 static uint32_t get32(const uint8_t *p) { return (uint32_t)get64((const uint8_t[8]){p[0], p[1], p[2], p[3]}); }
-static uint64_t dbits(double d)
-{
-    uint64_t u;
-    memcpy(&u, &d, 8);
-    return u;
-}
-static double bitsd(uint64_t u)
-{
-    double d;
-    memcpy(&d, &u, 8);
-    return d;
-}
-
-/* Encoded accumulator, by aggregate:
- *   count     8 bytes: n
- *   sum, avg  40 bytes: n, nfloat, isum low 64 bits, isum high 64 bits, fsum (IEEE bits)
- *   min, max  17 bytes: n, kind (1 byte), xi or the bits of xf */
-static size_t acc_size(em__wagg agg)
-{
-    return agg == EM__WAGG_COUNT ? 8 : agg == EM__WAGG_SUM || agg == EM__WAGG_AVG ? 40 : 17;
-}
-
-static void acc_encode(em__wagg agg, const acc *a, uint8_t *p)
-{
-    put64(p, (uint64_t)a->n);
-    if (agg == EM__WAGG_SUM || agg == EM__WAGG_AVG) {
-        put64(p + 8, (uint64_t)a->nfloat);
-        put64(p + 16, (uint64_t)a->isum);
-        put64(p + 24, (uint64_t)(a->isum >> 64));
-        put64(p + 32, dbits(a->fsum));
-    } else if (agg != EM__WAGG_COUNT) {
-        p[8] = (uint8_t)a->kind;
-        put64(p + 9, a->kind == 2 ? dbits(a->xf) : (uint64_t)a->xi);
-    }
-}
-
-static void acc_decode(em__wagg agg, const uint8_t *p, acc *a)
-{
-    memset(a, 0, sizeof *a);
-    a->n = (int64_t)get64(p);
-    if (agg == EM__WAGG_SUM || agg == EM__WAGG_AVG) {
-        a->nfloat = (int64_t)get64(p + 8);
-        a->isum = (i128)(((u128)get64(p + 24) << 64) | get64(p + 16));
-        a->fsum = bitsd(get64(p + 32));
-    } else if (agg != EM__WAGG_COUNT) {
-        a->kind = p[8];
-        if (a->kind == 2) a->xf = bitsd(get64(p + 9));
-        else a->xi = (int64_t)get64(p + 9);
-    }
-}
-
-/* ---- a hash table of byte-string keys to accumulators ----
- * Entries live in insertion order in one array (so iterating is deterministic: the same input gives the same
- * order on every rank), key bytes in one arena; slots hold entry index + 1. */
-typedef struct kent {
-    uint64_t hash;
-    size_t koff;
-    uint32_t klen;
-    acc a;
-} kent;
-
-#define TAG_MASK 0xFFFFFFFF00000000ULL
-typedef struct ktab {
-    kent *e;
-    size_t n, ecap;
-    uint64_t *slot; /* the hash's high 32 bits (a tag, so a probe rarely touches an entry) | entry index + 1 */
-    size_t nslot;   /* a power of two, > 2n */
-    uint8_t *keys;
-    size_t klen, kcap;
-} ktab;
-
-static uint64_t hash_bytes(const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (n * 0xC2B2AE3D27D4EB4FULL);
-    while (n >= 8) {
-        uint64_t w;
-        memcpy(&w, b, 8);
-        h = (h ^ (w * 0xBF58476D1CE4E5B9ULL)) * 0x94D049BB133111EBULL;
-        h ^= h >> 29;
-        b += 8;
-        n -= 8;
-    }
-    uint64_t w = 0;
-    for (size_t i = 0; i < n; i++) w |= (uint64_t)b[i] << (8 * i);
-    h = (h ^ (w * 0xBF58476D1CE4E5B9ULL)) * 0x94D049BB133111EBULL;
-    h ^= h >> 31;
-    h *= 0xD6E8FEB86659FD93ULL;
-    return h ^ (h >> 32);
-}
-
-static void ktab_release(ktab *t)
-{
-    free(t->e);
-    free(t->slot);
-    free(t->keys);
-    memset(t, 0, sizeof *t);
-}
-
-static void ktab_rehash(ktab *t, size_t nslot)
-{
-    free(t->slot);
-    t->slot = em__calloc(nslot, sizeof *t->slot);
-    t->nslot = nslot;
-    for (size_t i = 0; i < t->n; i++) {
-        size_t j = t->e[i].hash & (nslot - 1);
-        while (t->slot[j]) j = (j + 1) & (nslot - 1);
-        t->slot[j] = (t->e[i].hash & TAG_MASK) | (i + 1);
-    }
-}
-
-/* The accumulator of key k (a zeroed one, inserted, if absent). */
-static acc *ktab_get(ktab *t, const void *k, uint32_t kl)
-{
-    if (2 * (t->n + 1) > t->nslot) ktab_rehash(t, t->nslot ? 2 * t->nslot : 1024);
-    uint64_t h = hash_bytes(k, kl);
-    size_t j = h & (t->nslot - 1);
-    for (uint64_t s; (s = t->slot[j]); j = (j + 1) & (t->nslot - 1)) {
-        if ((s & TAG_MASK) != (h & TAG_MASK)) continue;
-        kent *e = &t->e[(s & ~TAG_MASK) - 1];
-        if (e->hash == h && e->klen == kl && memcmp(t->keys + e->koff, k, kl) == 0) return &e->a;
-    }
-    EM_ASSERT(t->n < UINT32_MAX - 1);
-    if (t->n == t->ecap) {
-        t->ecap = t->ecap ? 2 * t->ecap : 256;
-        t->e = em__realloc(t->e, t->ecap * sizeof *t->e);
-    }
-    if (t->klen + kl > t->kcap) {
-        while (t->klen + kl > t->kcap) t->kcap = t->kcap ? 2 * t->kcap : 4096;
-        t->keys = em__realloc(t->keys, t->kcap);
-    }
-    if (kl) memcpy(t->keys + t->klen, k, kl);
-    kent *e = &t->e[t->n];
-    memset(e, 0, sizeof *e);
-    e->hash = h;
-    e->koff = t->klen;
-    e->klen = kl;
-    t->klen += kl;
-    t->slot[j] = (h & TAG_MASK) | ++t->n;
-    return &e->a;
-}
-
-/* ---- windows ---- */
-
-static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
-
-/* One open window of the replicated state: its start and its keys. */
-typedef struct win {
-    int64_t start;
-    ktab keys;
-} win;
 
 /* Batch parameters the tasks read: fixed when the batch's datasets are built, freed when the query ends (a task
  * of the batch may still be referenced by the engine until then). */
 typedef struct batch_arg {
-    const em__stream_opts *o;
+    const em_stream_opts *o;
     int64_t wm; /* watermark at the start of the batch */
     struct batch_arg *next;
 } batch_arg;
 
-/* ---- the per-task stage: events -> partial aggregates per (window start, key) ----
- * Output records: key = em_i64_put(window start) then the event key; value = the encoded accumulator. Last, one
- * record with an empty key: the task's counters (see STATS_LEN). */
-#define STATS_LEN 41 /* u64 events, u64 late, u64 bad, i64 max time, u8 has max time, u64 rows (unused: 0) */
+/* ---- the per-task stage: events -> partial aggregates (window.c) ----
+ * Without a transform the log source folds its raw records into the task's table; with one, the events are records
+ * (a tuple value, see em_stream_opts) and an em_map_partitions does it. */
 
-typedef struct task_st {
-    const batch_arg *b;
-    ktab t;
-    uint64_t events, late, bad;
-    int64_t max_t;
-    int has_max;
-    uint8_t *kbuf;
-    size_t kcap;
-} task_st;
+static void *fold_open(int part, int log_part, void *arg)
+{
+    (void)part;
+    const batch_arg *b = arg;
+    return em__wtask_new(b->o, b->wm, log_part);
+}
+
+static int fold_each(void *state, const em__log_rec *r)
+{
+    em__wtask_add(state, r->time_ms, r->key, r->klen, r->value, r->vlen, (int64_t)r->offset, NULL);
+    return 0;
+}
+
+static int fold_close(void *state, em_emitter *out) { return em__wtask_finish(state, out); }
 
 static void *task_open(int part, void *arg)
 {
     (void)part;
-    task_st *st = em__calloc(1, sizeof *st);
-    st->b = arg;
-    return st;
-}
-
-/* Names a bad event on stderr (the first BAD_REPORT_MAX of a task). */
-static void report_bad(task_st *st, const em_rec *in, const char *why, const void *val, size_t vlen)
-{
-    if (++st->bad > BAD_REPORT_MAX) return;
-    em_field fp, fo;
-    int64_t part = -1, off = -1;
-    if (em_tup_get(in->val, in->vlen, 2, &fp) == 0 && fp.type == EM_F_I64) part = fp.i64;
-    if (em_tup_get(in->val, in->vlen, 3, &fo) == 0 && fo.type == EM_F_I64) off = fo.i64;
-    EM_LOG_W("%s: partition %" PRId64 " offset %" PRId64 ": %s '%.*s'%s", st->b->o->log_dir, part, off, why,
-             (int)(vlen > 60 ? 60 : vlen), (const char *)val, vlen > 60 ? "..." : "");
+    const batch_arg *b = arg;
+    return em__wtask_new(b->o, b->wm, -1);
 }
 
 static int task_each(void *state, const em_rec *in, em_emitter *out, void *arg)
 {
-    task_st *st = state;
-    const em__stream_opts *o = st->b->o;
-    const int64_t W = o->window_ms, S = o->slide_ms, wm = st->b->wm;
-    em_field f;
+    const batch_arg *b = arg;
+    em_field ft, fv = {0};
     (void)out;
-    (void)arg;
-    if (em_tup_get(in->val, in->vlen, 0, &f) < 0 || f.type != EM_F_I64)
+    if (em_tup_get(in->val, in->vlen, 0, &ft) < 0 || ft.type != EM_F_I64 ||
+        (b->o->agg != EM_STREAM_COUNT && (em_tup_get(in->val, in->vlen, 1, &fv) < 0 || fv.type != EM_F_STR)))
         return em__fail(EM_EPARSE, "stream: an event record's value is not a tuple (event time, value, ...): did a "
                                    "transform change the record shape?");
-    int64_t t = f.i64;
-    st->events++;
-    if (t < -MAX_TIME || t > MAX_TIME) {
-        char tb[32];
-        int n = snprintf(tb, sizeof tb, "%" PRId64, t);
-        report_bad(st, in, "event time out of range (|t| > 2^62 ms)", tb, (size_t)n);
-        return 0;
-    }
-    if (!st->has_max || t > st->max_t) st->max_t = t, st->has_max = 1;
-    int64_t last = floor_div(t, S) * S; /* the start of the latest window holding t: it closes last */
-    if (last + W <= wm) {
-        st->late++;
-        return 0;
-    }
-    num v = {1, 0, 0};
-    if (o->agg != EM__WAGG_COUNT) {
-        if (em_tup_get(in->val, in->vlen, 1, &f) < 0 || f.type != EM_F_STR)
-            return em__fail(EM_EPARSE, "stream: an event record's value is not a tuple (event time, value, ...)");
-        if (parse_num(f.str, f.len, &v) < 0) {
-            report_bad(st, in, "value is not a number:", f.str, f.len);
-            return 0;
-        }
-    }
-    size_t kl = 8 + (size_t)in->klen;
-    if (kl > st->kcap) {
-        st->kcap = kl * 2;
-        free(st->kbuf);
-        st->kbuf = em__malloc(st->kcap);
-    }
-    if (in->klen) memcpy(st->kbuf + 8, in->key, in->klen);
-    for (int64_t s = last; s > t - W && s + W > wm; s -= S) {
-        em_i64_put(st->kbuf, s);
-        acc_add(o->agg, ktab_get(&st->t, st->kbuf, (uint32_t)kl), &v);
-    }
+    em__wtask_add(state, ft.i64, in->key, in->klen, fv.str, (uint32_t)fv.len, -1, in);
     return 0;
 }
 
 static int task_close(void *state, em_emitter *out, void *arg)
 {
-    task_st *st = state;
     (void)arg;
-    if (!st) return 0;
-    const em__wagg agg = st->b->o->agg;
-    uint8_t v[64];
-    int rc = 0;
-    for (size_t i = 0; i < st->t.n && rc >= 0; i++) {
-        const kent *e = &st->t.e[i];
-        acc_encode(agg, &e->a, v);
-        rc = em_emit(out, st->t.keys + e->koff, e->klen, v, (uint32_t)acc_size(agg));
-    }
-    uint8_t s[STATS_LEN] = {0};
-    put64(s, st->events);
-    put64(s + 8, st->late);
-    put64(s + 16, st->bad);
-    put64(s + 24, (uint64_t)st->max_t);
-    s[32] = (uint8_t)st->has_max;
-    if (rc >= 0) rc = em_emit(out, "", 0, s, STATS_LEN);
-    if (st->bad > BAD_REPORT_MAX)
-        EM_LOG_W("%s: %" PRIu64 " more bad events in this task were skipped and not listed", st->b->o->log_dir,
-                 st->bad - BAD_REPORT_MAX);
-    ktab_release(&st->t);
-    free(st->kbuf);
-    free(st);
-    return rc;
+    return em__wtask_finish(state, out);
 }
 
 /* ---- the poll: end offsets (and the checkpoint) agreed through an action ----
@@ -580,7 +230,7 @@ typedef struct seg {
 
 typedef struct stream {
     em_ctx *ctx;
-    const em__stream_opts *o;
+    const em_stream_opts *o;
     int np;            /* log partitions */
     uint64_t *off;     /* next offset to read, per partition */
     uint64_t *ends;    /* the last agreed end offsets */
@@ -589,8 +239,7 @@ typedef struct stream {
     int64_t max_seen;  /* largest event time seen, INT64_MIN: none */
     int64_t wm;        /* watermark, INT64_MIN: none */
     uint64_t events, late, bad, rows;
-    win *wins;         /* open windows by start */
-    size_t nwins, wcap;
+    em__wstate ws;     /* the open windows */
     em__buf rowbuf;    /* output rows of batches not known to be committed */
     seg *segs;
     size_t nsegs, scap;
@@ -600,119 +249,13 @@ typedef struct stream {
     int stop_file_made;
 } stream;
 
-static win *win_get(stream *s, int64_t start)
-{
-    size_t lo = 0, hi = s->nwins;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (s->wins[mid].start < start) lo = mid + 1;
-        else hi = mid;
-    }
-    if (lo < s->nwins && s->wins[lo].start == start) return &s->wins[lo];
-    if (s->nwins == s->wcap) {
-        s->wcap = s->wcap ? 2 * s->wcap : 16;
-        s->wins = em__realloc(s->wins, s->wcap * sizeof *s->wins);
-    }
-    memmove(&s->wins[lo + 1], &s->wins[lo], (s->nwins - lo) * sizeof *s->wins);
-    s->nwins++;
-    memset(&s->wins[lo], 0, sizeof s->wins[lo]);
-    s->wins[lo].start = start;
-    return &s->wins[lo];
-}
-
 /* ---- output rows ---- */
 
-static void add_str(em__buf *b, const char *s) { em__buf_add(b, s, strlen(s)); }
-
-/* A CSV field (RFC 4180): quoted when it holds a comma, a quote, CR or LF; quotes doubled. */
-static void add_csv_field(em__buf *b, const uint8_t *k, size_t n)
-{
-    int q = 0;
-    for (size_t i = 0; i < n && !q; i++) q = k[i] == ',' || k[i] == '"' || k[i] == '\r' || k[i] == '\n';
-    if (!q) {
-        em__buf_add(b, k, n);
-        return;
-    }
-    em__buf_add(b, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        em__buf_add(b, &k[i], 1);
-        if (k[i] == '"') em__buf_add(b, "\"", 1);
-    }
-    em__buf_add(b, "\"", 1);
-}
-
-static void add_i128(em__buf *b, i128 v)
-{
-    char d[48];
-    int i = sizeof d;
-    u128 u = v < 0 ? -(u128)v : (u128)v;
-    do {
-        d[--i] = (char)('0' + (int)(u % 10));
-        u /= 10;
-    } while (u);
-    if (v < 0) d[--i] = '-';
-    em__buf_add(b, d + i, sizeof d - (size_t)i);
-}
-
-static void add_value(em__buf *b, em__wagg agg, const acc *a)
-{
-    char t[64];
-    switch (agg) {
-    case EM__WAGG_COUNT: snprintf(t, sizeof t, "%" PRId64, a->n); break;
-    case EM__WAGG_SUM:
-        if (!a->nfloat) {
-            add_i128(b, a->isum);
-            return;
-        }
-        snprintf(t, sizeof t, "%.17g", (double)a->isum + a->fsum);
-        break;
-    case EM__WAGG_AVG: snprintf(t, sizeof t, "%.17g", ((double)a->isum + a->fsum) / (double)a->n); break;
-    case EM__WAGG_MIN:
-    case EM__WAGG_MAX:
-        if (a->kind == 1) snprintf(t, sizeof t, "%" PRId64, a->xi);
-        else snprintf(t, sizeof t, "%.17g", a->xf);
-        break;
-    }
-    add_str(b, t);
-}
-
-static const ktab *sort_tab; /* qsort context (main thread only) */
-static int by_key(const void *pa, const void *pb)
-{
-    const kent *a = &sort_tab->e[*(const uint32_t *)pa], *b = &sort_tab->e[*(const uint32_t *)pb];
-    size_t n = a->klen < b->klen ? a->klen : b->klen;
-    int c = n ? memcmp(sort_tab->keys + a->koff, sort_tab->keys + b->koff, n) : 0;
-    return c ? c : (a->klen > b->klen) - (a->klen < b->klen);
-}
-
-/* Cuts every window whose end <= the watermark into rows (window order, then key bytes) for batch `batch`. */
+/* Cuts every window whose end <= the watermark into rows (output order) for batch `batch`. */
 static void emit_closed(stream *s, uint64_t batch)
 {
-    const int64_t W = s->o->window_ms;
-    size_t k = 0;
     size_t before = s->rowbuf.len;
-    for (; k < s->nwins && (s->wm == INT64_MAX || s->wins[k].start + W <= s->wm); k++) {
-        win *w = &s->wins[k];
-        uint32_t *idx = em__malloc((w->keys.n ? w->keys.n : 1) * sizeof *idx);
-        for (size_t i = 0; i < w->keys.n; i++) idx[i] = (uint32_t)i;
-        sort_tab = &w->keys;
-        qsort(idx, w->keys.n, sizeof *idx, by_key);
-        char head[64];
-        int hl = snprintf(head, sizeof head, "%" PRId64 ",%" PRId64 ",", w->start, w->start + W);
-        for (size_t i = 0; i < w->keys.n; i++) {
-            const kent *e = &w->keys.e[idx[i]];
-            em__buf_add(&s->rowbuf, head, (size_t)hl);
-            add_csv_field(&s->rowbuf, w->keys.keys + e->koff, e->klen);
-            em__buf_add(&s->rowbuf, ",", 1);
-            add_value(&s->rowbuf, s->o->agg, &e->a);
-            em__buf_add(&s->rowbuf, "\n", 1);
-        }
-        s->rows += w->keys.n;
-        free(idx);
-        ktab_release(&w->keys);
-    }
-    memmove(s->wins, s->wins + k, (s->nwins - k) * sizeof *s->wins);
-    s->nwins -= k;
+    s->rows += em__wstate_emit(&s->ws, s->wm, &s->rowbuf);
     if (s->rowbuf.len > before) {
         if (s->nsegs == s->scap) {
             s->scap = s->scap ? 2 * s->scap : 16;
@@ -746,7 +289,7 @@ static void trim_rows(stream *s, int64_t c)
  *   24       8      window ms          \
  *   32       8      slide ms            |  the query: a checkpoint is refused by a query that differs
  *   40       8      lateness ms         |
- *   48       4      aggregate (em__wagg)|
+ *   48       4      aggregate (em_stream_agg)
  *   52       4      N log partitions   /
  *   56       8N     next offset of each partition
  *   +0       8      largest event time seen (INT64_MIN: none)
@@ -755,7 +298,8 @@ static void trim_rows(stream *s, int64_t c)
  *   +48      4+L    L, then the output file's absolute path (L bytes)
  *   ...      8      number of open windows, then per window (by start):
  *                     8 start, 8 number of keys, then per key: 4 key length, the key, the accumulator
- *                     (acc_size(aggregate) bytes, encoded as in acc_encode)
+ *                     (em__acc_size(aggregate) bytes, encoded as stream.h draws it); keys in any order when
+ *                     read (written sorted), no key twice
  *   end      4      crc32 (zlib) of every byte before it
  */
 #define CK_MAGIC "EMWCKPT1"
@@ -774,9 +318,10 @@ static void ck_u32(em__buf *b, uint32_t v)
     em__buf_add(b, t, 4);
 }
 
+
 static void ck_encode(const stream *s, uint64_t out_bytes, em__buf *b)
 {
-    const em__stream_opts *o = s->o;
+    const em_stream_opts *o = s->o;
     em__buf_add(b, CK_MAGIC, 8);
     ck_u64(b, s->batch);
     ck_u64(b, out_bytes);
@@ -793,19 +338,20 @@ static void ck_encode(const stream *s, uint64_t out_bytes, em__buf *b)
     ck_u64(b, s->bad);
     ck_u64(b, s->rows);
     ck_u32(b, (uint32_t)strlen(s->out_abs));
-    add_str(b, s->out_abs);
-    ck_u64(b, s->nwins);
-    size_t as = acc_size(o->agg);
-    uint8_t v[64];
-    for (size_t w = 0; w < s->nwins; w++) {
-        const ktab *t = &s->wins[w].keys;
-        ck_u64(b, (uint64_t)s->wins[w].start);
-        ck_u64(b, t->n);
-        for (size_t i = 0; i < t->n; i++) {
-            ck_u32(b, t->e[i].klen);
-            em__buf_add(b, t->keys + t->e[i].koff, t->e[i].klen);
-            acc_encode(o->agg, &t->e[i].a, v);
-            em__buf_add(b, v, as);
+    em__buf_add(b, s->out_abs, strlen(s->out_abs));
+    ck_u64(b, s->ws.n);
+    const size_t as = em__acc_size(o->agg);
+    for (size_t w = 0; w < s->ws.n; w++) {
+        const em__wrun *r = &s->ws.wins[w].run;
+        ck_u64(b, (uint64_t)s->ws.wins[w].start);
+        ck_u64(b, r->n);
+        size_t kb = r->n ? r->koff[r->n] : 0;
+        em__buf_grow(b, r->n * (4 + as) + kb);
+        for (size_t i = 0; i < r->n; i++) {
+            uint32_t kl = (uint32_t)(r->koff[i + 1] - r->koff[i]);
+            ck_u32(b, kl);
+            em__buf_add(b, r->keys + r->koff[i], kl);
+            em__buf_add(b, r->accs + i * as, as);
         }
     }
     ck_u32(b, (uint32_t)crc32(0L, b->p, (uInt)b->len));
@@ -842,7 +388,7 @@ static uint32_t ck_rd32(ckrd *r)
  * (written by a different query), with the message set. */
 static int ck_load(stream *s, const uint8_t *p, size_t n, uint64_t *out_bytes)
 {
-    const em__stream_opts *o = s->o;
+    const em_stream_opts *o = s->o;
     const char *path = s->ckpt_path;
     if (n < CK_HEAD + 4 || memcmp(p, CK_MAGIC, 8) != 0)
         return em__fail(EM_EPARSE, "%s: not a windowcount checkpoint (bad magic or too short)", path);
@@ -856,7 +402,7 @@ static int ck_load(stream *s, const uint8_t *p, size_t n, uint64_t *out_bytes)
     if (w != o->window_ms || sl != o->slide_ms || la != o->lateness_ms || agg != (uint32_t)o->agg)
         return em__fail(EM_EINVAL, "%s was written by a different query (--window %" PRId64 "ms --slide %" PRId64
                         "ms --lateness %" PRId64 "ms --agg %s): use another checkpoint directory", path, w, sl, la,
-                        em__wagg_name((em__wagg)agg));
+                        em_stream_agg_name((em_stream_agg)agg));
     if (np != (uint32_t)s->np)
         return em__fail(EM_EINVAL, "%s: the checkpoint is for a log of %u partitions, %s has %d", path, np,
                         o->log_dir, s->np);
@@ -873,17 +419,19 @@ static int ck_load(stream *s, const uint8_t *p, size_t n, uint64_t *out_bytes)
         return em__fail(EM_EINVAL, "%s: the checkpoint's output file is %.*s, not %s: use the same --out", path,
                         (int)pl, (const char *)op, s->out_abs);
     uint64_t nw = ck_rd64(&r);
-    size_t as = acc_size(o->agg);
+    size_t as = em__acc_size(o->agg);
     for (uint64_t i = 0; i < nw && !r.bad; i++) {
         int64_t start = (int64_t)ck_rd64(&r);
         uint64_t nk = ck_rd64(&r);
-        win *wn = win_get(s, start);
+        em__win *wn = em__wstate_win(&s->ws, start);
         for (uint64_t k = 0; k < nk && !r.bad; k++) {
             uint32_t kl = ck_rd32(&r);
             const uint8_t *kp = ck_take(&r, kl), *ap = ck_take(&r, as);
             if (r.bad) break;
-            acc_decode(o->agg, ap, ktab_get(&wn->keys, kp, kl));
+            em__wrun_push(&wn->run, kp, kl, ap, as);
         }
+        if (!r.bad && em__wrun_seal(&wn->run, as) < 0)
+            return em__fail(EM_EPARSE, "%s: malformed checkpoint (a key twice in window %" PRId64 ")", path, start);
     }
     if (r.bad || r.p != r.end) return em__fail(EM_EPARSE, "%s: malformed checkpoint (length fields disagree)", path);
     return 0;
@@ -903,7 +451,7 @@ static int ck_head(const stream *s, int64_t *batch, uint64_t *out_bytes)
     return 0;
 }
 
-/* The leader cannot commit: this process ends, and the survivors' new leader retries (see em__stream_run). */
+/* The leader cannot commit: this process ends, and the survivors' new leader retries (see em_stream_run). */
 __attribute__((noreturn)) static void commit_failed(const char *what, const char *path)
 {
     EM_LOG_E("stream: cannot %s %s: %s; this rank leaves so that another one retries the commit", what, path,
@@ -1051,55 +599,47 @@ static uint64_t split_size(const stream *s, const uint64_t *to, uint64_t total)
 }
 
 /* Runs the batch [s->off, to) and folds it into the state. COLLECTIVE. */
+/* Runs the batch [s->off, to) and folds it into the state. COLLECTIVE. */
 static int run_batch(stream *s, const uint64_t *to, uint64_t total)
 {
-    const em__stream_opts *o = s->o;
+    const em_stream_opts *o = s->o;
     batch_arg *b = em__calloc(1, sizeof *b);
     b->o = o;
     b->wm = s->wm;
     b->next = s->args;
     s->args = b;
-    em_ds *ev = em__log_source(s->ctx, o->log_dir, s->off, to, split_size(s, to, total));
-    if (o->transform) ev = o->transform(ev, o->transform_arg);
-    em_ds *parts = em_map_partitions(ev, task_open, task_each, task_close, b);
+    em_ds *parts;
+    if (o->transform) {
+        em_ds *ev = em__log_source(s->ctx, o->log_dir, s->off, to, split_size(s, to, total));
+        ev = o->transform(ev, o->transform_arg);
+        parts = em_map_partitions(ev, task_open, task_each, task_close, b);
+    } else {
+        em__log_fold f = {fold_open, fold_each, fold_close, b};
+        parts = em__log_source_fold(s->ctx, o->log_dir, s->off, to, split_size(s, to, total), &f);
+    }
     em_records r;
     int rc = em_collect(parts, &r);
     if (rc < 0) return rc;
-    uint64_t events = 0, late = 0, bad = 0;
-    int64_t bmax = INT64_MIN;
-    const size_t as = acc_size(o->agg);
-    for (size_t i = 0; i < r.n; i++) {
-        const em_rec *x = &r.recs[i];
-        if (x->klen == 0) {
-            if (x->vlen != STATS_LEN) continue;
-            const uint8_t *v = x->val;
-            events += get64(v);
-            late += get64(v + 8);
-            bad += get64(v + 16);
-            if (v[32] && (int64_t)get64(v + 24) > bmax) bmax = (int64_t)get64(v + 24);
-            continue;
-        }
-        EM_ASSERT(x->klen >= 8 && x->vlen == as);
-        acc a;
-        acc_decode(o->agg, x->val, &a);
-        win *w = win_get(s, em_i64_get(x->key));
-        acc_merge(o->agg, ktab_get(&w->keys, (const uint8_t *)x->key + 8, x->klen - 8), &a);
-    }
+    double t0 = em__now_s();
+    em__wbatch wb;
+    em__wstate_merge(&s->ws, &r, &wb);
     em_records_free(&r);
     memcpy(s->off, to, (size_t)s->np * sizeof *to);
-    s->events += events;
-    s->late += late;
-    s->bad += bad;
-    if (bmax > s->max_seen) s->max_seen = bmax;
+    s->events += wb.events;
+    s->late += wb.late;
+    s->bad += wb.bad;
+    if (wb.max_t > s->max_seen) s->max_seen = wb.max_t;
     if (s->max_seen != INT64_MIN) {
         int64_t w = s->max_seen - o->lateness_ms; /* |max_seen| <= 2^62 and lateness <= 2^61: no overflow */
         if (w > s->wm) s->wm = w;
     }
     s->batch++;
     uint64_t rows0 = s->rows;
+    double t1 = em__now_s();
     emit_closed(s, s->batch);
     EM_LOG_I("stream: batch %" PRIu64 ": %" PRIu64 " events (%" PRIu64 " late, %" PRIu64 " bad), watermark %" PRId64
-             ", %" PRIu64 " rows, %zu open windows", s->batch, events, late, bad, s->wm, s->rows - rows0, s->nwins);
+             ", %" PRIu64 " rows, %zu open windows; merge %.3f s, rows %.3f s", s->batch, wb.events, wb.late, wb.bad,
+             s->wm, s->rows - rows0, s->ws.n, t1 - t0, em__now_s() - t1);
     return 0;
 }
 
@@ -1130,8 +670,7 @@ static int abs_out(const char *out, char **res)
 
 static void stream_release(stream *s)
 {
-    for (size_t w = 0; w < s->nwins; w++) ktab_release(&s->wins[w].keys);
-    free(s->wins);
+    em__wstate_release(&s->ws);
     free(s->off);
     free(s->ends);
     free(s->target);
@@ -1148,20 +687,20 @@ static void stream_release(stream *s)
     }
 }
 
-static int check_opts(const em__stream_opts *o)
+static int check_opts(const em_stream_opts *o)
 {
     if (!o->log_dir || !o->checkpoint_dir || !o->out_path)
         return em__fail(EM_EINVAL, "stream: the log, the checkpoint directory and the output file are required");
-    if (o->window_ms <= 0 || o->window_ms > MAX_DURATION)
+    if (o->window_ms <= 0 || o->window_ms > EM__STREAM_MAX_DURATION)
         return em__fail(EM_EINVAL, "--window must be more than 0 and at most 2^61 ms");
     if (o->slide_ms <= 0 || o->slide_ms > o->window_ms)
         return em__fail(EM_EINVAL, "--slide must be more than 0 and at most the window (%" PRId64 " ms)", o->window_ms);
-    if (o->window_ms / o->slide_ms > MAX_WINDOWS_PER_EVENT)
+    if (o->window_ms / o->slide_ms > EM__STREAM_MAX_WINDOWS_PER_EVENT)
         return em__fail(EM_EINVAL, "--window / --slide is %" PRId64 ": an event would fall into more than %d windows",
-                        o->window_ms / o->slide_ms, MAX_WINDOWS_PER_EVENT);
-    if (o->lateness_ms < 0 || o->lateness_ms > MAX_DURATION)
+                        o->window_ms / o->slide_ms, EM__STREAM_MAX_WINDOWS_PER_EVENT);
+    if (o->lateness_ms < 0 || o->lateness_ms > EM__STREAM_MAX_DURATION)
         return em__fail(EM_EINVAL, "--lateness must be at least 0 and at most 2^61 ms");
-    if ((unsigned)o->agg > EM__WAGG_AVG) return em__fail(EM_EINVAL, "stream: unknown aggregate %d", (int)o->agg);
+    if ((unsigned)o->agg > EM_STREAM_AVG) return em__fail(EM_EINVAL, "stream: unknown aggregate %d", (int)o->agg);
     if (o->trigger_ms < 0) return em__fail(EM_EINVAL, "--trigger must not be negative");
     return 0;
 }
@@ -1199,9 +738,10 @@ static int poll(stream *s, em_ds *node, int *stop)
     return rc;
 }
 
-int em__stream_run(em_ctx *ctx, const em__stream_opts *o, em__stream_stats *st)
+int em_stream_run(em_ctx *ctx, const em_stream_opts *o, em_stream_stats *st)
 {
-    stream s = {.ctx = ctx, .o = o, .max_seen = INT64_MIN, .wm = INT64_MIN};
+    stream s = {.ctx = ctx, .o = o, .max_seen = INT64_MIN, .wm = INT64_MIN,
+                .ws = {.agg = o->agg, .window_ms = o->window_ms}};
     em__buf_init(&s.rowbuf);
     char err[600] = "";
     em__log_topic *t = NULL;
@@ -1254,7 +794,7 @@ int em__stream_run(em_ctx *ctx, const em__stream_opts *o, em__stream_stats *st)
         if (em_is_leader(ctx) && (uint64_t)sb.st_size > ob && truncate(s.out_abs, (off_t)ob) < 0)
             commit_failed("truncate", s.out_abs);
         EM_LOG_I("stream: resumed from batch %" PRIu64 " (watermark %" PRId64 ", %zu open windows)", s.batch, s.wm,
-                 s.nwins);
+                 s.ws.n);
     } else if (em_is_leader(ctx)) {
         commit(&s); /* batch 0: the header row and an empty state, so that a restart never finds an unknown file */
     }

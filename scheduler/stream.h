@@ -1,81 +1,99 @@
 /*
- * stream.h — the micro-batch streaming engine (shared DESIGN.md §7): a windowed aggregation over the input log
- * (operators/sources/streamlog.h), event-time tumbling or sliding windows, a watermark with allowed lateness,
- * append output to a CSV file, and exactly-once checkpoints.
+ * stream.h — internals of the streaming engine (shared DESIGN.md §7). The public API, and the semantics users see,
+ * are the em_stream_* section of include/ember.h; this header is the seam between its two files:
  *
- * Internal for now: include/ember.h belongs to another engineer; these prototypes are meant to move there as
- * em_stream_* once reviewed (jobs/windowcount.c is the only caller today).
+ *   scheduler/window.c   windows and their state: numbers and accumulators, the per-task aggregation of events into
+ *                        partials per (window, key), the replicated window state (one sorted run of keys per open
+ *                        window) that partials are merged into, and the output rows of closed windows.
+ *   scheduler/stream.c   the micro-batch driver: agreeing on batch boundaries, running a batch, the checkpoint and
+ *                        the exactly-once commit, follow mode and stopping.
  *
- * Semantics (the README's "Streaming (windowcount)" section says the same for users):
- *   - Windows are [start, start + window) with start a multiple of `slide` (counted from the epoch, so windows
- *     line up across runs); an event at time t belongs to every window with start <= t < start + window
- *     (one window when slide == window: tumbling).
- *   - The watermark is the largest event time seen so far minus `lateness` (none before the first event). It
- *     only moves between micro-batches. A window is closed when its end <= watermark.
- *   - An event adds to each of its windows that is still open at the start of its batch; an event all of whose
- *     windows are closed is late: dropped and counted. Late-ness is decided against the watermark at the start
- *     of the batch, so which events are late depends on batch boundaries (as in Spark).
- *   - After each batch every newly closed window is written once, as `window_start,window_end,key,value` rows
- *     ordered by (window_end, window_start, key bytes). Because the watermark never goes back, the whole output
- *     file is in that order too.
+ * Accumulators are kept encoded everywhere (task tables, partial records, the state, the checkpoint), little-endian,
+ * em__acc_size(agg) bytes:
+ *
+ *   aggregate  bytes  fields
+ *   count      8      n (events)
+ *   sum, avg   40     n (numbers), nfloat (numbers that were not integers), isum low 64 bits, isum high 64 bits
+ *                     (isum: the integers' sum, exact in 128 bits), fsum (IEEE bits: the other numbers' sum)
+ *   min, max   17     n, kind (1 byte: 0 none, 1 integer, 2 double), the integer or the double's bits
+ *
+ * Partial records (one task's output, then collected by every rank):
+ *   key = em_i64_put(window start) then the event key, value = the encoded accumulator; in (window, key bytes)
+ *   order within a task. Last, one record with an empty key: the task's counters (EM__WSTATS_LEN bytes).
  */
 #ifndef EM_SCHEDULER_STREAM_H
 #define EM_SCHEDULER_STREAM_H
 
 #include "ember.h"
 
+#include "runtime/buf.h"
+
+#include <stddef.h>
 #include <stdint.h>
 
-/* The aggregate of a window's values per key. COUNT counts events and ignores values; the others read the event's
- * value as a number (an integer literal, kept exact; or a decimal number, kept as a double). */
-typedef enum em__wagg { EM__WAGG_COUNT, EM__WAGG_SUM, EM__WAGG_MIN, EM__WAGG_MAX, EM__WAGG_AVG } em__wagg;
-/* "count", "sum", ... -> em__wagg, or -1. And back. LOCAL. */
-int em__wagg_parse(const char *name);
-const char *em__wagg_name(em__wagg agg);
+#define EM__STREAM_MAX_DURATION ((int64_t)1 << 61) /* ms: window, slide, lateness (window arithmetic in range) */
+#define EM__STREAM_MAX_TIME ((int64_t)1 << 62)     /* ms: event times beyond +-2^62 are counted as bad */
+#define EM__STREAM_MAX_WINDOWS_PER_EVENT 10000     /* window / slide */
+#define EM__WSTATS_LEN 41 /* u64 events, u64 late, u64 bad, i64 max time, u8 has max time, u64 0 (unused) */
 
-typedef struct em__stream_opts {
-    const char *log_dir;        /* the topic */
-    const char *checkpoint_dir; /* created if missing; must be on a file system every rank sees */
-    const char *out_path;       /* the CSV output, appended by the leader */
-    int64_t window_ms, slide_ms; /* 0 < slide_ms <= window_ms; slide_ms == window_ms: tumbling */
-    int64_t lateness_ms;         /* >= 0 */
-    em__wagg agg;
-    int until_end;     /* 1: process what the log holds at start-up, then stop; 0: follow the log */
-    int flush;         /* with until_end: at the end move the watermark to +infinity and emit every open window */
-    int64_t trigger_ms;          /* follow mode: at most one batch per trigger interval when idle */
-    uint64_t max_batch_events;   /* a batch reads at most this many records (0: no limit) */
-    /* Optional: applied to each batch's events (records as em__log_source makes them) before windowing, e.g. an
-     * em_filter or an em_map that keeps that record shape. NULL: none. Must build the same graph on every rank. */
-    em_ds *(*transform)(em_ds *events, void *arg);
-    void *transform_arg;
-} em__stream_opts;
+size_t em__acc_size(em_stream_agg agg);
 
-typedef struct em__stream_stats {
-    uint64_t batches;   /* batches committed by this run */
-    uint64_t events;    /* totals since the query began (restored from the checkpoint) */
-    uint64_t late;      /* events dropped because all their windows were closed */
-    uint64_t bad;       /* events whose value is not a number (sum/min/max/avg), or time out of range */
-    uint64_t rows;      /* output rows written */
-    int64_t watermark;  /* INT64_MIN: none yet */
-    int resumed;        /* 1: started from an existing checkpoint */
-} em__stream_stats;
+/* ---- the task: events -> partial aggregates per (window start, key) ---- */
 
-/*
- * Runs the query until the log's end at start-up (until_end) or until em__stream_request_stop() was called on any
- * rank (follow mode; the current batch is committed first). Every rank must call it with the same options.
- * COLLECTIVE (runs actions). Restarting with the same checkpoint directory resumes exactly once: the output file is
- * cut back to the length recorded in the checkpoint, then the batches after it are replayed from the log.
- * Returns 0 and fills *st (may be NULL), or a negative code with em_last_error() set:
- *   EM_ENOENT  the log directory is not a topic;   EM_EINVAL  bad options, or a checkpoint written by a different
- *   query (window, slide, lateness, aggregate, partition count or output file differ);  EM_EPARSE  a corrupt
- *   checkpoint;  EM_EIO  the checkpoint directory cannot be created;  or an action's error (EM_ETASK, ...).
- * An I/O error while the leader writes the output or a checkpoint ends the leader's process (_exit(1)): the
- * survivors elect a new leader that retries the commit from its replica of the state (see stream.c).
- */
-int em__stream_run(em_ctx *ctx, const em__stream_opts *o, em__stream_stats *st);
+typedef struct em__wtask em__wtask;
 
-/* Asks the running query to stop after its current batch. Async-signal-safe (call it from SIGINT/SIGTERM
- * handlers); any rank may call it. LOCAL. */
-void em__stream_request_stop(void);
+/* A task's table. `wm` is the watermark at the start of the batch; `part` the log partition the task reads (-1:
+ * unknown); o->log_dir names the log in messages. LOCAL. */
+em__wtask *em__wtask_new(const em_stream_opts *o, int64_t wm, int64_t part);
+/* Adds one event (bytes borrowed). The partition and `off` name it in the message if it is bad (or, when `rec` is
+ * not NULL, the tuple fields [2] and [3] of rec->val do). Never fails: bad and late events are counted. LOCAL. */
+void em__wtask_add(em__wtask *t, int64_t time_ms, const void *key, uint32_t klen, const void *val, uint32_t vlen,
+                   int64_t off, const em_rec *rec);
+/* Emits the partials in (window, key) order, then the counters record; frees t (also when out is NULL: nothing is
+ * emitted). Returns 0 or em_emit's error. LOCAL. */
+int em__wtask_finish(em__wtask *t, em_emitter *out);
+
+/* ---- the replicated window state ---- */
+
+/* One window's keys, sorted by key bytes (memcmp, then the shorter first), no key twice. */
+typedef struct em__wrun {
+    size_t n, cap;
+    size_t *koff;    /* n + 1 offsets into keys: key i is keys[koff[i], koff[i + 1]) */
+    uint8_t *keys;
+    size_t kcap;
+    uint8_t *accs;   /* n encoded accumulators */
+} em__wrun;
+
+typedef struct em__win {
+    int64_t start; /* ms */
+    em__wrun run;
+} em__win;
+
+typedef struct em__wstate {
+    em_stream_agg agg;
+    int64_t window_ms;
+    em__win *wins; /* open windows by start */
+    size_t n, cap;
+} em__wstate;
+
+/* A batch's counters, summed over its tasks. */
+typedef struct em__wbatch {
+    uint64_t events, late, bad;
+    int64_t max_t; /* INT64_MIN: none */
+} em__wbatch;
+
+void em__wstate_release(em__wstate *s);
+/* The window starting at `start`, inserted empty if absent. */
+em__win *em__wstate_win(em__wstate *s, int64_t start);
+/* Merges the collected partial records of a batch into the state (runs of a window combined in collect order, so
+ * every rank gets the same state) and sums the counters into *b. LOCAL. */
+void em__wstate_merge(em__wstate *s, const em_records *r, em__wbatch *b);
+/* Appends the rows of every window with end <= wm (all of them when wm == INT64_MAX) to `rows`, in output order,
+ * and drops those windows. Returns the number of rows. LOCAL. */
+uint64_t em__wstate_emit(em__wstate *s, int64_t wm, em__buf *rows);
+
+/* Building a run from a checkpoint: append entries in any order, then seal (sorts; -1 if a key is there twice). */
+void em__wrun_push(em__wrun *r, const void *key, uint32_t klen, const uint8_t *a, size_t as);
+int em__wrun_seal(em__wrun *r, size_t as);
 
 #endif

@@ -2,7 +2,8 @@
  * (which offsets of which log partition each dataset partition reads) is made when the dataset is built, the same
  * way on every rank because from/to are the same everywhere (the streaming engine agrees on them through an
  * action first); a task opens the topic and reads its range with em__log_read, which seeks with the sparse index,
- * so a piece in the middle of a partition costs no scan of what comes before it. */
+ * so a piece in the middle of a partition costs no scan of what comes before it. A fold source (em__log_source_fold)
+ * hands the raw records to a fold instead of making a tuple record of each. */
 #include "operators/sources/logsrc.h"
 
 #include "operators/dataset.h"
@@ -22,6 +23,8 @@ typedef struct log_src {
     char *dir;
     log_piece *pieces;
     int npieces;
+    int has_fold;
+    em__log_fold fold;
 } log_src;
 
 static void log_src_free(void *p)
@@ -35,11 +38,13 @@ static void log_src_free(void *p)
 
 static int log_compute(const em__node *n, int part, em_emitter *sink);
 
-em_ds *em__log_source(em_ctx *ctx, const char *dir, const uint64_t *from, const uint64_t *to, uint64_t split)
+static em_ds *log_source(em_ctx *ctx, const char *dir, const uint64_t *from, const uint64_t *to, uint64_t split,
+                         const em__log_fold *fold)
 {
     em__node *n = em__node_add(ctx, EM__K_SOURCE, NULL, 0);
     log_src *s = em__calloc(1, sizeof *s);
     s->dir = em__strdup(dir);
+    if (fold) s->has_fold = 1, s->fold = *fold;
     n->src = s;
     n->src_free = log_src_free;
     n->src_compute = log_compute;
@@ -75,6 +80,18 @@ em_ds *em__log_source(em_ctx *ctx, const char *dir, const uint64_t *from, const 
     }
     n->nparts = s->npieces;
     return (em_ds *)n;
+}
+
+em_ds *em__log_source(em_ctx *ctx, const char *dir, const uint64_t *from, const uint64_t *to, uint64_t split)
+{
+    return log_source(ctx, dir, from, to, split, NULL);
+}
+
+em_ds *em__log_source_fold(em_ctx *ctx, const char *dir, const uint64_t *from, const uint64_t *to, uint64_t split,
+                           const em__log_fold *fold)
+{
+    EM_ASSERT(fold && fold->each && fold->close);
+    return log_source(ctx, dir, from, to, split, fold);
 }
 
 int em__log_source_range(const em_ds *ds, int part, int *log_part, uint64_t *from, uint64_t *to)
@@ -116,9 +133,20 @@ static int log_compute(const em__node *n, int part, em_emitter *sink)
     char err[600] = "";
     em__log_topic *t = NULL;
     read_st st = {sink, {0}, pc->part};
-    int rc = em__log_open(s->dir, &t, err, sizeof err);
-    if (rc == 0) rc = em__log_read(t, pc->part, pc->from, pc->to, on_record, &st, NULL, err, sizeof err);
-    if (rc < 0 && *err) em__fail(rc, "%s", err); /* a sink's own error already set its message */
+    void *fs = NULL;
+    int opened = 0, rc = em__log_open(s->dir, &t, err, sizeof err);
+    if (rc == 0 && s->has_fold) {
+        fs = s->fold.open ? s->fold.open(part, pc->part, s->fold.arg) : NULL;
+        opened = 1;
+        rc = em__log_read(t, pc->part, pc->from, pc->to, s->fold.each, fs, NULL, err, sizeof err);
+    } else if (rc == 0) {
+        rc = em__log_read(t, pc->part, pc->from, pc->to, on_record, &st, NULL, err, sizeof err);
+    }
+    if (rc < 0 && *err) em__fail(rc, "%s", err); /* a sink's or fold's own error already set its message */
+    if (opened) {
+        int crc = s->fold.close(fs, rc < 0 ? NULL : sink);
+        if (rc == 0) rc = crc;
+    }
     em__log_close(t);
     em_tup_free(&st.t);
     return rc < 0 ? rc : 0;
