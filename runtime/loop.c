@@ -172,13 +172,17 @@ void em__send(em__rt *rt, int dst, em__msg *m)
 
 void em__send_all(em__rt *rt, em__msg *m)
 {
-    for (int r = 0; r < rt->size; r++) {
+    int last = -1;
+    for (int r = 0; r < rt->size; r++)
+        if (r != rt->rank && em__rt_is_alive(rt, r)) last = r;
+    for (int r = 0; r < last; r++) { /* copies for all but the last destination, which gets m itself */
         if (r == rt->rank || !em__rt_is_alive(rt, r)) continue;
         em__msg *c = em__msg_new(m->hdr->type, m->len);
         memcpy(c->payload, m->payload, m->len);
         em__send(rt, r, c);
     }
-    em__msg_free(m);
+    if (last >= 0) em__send(rt, last, m);
+    else em__msg_free(m);
 }
 
 /* ---- the loop ---- */
@@ -224,12 +228,13 @@ static void *progress_main(void *arg)
             dispatch(rt, m);
             activity++;
         }
-        em__comm_progress();
+        int sending = em__comm_progress(); /* large messages need MPI to be called often to move along */
         em__mem_tick(rt, now);
         if (activity) {
             idle_us = 20;
             continue;
         }
+        if (sending) idle_us = 20;
         struct timespec dl;
         em__deadline_after(&dl, idle_us);
         pthread_mutex_lock(&rt->out_mu);
