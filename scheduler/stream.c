@@ -10,9 +10,8 @@
  *      "load") also carries the bytes of the checkpoint file, so every rank starts from the same checkpoint even if
  *      the leader commits a new one before a slow rank gets to read the disk.
  *   2. A batch is a log source over [committed offsets, agreed ends) (capped at max_batch_events) whose tasks fold
- *      the raw records straight into partial aggregates per (window start, key) (em__log_source_fold and
- *      em__wtask_*; with a transform the records are built and an em_map_partitions does the same), then
- *      em_collect of those partials. No shuffle: the log is partitioned by key, so one task that reads a partition's
+ *      the raw records straight into sorted partial aggregates per (window start, key) (wtask.c), then em_collect
+ *      of those partials. No shuffle: the log is partitioned by key, so one task that reads a partition's
  *      range already holds every event of its keys; partials of the same (window, key) from pieces of one split
  *      range are merged in step 3. (A shuffle would also leave its map output in the block store for the life of
  *      the job: unbounded growth in follow mode.)
@@ -37,7 +36,6 @@
 #include "scheduler/stream.h"
 
 #include "operators/dataset.h"
-#include "operators/sources/logsrc.h"
 #include "operators/sources/streamlog.h"
 #include "runtime/log.h"
 
@@ -77,59 +75,6 @@ static void put32(uint8_t *p, uint32_t v)
     for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
 static uint32_t get32(const uint8_t *p) { return (uint32_t)get64((const uint8_t[8]){p[0], p[1], p[2], p[3]}); }
-
-/* Batch parameters the tasks read: fixed when the batch's datasets are built, freed when the query ends (a task
- * of the batch may still be referenced by the engine until then). */
-typedef struct batch_arg {
-    const em_stream_opts *o;
-    int64_t wm; /* watermark at the start of the batch */
-    struct batch_arg *next;
-} batch_arg;
-
-/* ---- the per-task stage: events -> partial aggregates (window.c) ----
- * Without a transform the log source folds its raw records into the task's table; with one, the events are records
- * (a tuple value, see em_stream_opts) and an em_map_partitions does it. */
-
-static void *fold_open(int part, int log_part, void *arg)
-{
-    (void)part;
-    const batch_arg *b = arg;
-    return em__wtask_new(b->o, b->wm, log_part);
-}
-
-static int fold_each(void *state, const em__log_rec *r)
-{
-    em__wtask_add(state, r->time_ms, r->key, r->klen, r->value, r->vlen, (int64_t)r->offset, NULL);
-    return 0;
-}
-
-static int fold_close(void *state, em_emitter *out) { return em__wtask_finish(state, out); }
-
-static void *task_open(int part, void *arg)
-{
-    (void)part;
-    const batch_arg *b = arg;
-    return em__wtask_new(b->o, b->wm, -1);
-}
-
-static int task_each(void *state, const em_rec *in, em_emitter *out, void *arg)
-{
-    const batch_arg *b = arg;
-    em_field ft, fv = {0};
-    (void)out;
-    if (em_tup_get(in->val, in->vlen, 0, &ft) < 0 || ft.type != EM_F_I64 ||
-        (b->o->agg != EM_STREAM_COUNT && (em_tup_get(in->val, in->vlen, 1, &fv) < 0 || fv.type != EM_F_STR)))
-        return em__fail(EM_EPARSE, "stream: an event record's value is not a tuple (event time, value, ...): did a "
-                                   "transform change the record shape?");
-    em__wtask_add(state, ft.i64, in->key, in->klen, fv.str, (uint32_t)fv.len, -1, in);
-    return 0;
-}
-
-static int task_close(void *state, em_emitter *out, void *arg)
-{
-    (void)arg;
-    return em__wtask_finish(state, out);
-}
 
 /* ---- the poll: end offsets (and the checkpoint) agreed through an action ----
  * One record with key "E": u8 stop requested, then u64 end offset of each log partition. The load node adds one
@@ -245,7 +190,7 @@ typedef struct stream {
     size_t nsegs, scap;
     char *out_abs;     /* the output file, absolute */
     char *ckpt_path, *tmp_path, *stop_path, *ckdir;
-    batch_arg *args;
+    em__wtask_arg *args;
     int stop_file_made;
 } stream;
 
@@ -603,20 +548,12 @@ static uint64_t split_size(const stream *s, const uint64_t *to, uint64_t total)
 static int run_batch(stream *s, const uint64_t *to, uint64_t total)
 {
     const em_stream_opts *o = s->o;
-    batch_arg *b = em__calloc(1, sizeof *b);
+    em__wtask_arg *b = em__calloc(1, sizeof *b);
     b->o = o;
     b->wm = s->wm;
     b->next = s->args;
     s->args = b;
-    em_ds *parts;
-    if (o->transform) {
-        em_ds *ev = em__log_source(s->ctx, o->log_dir, s->off, to, split_size(s, to, total));
-        ev = o->transform(ev, o->transform_arg);
-        parts = em_map_partitions(ev, task_open, task_each, task_close, b);
-    } else {
-        em__log_fold f = {fold_open, fold_each, fold_close, b};
-        parts = em__log_source_fold(s->ctx, o->log_dir, s->off, to, split_size(s, to, total), &f);
-    }
+    em_ds *parts = em__wtask_dataset(s->ctx, b, s->off, to, split_size(s, to, total));
     em_records r;
     int rc = em_collect(parts, &r);
     if (rc < 0) return rc;
@@ -681,7 +618,7 @@ static void stream_release(stream *s)
     free(s->tmp_path);
     free(s->stop_path);
     free(s->ckdir);
-    for (batch_arg *b = s->args, *nx; b; b = nx) {
+    for (em__wtask_arg *b = s->args, *nx; b; b = nx) {
         nx = b->next;
         free(b);
     }

@@ -2,8 +2,9 @@
  * stream.h — internals of the streaming engine (shared DESIGN.md §7). The public API, and the semantics users see,
  * are the em_stream_* section of include/ember.h; this header is the seam between its two files:
  *
- *   scheduler/window.c   windows and their state: numbers and accumulators, the per-task aggregation of events into
- *                        partials per (window, key), the replicated window state (one sorted run of keys per open
+ *   scheduler/wtask.c    the per-task stage: events read from the log aggregated into sorted partials per
+ *                        (window, key).
+ *   scheduler/window.c   numbers and accumulators, the replicated window state (one sorted run of keys per open
  *                        window) that partials are merged into, and the output rows of closed windows.
  *   scheduler/stream.c   the micro-batch driver: agreeing on batch boundaries, running a batch, the checkpoint and
  *                        the exactly-once commit, follow mode and stopping.
@@ -17,9 +18,14 @@
  *                     (isum: the integers' sum, exact in 128 bits), fsum (IEEE bits: the other numbers' sum)
  *   min, max   17     n, kind (1 byte: 0 none, 1 integer, 2 double), the integer or the double's bits
  *
- * Partial records (one task's output, then collected by every rank):
- *   key = em_i64_put(window start) then the event key, value = the encoded accumulator; in (window, key bytes)
- *   order within a task. Last, one record with an empty key: the task's counters (EM__WSTATS_LEN bytes).
+ * Partial records (one task's output, then collected by every rank), in (window, key bytes) order within a task:
+ *
+ *   key    8 bytes   em_i64_put(window start)
+ *   value  1 byte    flags: bit 0 set when this record continues the previous record's run (same task, same window)
+ *          entries   until the value ends (about 64 KiB of them): LEB128 key length, the key, the accumulator
+ *
+ * so one record carries many (window, key) entries: collecting 1M partials costs a few hundred records, not 1M.
+ * Last, one record with an empty key: the task's counters (EM__WSTATS_LEN bytes).
  */
 #ifndef EM_SCHEDULER_STREAM_H
 #define EM_SCHEDULER_STREAM_H
@@ -30,30 +36,119 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define EM__STREAM_MAX_DURATION ((int64_t)1 << 61) /* ms: window, slide, lateness (window arithmetic in range) */
 #define EM__STREAM_MAX_TIME ((int64_t)1 << 62)     /* ms: event times beyond +-2^62 are counted as bad */
 #define EM__STREAM_MAX_WINDOWS_PER_EVENT 10000     /* window / slide */
 #define EM__WSTATS_LEN 41 /* u64 events, u64 late, u64 bad, i64 max time, u8 has max time, u64 0 (unused) */
 
+/* ---- bytes and key order (window.c and wtask.c) ---- */
+
+static inline uint64_t em__load64(const uint8_t *p) /* native byte order */
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+static inline uint32_t em__load32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+/* Little-endian fields (encoded accumulators, the counters record). */
+static inline void em__put64(uint8_t *p, uint64_t v)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(p, &v, 8);
+#else
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+#endif
+}
+static inline uint64_t em__get64(const uint8_t *p)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return em__load64(p);
+#else
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+    return v;
+#endif
+}
+static inline uint64_t em__load_be64(const uint8_t *p)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return __builtin_bswap64(em__load64(p));
+#else
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+    return v;
+#endif
+}
+
+/* Output order of keys: bytes (memcmp), then the shorter first. */
+static inline int em__key_cmp(const uint8_t *a, uint32_t al, const uint8_t *b, uint32_t bl)
+{
+    uint32_t n = al < bl ? al : bl;
+    int c = n ? memcmp(a, b, n) : 0;
+    return c ? c : (al > bl) - (al < bl);
+}
+
+/* The first 8 key bytes, big-endian, zero-padded: their order is the keys' order except between keys whose first
+ * 8 bytes (padded) are equal, which then need em__key_cmp. */
+static inline uint64_t em__key_prefix(const uint8_t *k, uint32_t kl)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (kl >= 8) return __builtin_bswap64(em__load64(k));
+    if (kl >= 4) /* two overlapping 4-byte loads: bytes 0..3 and kl-4..kl-1 */
+        return (uint64_t)__builtin_bswap32(em__load32(k)) << 32 |
+               (uint64_t)__builtin_bswap32(em__load32(k + kl - 4)) << (8 * (8 - kl));
+#endif
+    uint64_t v = 0;
+    uint32_t n = kl < 8 ? kl : 8;
+    for (uint32_t i = 0; i < n; i++) v |= (uint64_t)k[i] << (56 - 8 * i);
+    return v;
+}
+
+/* An item to sort by (hi, lo, then the full key). */
+typedef struct em__sitem {
+    uint64_t hi, lo; /* hi: window start with its sign bit flipped (unsigned order); lo: em__key_prefix */
+    const uint8_t *k;
+    uint32_t kl;
+    uint32_t idx;
+} em__sitem;
+void em__sort_items(em__sitem *it, size_t n); /* wtask.c */
+
+/* ---- numbers and accumulators (window.c) ---- */
+
+/* A parsed value: an integer literal that fits int64 is kept exact; any other decimal number is a double. */
+typedef struct em__num {
+    int is_int;
+    int64_t i;
+    double f;
+} em__num;
+/* The grammar is in window.c. Returns 0, or -1: not a number. */
+int em__num_parse(const char *s, size_t n, em__num *out);
 size_t em__acc_size(em_stream_agg agg);
+/* Adds one value to the encoded accumulator p (count: v is not read). */
+void em__acc_add(em_stream_agg agg, uint8_t *p, const em__num *v);
 
-/* ---- the task: events -> partial aggregates per (window start, key) ---- */
+/* ---- the task: events -> partial aggregates per (window start, key) (wtask.c) ---- */
 
-typedef struct em__wtask em__wtask;
+/* What a batch's tasks read: fixed when the batch's datasets are built, kept until the query ends (a task of the
+ * batch may still be referenced by the engine until then). */
+typedef struct em__wtask_arg {
+    const em_stream_opts *o;
+    int64_t wm; /* watermark at the start of the batch */
+    struct em__wtask_arg *next;
+} em__wtask_arg;
 
-/* A task's table. `wm` is the watermark at the start of the batch; `part` the log partition the task reads (-1:
- * unknown); o->log_dir names the log in messages. LOCAL. */
-em__wtask *em__wtask_new(const em_stream_opts *o, int64_t wm, int64_t part);
-/* Adds one event (bytes borrowed). The partition and `off` name it in the message if it is bad (or, when `rec` is
- * not NULL, the tuple fields [2] and [3] of rec->val do). Never fails: bad and late events are counted. LOCAL. */
-void em__wtask_add(em__wtask *t, int64_t time_ms, const void *key, uint32_t klen, const void *val, uint32_t vlen,
-                   int64_t off, const em_rec *rec);
-/* Emits the partials in (window, key) order, then the counters record; frees t (also when out is NULL: nothing is
- * emitted). Returns 0 or em_emit's error. LOCAL. */
-int em__wtask_finish(em__wtask *t, em_emitter *out);
+/* The partials of the log ranges [from, to) (split as em__log_source does): a log source folding its raw records
+ * into task tables, or, with o->transform, records transformed then aggregated in an em_map_partitions. LOCAL. */
+em_ds *em__wtask_dataset(em_ctx *ctx, em__wtask_arg *b, const uint64_t *from, const uint64_t *to, uint64_t split);
 
-/* ---- the replicated window state ---- */
+/* ---- the replicated window state (window.c) ---- */
 
 /* One window's keys, sorted by key bytes (memcmp, then the shorter first), no key twice. */
 typedef struct em__wrun {

@@ -1,0 +1,363 @@
+/* wtask.c — the per-task stage of the streaming engine (shared DESIGN.md §7; formats in scheduler/stream.h): a
+ * batch's tasks read their log ranges and aggregate the events into partials per (window, key), sorted, for
+ * window.c to merge into the window state.
+ *
+ * Where the time goes (1M distinct keys per window is the benchmark's case): without a transform the log source
+ * hands the raw records to the task's table (em__log_source_fold: no record or tuple per event). The table is open
+ * addressing keyed by (window, key): the key is hashed once per event (sliding windows reuse that hash), key bytes go
+ * to one arena, accumulators are encoded in place (a count is one 8-byte add). At the end the task sorts its entries
+ * by (window, key bytes) with an LSD radix sort on a 16-byte prefix (window, first 8 key bytes) that skips constant
+ * bytes, and emits them packed into blocks of about 64 KiB: a collect of a million partials moves a few hundred
+ * records.
+ */
+#include "scheduler/stream.h"
+
+#include "operators/sources/logsrc.h"
+#include "runtime/log.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BAD_REPORT_MAX 10 /* bad values named on stderr per task */
+#define TAG_MASK 0xFFFFFFFF00000000ULL
+#define BLOCK_BYTES 65536 /* a partial record's value holds about this many bytes of entries */
+
+/* ---- the sort of a task's entries (and of a checkpoint's keys) ---- */
+
+static int sitem_cmp(const void *pa, const void *pb)
+{
+    const em__sitem *a = pa, *b = pb;
+    return em__key_cmp(a->k, a->kl, b->k, b->kl);
+}
+
+/* LSD radix over the bytes of (hi, lo) that are not the same in every item, then each group of equal (hi, lo) by
+ * the full key. */
+void em__sort_items(em__sitem *it, size_t n)
+{
+    if (n < 2) return;
+    /* the bytes that differ between items: a window's bytes mostly do not, nor the keys' common prefix */
+    uint64_t dhi = 0, dlo = 0;
+    for (size_t i = 1; i < n; i++) dhi |= it[i].hi ^ it[0].hi, dlo |= it[i].lo ^ it[0].lo;
+    int pos[16], npos = 0;
+    for (int b = 0; b < 16; b++)
+        if (((b < 8 ? dlo : dhi) >> (8 * (b & 7))) & 255) pos[npos++] = b;
+    size_t(*cnt)[256] = em__calloc(16, sizeof *cnt);
+    for (size_t i = 0; i < n; i++)
+        for (int q = 0; q < npos; q++) {
+            int b = pos[q];
+            cnt[b][((b < 8 ? it[i].lo : it[i].hi) >> (8 * (b & 7))) & 255]++;
+        }
+    em__sitem *tmp = em__malloc(n * sizeof *tmp), *src = it, *dst = tmp;
+    for (int q = 0; q < npos; q++) {
+        const int b = pos[q];
+        size_t *c = cnt[b], sum = 0;
+        for (int v = 0; v < 256; v++) {
+            size_t x = c[v];
+            c[v] = sum;
+            sum += x;
+        }
+        const int sh = 8 * (b & 7);
+        for (size_t i = 0; i < n; i++) {
+            uint64_t w = b < 8 ? src[i].lo : src[i].hi;
+            dst[c[(w >> sh) & 255]++] = src[i];
+        }
+        em__sitem *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != it) memcpy(it, src, n * sizeof *it);
+    free(tmp);
+    free(cnt);
+    for (size_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && it[j].hi == it[i].hi && it[j].lo == it[i].lo; j++) {}
+        if (j - i > 1) qsort(it + i, j - i, sizeof *it, sitem_cmp);
+    }
+}
+
+/* ---- the task's table: (window, key) -> encoded accumulator ----
+ * Open addressing with linear probing; a slot holds the hash's high 32 bits (a tag, so a probe rarely touches an
+ * entry) and the entry's index + 1. Entries and accumulators are arrays in insertion order, key bytes one arena. */
+
+typedef struct tent {
+    uint64_t hash;
+    int64_t win;
+    size_t koff;
+    uint32_t klen;
+} tent;
+
+/* A task's table. `wm` is the watermark at the start of the batch; `part` the log partition the task reads (-1:
+ * unknown); o->log_dir names the log in messages. */
+typedef struct em__wtask {
+    const em_stream_opts *o;
+    em_stream_agg agg;
+    size_t as;
+    int64_t wm;   /* watermark at the start of the batch */
+    int64_t part; /* the log partition read, -1: unknown (names bad events) */
+    uint64_t *slot;
+    size_t nslot; /* a power of two, >= 2 n */
+    tent *e;
+    uint8_t *accs;
+    size_t n, ecap;
+    uint8_t *keys;
+    size_t klen, kcap;
+    uint64_t events, late, bad;
+    int64_t max_t;
+    int has_max;
+} em__wtask;
+
+static uint64_t hash_bytes(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (n * 0xC2B2AE3D27D4EB4FULL);
+    while (n >= 8) {
+        uint64_t w = em__load64(b);
+        h = (h ^ (w * 0xBF58476D1CE4E5B9ULL)) * 0x94D049BB133111EBULL;
+        h ^= h >> 29;
+        b += 8;
+        n -= 8;
+    }
+    /* the last 0..7 bytes, as overlapping loads (the length is already in h) */
+    uint64_t w = n >= 4 ? (uint64_t)em__load32(b) << 32 | em__load32(b + n - 4)
+               : n ? (uint64_t)b[0] << 16 | (uint64_t)b[n / 2] << 8 | b[n - 1] : 0;
+    h = (h ^ (w * 0xBF58476D1CE4E5B9ULL)) * 0x94D049BB133111EBULL;
+    h ^= h >> 31;
+    return h;
+}
+
+/* The hash of (window, key) from the key's hash: both halves (slot bits and tag) depend on both. */
+static inline uint64_t win_hash(uint64_t hk, int64_t win)
+{
+    uint64_t h = (hk ^ (uint64_t)win) * 0xD6E8FEB86659FD93ULL;
+    return h ^ (h >> 32);
+}
+
+static void wt_rehash(em__wtask *t, size_t nslot)
+{
+    free(t->slot);
+    t->slot = em__calloc(nslot, sizeof *t->slot);
+    t->nslot = nslot;
+    for (size_t i = 0; i < t->n; i++) {
+        size_t j = t->e[i].hash & (nslot - 1);
+        while (t->slot[j]) j = (j + 1) & (nslot - 1);
+        t->slot[j] = (t->e[i].hash & TAG_MASK) | (i + 1);
+    }
+}
+
+/* The accumulator of (win, key) with hash h, a zeroed one inserted if absent. */
+static uint8_t *wt_get(em__wtask *t, uint64_t h, int64_t win, const void *k, uint32_t kl)
+{
+    if (2 * (t->n + 1) > t->nslot) wt_rehash(t, t->nslot ? 2 * t->nslot : 4096);
+    const size_t mask = t->nslot - 1;
+    const uint64_t tag = h & TAG_MASK;
+    size_t j = h & mask;
+    for (uint64_t s; (s = t->slot[j]); j = (j + 1) & mask) {
+        if ((s & TAG_MASK) != tag) continue;
+        size_t i = (s & ~TAG_MASK) - 1;
+        const tent *e = &t->e[i];
+        if (e->win == win && e->klen == kl && memcmp(t->keys + e->koff, k, kl) == 0) return t->accs + i * t->as;
+    }
+    EM_ASSERT(t->n < UINT32_MAX - 1);
+    if (t->n == t->ecap) {
+        t->ecap = t->ecap ? 2 * t->ecap : 1024;
+        t->e = em__realloc(t->e, t->ecap * sizeof *t->e);
+        t->accs = em__realloc(t->accs, t->ecap * t->as);
+    }
+    if (t->klen + kl > t->kcap) {
+        while (t->klen + kl > t->kcap) t->kcap = t->kcap ? 2 * t->kcap : 16384;
+        t->keys = em__realloc(t->keys, t->kcap);
+    }
+    if (kl) memcpy(t->keys + t->klen, k, kl);
+    t->e[t->n] = (tent){h, win, t->klen, kl};
+    t->klen += kl;
+    uint8_t *a = t->accs + t->n * t->as;
+    if (t->as == 8) em__put64(a, 0);
+    else memset(a, 0, t->as);
+    t->slot[j] = tag | ++t->n;
+    return a;
+}
+
+static em__wtask *wtask_new(const em_stream_opts *o, int64_t wm, int64_t part)
+{
+    em__wtask *t = em__calloc(1, sizeof *t);
+    t->part = part;
+    t->o = o;
+    t->agg = o->agg;
+    t->as = em__acc_size(o->agg);
+    t->wm = wm;
+    return t;
+}
+
+static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
+
+/* Names a bad event on stderr (the first BAD_REPORT_MAX of a task). */
+static void report_bad(em__wtask *t, int64_t off, const em_rec *rec, const char *why, const void *val, size_t vlen)
+{
+    if (++t->bad > BAD_REPORT_MAX) return;
+    int64_t part = t->part;
+    em_field fp, fo;
+    if (rec && em_tup_get(rec->val, rec->vlen, 2, &fp) == 0 && fp.type == EM_F_I64) part = fp.i64;
+    if (rec && em_tup_get(rec->val, rec->vlen, 3, &fo) == 0 && fo.type == EM_F_I64) off = fo.i64;
+    EM_LOG_W("%s: partition %" PRId64 " offset %" PRId64 ": %s '%.*s'%s", t->o->log_dir, part, off, why,
+             (int)(vlen > 60 ? 60 : vlen), (const char *)val, vlen > 60 ? "..." : "");
+}
+
+/* Adds one event (bytes borrowed). The partition and `off` name it in the message if it is bad (or, when `rec` is
+ * not NULL, the tuple fields [2] and [3] of rec->val do). Never fails: bad and late events are counted. */
+static void wtask_add(em__wtask *t, int64_t tm, const void *key, uint32_t klen, const void *val, uint32_t vlen,
+                      int64_t off, const em_rec *rec)
+{
+    const int64_t W = t->o->window_ms, S = t->o->slide_ms, wm = t->wm;
+    t->events++;
+    if (tm < -EM__STREAM_MAX_TIME || tm > EM__STREAM_MAX_TIME) {
+        char tb[32];
+        int n = snprintf(tb, sizeof tb, "%" PRId64, tm);
+        report_bad(t, off, rec, "event time out of range (|t| > 2^62 ms)", tb, (size_t)n);
+        return;
+    }
+    if (!t->has_max || tm > t->max_t) t->max_t = tm, t->has_max = 1;
+    int64_t last = floor_div(tm, S) * S; /* the start of the latest window holding tm: it closes last */
+    if (last + W <= wm) {
+        t->late++;
+        return;
+    }
+    em__num v = {1, 0, 0};
+    if (t->agg != EM_STREAM_COUNT && em__num_parse(val, vlen, &v) < 0) {
+        report_bad(t, off, rec, "value is not a number:", val, vlen);
+        return;
+    }
+    const uint64_t hk = hash_bytes(key, klen);
+    for (int64_t s = last; s > tm - W && s + W > wm; s -= S)
+        em__acc_add(t->agg, wt_get(t, win_hash(hk, s), s, key, klen), &v);
+}
+
+static void wt_free(em__wtask *t)
+{
+    free(t->slot);
+    free(t->e);
+    free(t->accs);
+    free(t->keys);
+    free(t);
+}
+
+/* Emits the partials in (window, key) order, packed in blocks, then the counters record; frees t (also when out is
+ * NULL: nothing is emitted). Returns 0 or em_emit's error. */
+static int wtask_finish(em__wtask *t, em_emitter *out)
+{
+    if (!t) return 0;
+    int rc = 0;
+    if (!out) goto done;
+    /* The table is no longer needed for lookups: free the slots before the sort allocates. */
+    free(t->slot);
+    t->slot = NULL;
+    em__sitem *it = em__malloc((t->n ? t->n : 1) * sizeof *it);
+    uint32_t maxk = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        const tent *e = &t->e[i];
+        const uint8_t *k = t->keys + e->koff;
+        uint64_t w = (uint64_t)e->win ^ 0x8000000000000000ULL;
+        it[i] = (em__sitem){w, em__key_prefix(k, e->klen), k, e->klen, (uint32_t)i};
+        if (e->klen > maxk) maxk = e->klen;
+    }
+    em__sort_items(it, t->n);
+    /* Blocks of at most BLOCK_BYTES (or one entry): one record per block, not per (window, key). */
+    em__buf blk;
+    em__buf_init(&blk);
+    em__buf_grow(&blk, BLOCK_BYTES + 5 + (size_t)maxk + t->as);
+    uint8_t wk[8];
+    for (size_t i = 0; i < t->n && rc >= 0;) {
+        const int64_t win = t->e[it[i].idx].win;
+        em_i64_put(wk, win);
+        blk.len = 0;
+        blk.p[blk.len++] = 0; /* the first block of this window's run */
+        for (; i < t->n && t->e[it[i].idx].win == win && rc >= 0; i++) {
+            if (blk.len > BLOCK_BYTES) {
+                rc = em_emit(out, wk, 8, blk.p, (uint32_t)blk.len);
+                blk.len = 0;
+                blk.p[blk.len++] = 1; /* continues the run */
+            }
+            em__buf_grow(&blk, 5 + (size_t)it[i].kl + t->as);
+            uint8_t *d = blk.p + blk.len;
+            for (uint32_t v = it[i].kl;; v >>= 7) { /* LEB128 */
+                *d++ = (uint8_t)((v & 127) | (v > 127 ? 128 : 0));
+                if (v <= 127) break;
+            }
+            if (it[i].kl) memcpy(d, it[i].k, it[i].kl);
+            d += it[i].kl;
+            memcpy(d, t->accs + (size_t)it[i].idx * t->as, t->as);
+            blk.len = (size_t)(d + t->as - blk.p);
+        }
+        if (rc >= 0) rc = em_emit(out, wk, 8, blk.p, (uint32_t)blk.len);
+    }
+    em__buf_release(&blk);
+    free(it);
+    uint8_t s[EM__WSTATS_LEN] = {0};
+    em__put64(s, t->events);
+    em__put64(s + 8, t->late);
+    em__put64(s + 16, t->bad);
+    em__put64(s + 24, (uint64_t)t->max_t);
+    s[32] = (uint8_t)t->has_max;
+    if (rc >= 0) rc = em_emit(out, "", 0, s, EM__WSTATS_LEN);
+    if (t->bad > BAD_REPORT_MAX)
+        EM_LOG_W("%s: %" PRIu64 " more bad events in this task were skipped and not listed", t->o->log_dir,
+                 t->bad - BAD_REPORT_MAX);
+done:
+    wt_free(t);
+    return rc;
+}
+
+
+/* ---- the batch's dataset ---- */
+
+static void *fold_open(int part, int log_part, void *arg)
+{
+    (void)part;
+    const em__wtask_arg *b = arg;
+    return wtask_new(b->o, b->wm, log_part);
+}
+
+static int fold_each(void *state, const em__log_rec *r)
+{
+    wtask_add(state, r->time_ms, r->key, r->klen, r->value, r->vlen, (int64_t)r->offset, NULL);
+    return 0;
+}
+
+static int fold_close(void *state, em_emitter *out) { return wtask_finish(state, out); }
+
+static void *task_open(int part, void *arg)
+{
+    (void)part;
+    const em__wtask_arg *b = arg;
+    return wtask_new(b->o, b->wm, -1);
+}
+
+static int task_each(void *state, const em_rec *in, em_emitter *out, void *arg)
+{
+    const em__wtask_arg *b = arg;
+    em_field ft, fv = {0};
+    (void)out;
+    if (em_tup_get(in->val, in->vlen, 0, &ft) < 0 || ft.type != EM_F_I64 ||
+        (b->o->agg != EM_STREAM_COUNT && (em_tup_get(in->val, in->vlen, 1, &fv) < 0 || fv.type != EM_F_STR)))
+        return em__fail(EM_EPARSE, "stream: an event record's value is not a tuple (event time, value, ...): did a "
+                                   "transform change the record shape?");
+    wtask_add(state, ft.i64, in->key, in->klen, fv.str, (uint32_t)fv.len, -1, in);
+    return 0;
+}
+
+static int task_close(void *state, em_emitter *out, void *arg)
+{
+    (void)arg;
+    return wtask_finish(state, out);
+}
+
+em_ds *em__wtask_dataset(em_ctx *ctx, em__wtask_arg *b, const uint64_t *from, const uint64_t *to, uint64_t split)
+{
+    const em_stream_opts *o = b->o;
+    if (o->transform) {
+        em_ds *ev = o->transform(em__log_source(ctx, o->log_dir, from, to, split), o->transform_arg);
+        return em_map_partitions(ev, task_open, task_each, task_close, b);
+    }
+    em__log_fold f = {fold_open, fold_each, fold_close, b};
+    return em__log_source_fold(ctx, o->log_dir, from, to, split, &f);
+}
