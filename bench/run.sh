@@ -565,11 +565,12 @@ bench_recovery() {
             note=""
             [ "$(grep -v '^\[' "$LOGS/rec-$victim.log" | sort)" = "$(grep -v '^\[' "$LOGS/rec-base.log" | sort)" ] ||
                 note="WRONG OUTPUT (differs from the fault-free run); "
-            t0=$(ev_ms "$ev" job_start)
+            # the victim logs when it dies ("fires now (at T ms since the epoch)"); the leader logs the fencing
+            kill_ms=$(sed -n 's/.*fires now (at \([0-9.]*\) ms since the epoch).*/\1/p' "$LOGS/rec-$victim.log" | head -1)
             fen=$(ev_ms "$ev" rank_fenced)
             [ -z "$fen" ] && fen=$(ev_ms "$ev" leader_elected)
             det="—"
-            [ -n "$t0" ] && [ -n "$fen" ] && det=$(awk -v a="$fen" -v b="$t0" -v h="$half" 'BEGIN {printf "%.0f ms", a - b - h}')
+            [ -n "$kill_ms" ] && [ -n "$fen" ] && det=$(awk -v a="$fen" -v b="$kill_ms" 'BEGIN {printf "%.0f ms", a - b}')
             added=$(awk -v a="$T" -v b="$REC_BASE" 'BEGIN {printf "%+.2f s", a - b}')
             row "$label" "$(fmt_s "$T")" "same job, no fault" "$(fmt_s "$REC_BASE")" "$(ratio "$T" "$REC_BASE")" "$tgt" \
                 "${note}detection (kill to fencing, from the event log): $det with --ember-timeout-ms 2000, heartbeat 200; added wall time $added"

@@ -48,10 +48,9 @@ typedef struct wc_args {
 } wc_args;
 
 
-static int is_space(unsigned char c)
-{
-    return c == ' ' || (c >= '\t' && c <= '\r'); /* \t \n \v \f \r are 9..13 */
-}
+/* ASCII whitespace: space and \t \n \v \f \r (9..13), as a table so the scan is one load per byte. */
+static const unsigned char space_tab[256] = {[' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\v'] = 1, ['\f'] = 1, ['\r'] = 1};
+static inline int is_space(unsigned char c) { return space_tab[c]; }
 
 /* Map: a line (the record's key) -> (word, int64 1) for each word. em_emit copies the bytes, so emitting a
  * slice of the borrowed line costs no allocation. Map-side combine in the shuffle adds up the ones. */

@@ -86,23 +86,21 @@ void em__ctab_init(em__ctab *t, const em__node *wide, int map_side)
     t->node = wide;
     t->map_side = map_side;
     t->cap = 1024;
-    t->off1 = em__calloc(t->cap, sizeof *t->off1);
-    t->tag = em__calloc(t->cap, sizeof *t->tag);
+    t->slot = em__calloc(t->cap, sizeof *t->slot);
 }
 
 void em__ctab_release(em__ctab *t)
 {
     em__buf_release(&t->arena);
     em__buf_release(&t->scratch);
-    free(t->off1);
-    free(t->tag);
+    free(t->slot);
     memset(t, 0, sizeof *t);
 }
 
 void em__ctab_clear(em__ctab *t)
 {
     t->arena.len = 0;
-    memset(t->off1, 0, t->cap * sizeof *t->off1);
+    memset(t->slot, 0, t->cap * sizeof *t->slot);
     t->n = 0;
 }
 
@@ -110,19 +108,15 @@ void em__ctab_clear(em__ctab *t)
 static void ctab_grow(em__ctab *t)
 {
     size_t ncap = t->cap * 2;
-    uint64_t *off1 = em__calloc(ncap, sizeof *off1);
-    uint32_t *tag = em__calloc(ncap, sizeof *tag);
+    struct em__slot *ns = em__calloc(ncap, sizeof *ns);
     for (size_t i = 0; i < t->cap; i++) {
-        if (!t->off1[i]) continue;
-        size_t j = t->tag[i] & (ncap - 1);
-        while (off1[j]) j = (j + 1) & (ncap - 1);
-        off1[j] = t->off1[i];
-        tag[j] = t->tag[i];
+        if (!t->slot[i].off1) continue;
+        size_t j = t->slot[i].tag & (ncap - 1);
+        while (ns[j].off1) j = (j + 1) & (ncap - 1);
+        ns[j] = t->slot[i];
     }
-    free(t->off1);
-    free(t->tag);
-    t->off1 = off1;
-    t->tag = tag;
+    free(t->slot);
+    t->slot = ns;
     t->cap = ncap;
 }
 
@@ -216,9 +210,9 @@ int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_
     uint64_t h = em__hash(k, kl);
     uint32_t tg = (uint32_t)(h >> 32);
     size_t i = tg & (t->cap - 1);
-    for (; t->off1[i]; i = (i + 1) & (t->cap - 1)) {
-        if (t->tag[i] != tg) continue;
-        uint8_t *rec = t->arena.p + t->off1[i] - 1;
+    for (; t->slot[i].off1; i = (i + 1) & (t->cap - 1)) {
+        if (t->slot[i].tag != tg || t->slot[i].klen != kl) continue;
+        uint8_t *rec = t->arena.p + t->slot[i].off1 - 1;
         uint32_t rkl, rvl;
         memcpy(&rkl, rec, 4);
         memcpy(&rvl, rec + 4, 4);
@@ -241,7 +235,7 @@ int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_
         } else { /* the value changed size: append a fresh record (the old bytes become garbage) */
             size_t off = t->arena.len; /* k is the caller's record, never inside arena: safe across growth */
             em__rec_append(&t->arena, k, kl, t->scratch.p, (uint32_t)t->scratch.len);
-            t->off1[i] = off + 1;
+            t->slot[i].off1 = off + 1;
         }
         return 0;
     }
@@ -253,8 +247,7 @@ int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_
     }
     size_t off = t->arena.len;
     em__rec_append(&t->arena, k, kl, v, vl);
-    t->off1[i] = off + 1;
-    t->tag[i] = tg;
+    t->slot[i] = (struct em__slot){off + 1, tg, kl};
     t->n++;
     return 0;
 }
@@ -280,8 +273,8 @@ int em__ctab_merge_acc(em__ctab *t, em__buf *acc, const void *v, uint32_t vl)
 int em__ctab_each(em__ctab *t, int (*fn)(const em_rec *r, void *arg), void *arg)
 {
     for (size_t i = 0; i < t->cap; i++) {
-        if (!t->off1[i]) continue;
-        size_t pos = t->off1[i] - 1;
+        if (!t->slot[i].off1) continue;
+        size_t pos = t->slot[i].off1 - 1;
         em_rec r;
         em__rec_next(t->arena.p, t->arena.len, &pos, &r);
         int rc = fn(&r, arg);
@@ -627,6 +620,7 @@ typedef struct map_state {
     em_rec *bounds;
     uint32_t nbounds;
     uint64_t rr; /* REPART: next bucket */
+    size_t limit; /* combine table bytes before a flush */
 } map_state;
 
 static int spill_entry(const em_rec *r, void *arg)
@@ -637,7 +631,9 @@ static int spill_entry(const em_rec *r, void *arg)
     return 0;
 }
 
-#define MAP_TABLE_LIMIT ((size_t)64 << 20) /* bytes of combined records before flushing into buckets */
+/* Bytes of combined records a map task keeps before flushing them into its buckets: the task budget, at most
+ * 64 MiB (a bigger table combines a little more but stops fitting any cache). */
+#define MAP_TABLE_LIMIT ((size_t)64 << 20)
 
 static int combine_push(em_emitter *self, const em_rec *r)
 {
@@ -645,7 +641,7 @@ static int combine_push(em_emitter *self, const em_rec *r)
     em__task_records++;
     int rc = em__ctab_add(&ms->tab, r->key, r->klen, r->val, r->vlen);
     if (rc < 0) return rc;
-    if (ms->tab.arena.len > MAP_TABLE_LIMIT) {
+    if (ms->tab.arena.len > ms->limit) {
         em__ctab_each(&ms->tab, spill_entry, ms);
         em__ctab_clear(&ms->tab);
     }
@@ -683,11 +679,11 @@ static int partition_push(em_emitter *self, const em_rec *r)
 
 int em__shuffle_map(em_ctx *ctx, em__node *wide, int side, int part, em__buf *sizes)
 {
-    (void)ctx;
     map_state ms;
     memset(&ms, 0, sizeof ms);
     ms.nb = (uint32_t)wide->nparts;
     ms.wide = wide;
+    ms.limit = em__task_budget(ctx) < MAP_TABLE_LIMIT ? em__task_budget(ctx) : MAP_TABLE_LIMIT;
     ms.buckets = em__calloc(ms.nb, sizeof *ms.buckets);
     ms.rr = em__hash(&part, sizeof part); /* spread the round robin's start over partitions */
     int combine = wide->kind == EM__K_REDUCE, rc = 0;

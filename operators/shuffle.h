@@ -37,8 +37,11 @@ uint64_t em__hash(const void *p, size_t n);
 /* A combine table: one entry per distinct key, values combined as records arrive. */
 typedef struct em__ctab {
     em__buf arena;   /* the records */
-    uint64_t *off1;  /* [cap] offset+1 of each entry's record in arena, 0 = empty */
-    uint32_t *tag;   /* [cap] high hash bits */
+    struct em__slot {
+        uint64_t off1; /* offset+1 of the entry's record in arena, 0 = empty */
+        uint32_t tag;  /* high hash bits; the slot index comes from them too */
+        uint32_t klen; /* the key's length: most mismatches end here without touching the arena */
+    } *slot;           /* [cap]: one cache line holds 4 slots, a probe touches one */
     size_t cap, n;
     const em__node *node; /* the wide node: agg or combine fn */
     int map_side;         /* COUNT turns each input record into 1 on the map side */

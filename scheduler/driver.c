@@ -495,6 +495,7 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
     em__buf *parts = em__calloc((size_t)(res->nparts ? res->nparts : 1), sizeof *parts);
     int *inflight = em__calloc((size_t)size, sizeof(int));
     uint64_t *per_rank = em__calloc((size_t)size, sizeof(uint64_t));
+    double next_track = 0;
     int first = 1;
     uint64_t collected = 0;
     result->len = 0;
@@ -564,7 +565,10 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
                           p, best, s->ts[p].attempts);
             }
         }
-        for (int i = 0; i < nst; i++) stage_track(ctx, action, st, nst, i);
+        if (em__now_s() >= next_track) { /* O(tasks) per stage: a few times a second, not per message */
+            for (int i = 0; i < nst; i++) stage_track(ctx, action, st, nst, i);
+            next_track = em__now_s() + 0.1;
+        }
         em__msg *m = em__mbox_get(&rt->driver_mb, 200);
         /* requeue what ran on fenced ranks */
         for (int r = 0; r < size; r++) {
@@ -607,13 +611,17 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
             em__msg_free(m);
             continue;
         }
-        if (status == 0 || status == EM__FETCH_FAILED || t->state != T_DONE)
+        if (status == 0 || status == EM__FETCH_FAILED || t->state != T_DONE) {
+            /* fixed-point by hand (as %.6f and %.3f would print them): cheaper than printf's floating point */
+            long long tus = stt.seconds > 0 ? (long long)(stt.seconds * 1e6 + 0.5) : 0;
+            long long fus = stt.fetch_wait_ms > 0 ? (long long)(stt.fetch_wait_ms * 1e3 + 0.5) : 0;
             em__event("task_end",
-                      "\"action\":%u,\"stage\":%u,\"part\":%u,\"rank\":%d,\"attempt\":%u,\"status\":\"%s\",\"seconds\":%.6f,"
-                      "\"records_out\":%llu,\"bytes_out\":%llu,\"spill_bytes\":%llu,\"fetch_wait_ms\":%.3f",
+                      "\"action\":%u,\"stage\":%u,\"part\":%u,\"rank\":%d,\"attempt\":%u,\"status\":\"%s\",\"seconds\":%lld.%06lld,"
+                      "\"records_out\":%llu,\"bytes_out\":%llu,\"spill_bytes\":%llu,\"fetch_wait_ms\":%lld.%03lld",
                       action, si, p, src, attempt, status == 0 ? "ok" : status == EM__FETCH_FAILED ? "fetch_failed" : "failed",
-                      stt.seconds, (unsigned long long)stt.records_out, (unsigned long long)stt.bytes_out,
-                      (unsigned long long)stt.spill_bytes, stt.fetch_wait_ms);
+                      tus / 1000000, tus % 1000000, (unsigned long long)stt.records_out, (unsigned long long)stt.bytes_out,
+                      (unsigned long long)stt.spill_bytes, fus / 1000, fus % 1000);
+        }
         if (status == 0) {
             mark_arg ma = {ctx, src};
             em__node_walk_part(s->kind == S_MAP ? em__wide_input(s->wide_out, s->side) : s->node, (int)p, mark_cached, &ma);
@@ -705,6 +713,7 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
         }
         em__msg_free(m);
     }
+    for (int i = 0; i < nst; i++) stage_track(ctx, action, st, nst, i);
     EM_LOG_I("action %u: done in %.3f s", action, em__now_s() - t0);
     if (op == EM__OP_COLLECT || op == EM__OP_TAKE) {
         for (int p = 0; p < res->nparts; p++) em__buf_add(result, parts[p].p, parts[p].len);

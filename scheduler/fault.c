@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct fault {
@@ -89,7 +90,9 @@ static int parse_fault(const char *spec, fault *f)
 static void fire(em_ctx *ctx, fault *f)
 {
     f->fired = 1;
-    EM_LOG_W("fault injection: %s fires now", f->spec);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    EM_LOG_W("fault injection: %s fires now (at %.3f ms since the epoch)", f->spec, now.tv_sec * 1e3 + now.tv_nsec / 1e6);
     fflush(stdout);
     switch (f->action) {
     case 0: kill(getpid(), SIGKILL); break;
