@@ -455,7 +455,7 @@ log, out, rate, secs, W, L, ember = sys.argv[1], sys.argv[2], int(sys.argv[3]), 
     int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
 rng = random.Random(1)
 app = subprocess.Popen([ember, "log", "append", log], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
-close_at, seen, buf, sent, f = {}, {}, b"", 0, None
+close_at, seen, buf, sent, f, first_ms = {}, {}, b"", 0, None, None
 def watch(now):
     global f, buf
     if f is None:
@@ -472,6 +472,7 @@ while time.time() - t0 < secs:
     due = int((now - t0) * rate) - sent
     if due > 0:
         ms = int(now * 1000)
+        if first_ms is None: first_ms = ms
         app.stdin.write(b"".join(b"%d,k%d,1\n" % (ms, rng.randrange(1000)) for _ in range(due)))
         app.stdin.flush()
         sent += due
@@ -485,9 +486,9 @@ stop = time.time() + (W + L) / 1000 + 3
 while time.time() < stop:
     watch(time.time())
     time.sleep(0.005)
-first = min(close_at)                    # that window began before the writer did
-lat = sorted((seen[e - W] - close_at[e]) * 1000 for e in close_at if e != first and e - W in seen)
-missing = sum(1 for e in close_at if e != first and e - W not in seen)
+ends = [e for e in close_at if e - W >= first_ms]  # windows that began before the first event may be empty
+lat = sorted((seen[e - W] - close_at[e]) * 1000 for e in ends if e - W in seen)
+missing = sum(1 for e in ends if e - W not in seen)
 if not lat:
     print("no window seen in %s" % out)
     sys.exit(1)
