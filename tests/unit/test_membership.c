@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,19 +63,34 @@ static void send_view(int src, int dst, int type, uint32_t epoch, int leader, co
 }
 
 /* Sends a TASK marker from src and waits until the rank under test has dispatched it: everything src injected
- * before has been handled by then (one inbox, FIFO). */
-static void sync_with(int src, int dst, uint32_t tag)
+ * before has been handled by then (one inbox, FIFO). Returns 0, or -1 if it never came (no Criterion assert here:
+ * forked children call it too). */
+static int try_sync_with(int src, int dst, uint32_t tag)
 {
     fake_inject(src, dst, EM__MSG_TASK, em__rt_epoch(&rt), em__rt_leader(&rt), &tag, sizeof tag);
     for (;;) {
         em__msg *m = em__mbox_get(&rt.exec_mb, 10000);
-        cr_assert_not_null(m, "the marker from r%d never arrived", src);
+        if (!m) return -1;
         uint32_t t = 0;
         int ok = m->hdr->type == EM__MSG_TASK && m->len == sizeof t;
         if (ok) memcpy(&t, m->payload, sizeof t);
         em__msg_free(m);
-        if (ok && t == tag) return;
+        if (ok && t == tag) return 0;
     }
+}
+
+static void sync_with(int src, int dst, uint32_t tag)
+{
+    cr_assert_eq(try_sync_with(src, dst, tag), 0, "the marker from r%d never arrived", src);
+}
+
+/* A child forked by a test: never outlives it, and reports through its exit status only (a Criterion assert in a
+ * forked child does not reach the runner). */
+static void child_guard(pid_t parent)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(1);
+    alarm(60);
 }
 
 static void expect_view(uint32_t epoch, int leader, const char *alive)
@@ -138,19 +154,23 @@ Test(scripted, messages_from_a_fenced_rank_are_dropped, .timeout = 60)
 Test(scripted, a_rank_that_learns_it_was_fenced_exits_75, .timeout = 60)
 {
     fflush(NULL);
-    pid_t pid = fork();
+    pid_t parent = getpid(), pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
-        start_rank(3, 1, 20, 10000); /* 10 s: neither the sentinel nor an election can end this process */
+        child_guard(parent);
+        fake_setup(3);
+        fake_become(1);
+        em__log_setup(1, EM_LOG_ERROR);
+        rt.cfg.heartbeat_ms = 20;
+        rt.cfg.timeout_ms = 10000; /* neither the sentinel nor an election can end this process */
+        if (em__rt_start(&rt, NULL, NULL) < 0) _exit(2);
         send_view(0, 1, EM__MSG_MEMBERSHIP, 2, 0, "111");
-        sync_with(0, 1, 1);
-        if (em__rt_epoch(&rt) != 2) _exit(2);
+        if (try_sync_with(0, 1, 1) < 0 || em__rt_epoch(&rt) != 2) _exit(3);
         send_view(0, 1, EM__MSG_MEMBERSHIP, 1, 0, "101"); /* older epoch: not adopted, not fatal */
-        sync_with(0, 1, 2);
-        if (atomic_load(&rt.fenced)) _exit(3);
+        if (try_sync_with(0, 1, 2) < 0 || atomic_load(&rt.fenced)) _exit(4);
         send_view(0, 1, EM__MSG_MEMBERSHIP, 3, 0, "101");
         sleep_ms(10000);
-        _exit(4);
+        _exit(5);
     }
     int st = 0;
     cr_assert_eq(waitpid(pid, &st, 0), pid);
@@ -178,13 +198,16 @@ Test(scripted, the_leader_answers_an_election_with_ok_and_its_view, .timeout = 6
 
 Test(scripted, a_candidate_defers_to_a_lower_rank_that_answers, .timeout = 60)
 {
-    start_rank(3, 2, 20, 300); /* r0 (scripted) never heartbeats: r2 suspects it after 300 ms */
+    /* r0 (scripted) never heartbeats: r2 suspects it after the timeout and asks r1, then waits timeout / 2 for an
+     * answer. A long timeout, so that this test answers in time even on a loaded machine. */
+    start_rank(3, 2, 20, 1000);
     em__msg *e = fake_take(1, EM__MSG_ELECTION, 10000);
     cr_assert_not_null(e, "r2 never asked r1 in an election");
     em__msg_free(e);
     fake_inject(1, 2, EM__MSG_ELECTION_OK, 1, 0, NULL, 0);
-    /* Waiting for r1's COORDINATOR (up to 2 timeouts): r2 must not declare itself leader meanwhile. */
-    for (int i = 0; i < 40; i++) {
+    /* r2 now waits up to 2 timeouts from when it read the OK for r1's COORDINATOR; it must not lead meanwhile. */
+    int64_t until = em__now_ms() + 1500;
+    while (em__now_ms() < until) {
         send_view(1, 2, EM__MSG_HEARTBEAT, 0, 0, ""); /* r1 is alive */
         cr_assert_neq(em__rt_leader(&rt), 2, "r2 took the lead although r1 answered");
         sleep_ms(10);
@@ -192,7 +215,7 @@ Test(scripted, a_candidate_defers_to_a_lower_rank_that_answers, .timeout = 60)
     send_view(1, 2, EM__MSG_COORDINATOR, 2, 1, "011");
     sync_with(1, 2, 1);
     expect_view(2, 1, "011");
-    cr_assert_eq(fake_sent(2, 1, EM__MSG_COORDINATOR), 0);
+    cr_assert_eq(fake_sent(2, FAKE_ANY, EM__MSG_COORDINATOR), 0);
     em__rt_stop(&rt);
 }
 
@@ -269,6 +292,23 @@ static uint32_t wait_view(const char *live, int leader)
     return 0;
 }
 
+/* Start-up view plus heartbeats delivered both ways between the leader and every rank: before this, the leader's
+ * "last heard" of a rank is its own start time, not a message. */
+static void wait_started(const char *live)
+{
+    cr_assert_eq(wait_view(live, 0), 1);
+    int n = (int)strlen(live);
+    int64_t until = em__now_ms() + EVENTUALLY;
+    for (int r = 1; r < n; r++)
+        while ((fake_delivered(r, 0, EM__MSG_HEARTBEAT) < 2 || fake_delivered(0, r, EM__MSG_HEARTBEAT) < 2) &&
+               em__now_ms() < until)
+            sleep_ms(2);
+    for (int r = 1; r < n; r++) {
+        cr_assert_geq(fake_delivered(r, 0, EM__MSG_HEARTBEAT), 2, "no heartbeats r%d -> r0", r);
+        cr_assert_geq(fake_delivered(0, r, EM__MSG_HEARTBEAT), 2, "no heartbeats r0 -> r%d", r);
+    }
+}
+
 /* After convergence: for `ms`, among the live ranks exactly one leads, and every view stays what it was. */
 static void assert_stable_single_leader(const char *live, int leader, uint32_t epoch, int ms)
 {
@@ -293,7 +333,7 @@ static void assert_stable_single_leader(const char *live, int leader, uint32_t e
 Test(cluster, heartbeats_keep_everyone_alive, .fini = cluster_fini, .timeout = 120)
 {
     fake_cluster_start(4, HB, TIMEOUT);
-    cr_assert_eq(wait_view("1111", 0), 1);
+    wait_started("1111");
     uint64_t before = fake_delivered(FAKE_ANY, FAKE_ANY, EM__MSG_HEARTBEAT);
     assert_stable_single_leader("1111", 0, 1, 4 * TIMEOUT);
     for (int r = 1; r < 4; r++) {
@@ -308,7 +348,7 @@ Test(cluster, heartbeats_keep_everyone_alive, .fini = cluster_fini, .timeout = 1
 Test(cluster, a_silent_rank_is_fenced_after_the_timeout_and_every_survivor_learns, .fini = cluster_fini, .timeout = 120)
 {
     fake_cluster_start(4, HB, TIMEOUT);
-    wait_view("1111", 0);
+    wait_started("1111");
     fake_isolate(2, FAKE_DROP);
     int64_t t_fenced = 0, t_learned = 0;
     int64_t until = em__now_ms() + EVENTUALLY;
@@ -333,7 +373,7 @@ Test(cluster, a_silent_rank_is_fenced_after_the_timeout_and_every_survivor_learn
 Test(cluster, a_silent_leader_is_replaced_by_the_lowest_live_rank, .fini = cluster_fini, .timeout = 120)
 {
     fake_cluster_start(4, HB, TIMEOUT);
-    wait_view("1111", 0);
+    wait_started("1111");
     fake_isolate(0, FAKE_DROP);
     uint32_t e = wait_view("0111", 1);
     cr_assert_eq(e, 2, "one election, one new epoch (got %u)", e);
@@ -347,7 +387,7 @@ Test(cluster, concurrent_elections_with_reordered_messages_converge_on_one_leade
      .timeout = 120)
 {
     fake_cluster_start(6, HB, TIMEOUT);
-    wait_view("111111", 0);
+    wait_started("111111");
     for (int r = 0; r < 6; r++) fake_reorder(r, 1);
     fake_isolate(0, FAKE_DROP);
     fake_isolate(1, FAKE_DROP);
@@ -357,24 +397,26 @@ Test(cluster, concurrent_elections_with_reordered_messages_converge_on_one_leade
     assert_stable_single_leader("001111", 2, e, 2 * TIMEOUT);
 }
 
-/* r1 wins the election but dies before anyone hears its COORDINATOR (nothing it sends but ELECTION_OK gets
- * through): the others, told by r1 to wait, time out and elect r2. */
+/* r1 wins the election (at once: no live rank below it) but dies before anyone hears its COORDINATOR: nothing it
+ * sends but ELECTION_OK gets through. r2 and r3, told by r1 to wait for it, time out and elect r2. */
 Test(cluster, the_new_leader_dies_during_the_election_and_the_next_lowest_wins, .fini = cluster_fini,
      .timeout = 120)
 {
     fake_cluster_start(4, HB, TIMEOUT);
-    wait_view("1111", 0);
+    wait_started("1111");
     fake_set(1, FAKE_ANY, FAKE_ANY, FAKE_DROP);
     fake_set(1, FAKE_ANY, EM__MSG_ELECTION_OK, FAKE_PASS);
-    fake_set(1, FAKE_ANY, EM__MSG_ELECTION, FAKE_PASS);
     fake_isolate(0, FAKE_DROP);
     int64_t until = em__now_ms() + EVENTUALLY;
-    while (fake_board_get(1).leader != 1 && em__now_ms() < until) sleep_ms(2);
+    while ((fake_board_get(1).leader != 1 || !fake_delivered(1, 2, EM__MSG_ELECTION_OK) ||
+            !fake_delivered(1, 3, EM__MSG_ELECTION_OK)) && em__now_ms() < until)
+        sleep_ms(1);
     cr_assert_eq(fake_board_get(1).leader, 1, "r1 never elected itself");
-    for (int r = 2; r < 4; r++) cr_assert_neq(fake_board_get(r).leader, 1, "r%d heard of r1's victory", r);
+    cr_assert(fake_delivered(1, 2, EM__MSG_ELECTION_OK) && fake_delivered(1, 3, EM__MSG_ELECTION_OK),
+              "r1 did not answer both candidates");
     fake_isolate(1, FAKE_DROP);
+    for (int r = 2; r < 4; r++) cr_assert_neq(fake_board_get(r).leader, 1, "r%d heard of r1's victory", r);
     uint32_t e = wait_view("0011", 2);
-    cr_assert_gt(fake_delivered(1, FAKE_ANY, EM__MSG_ELECTION_OK), 0, "r1 never answered: no election was cut");
     assert_stable_single_leader("0011", 2, e, 2 * TIMEOUT);
 }
 
@@ -385,7 +427,7 @@ Test(cluster, a_stopped_rank_is_fenced_its_stale_messages_dropped_and_it_exits_7
      .timeout = 120)
 {
     fake_cluster_start(3, HB, TIMEOUT);
-    wait_view("111", 0);
+    wait_started("111");
     fake_set(2, FAKE_ANY, FAKE_ANY, FAKE_HOLD); /* its last messages will arrive late */
     int64_t until = em__now_ms() + EVENTUALLY;
     while (fake_sent(2, FAKE_ANY, EM__MSG_HEARTBEAT) < 8 + fake_delivered(2, FAKE_ANY, EM__MSG_HEARTBEAT) &&
@@ -424,7 +466,7 @@ Test(cluster, a_fenced_rank_on_the_leaders_host_is_killed, .fini = cluster_fini,
 {
     fake_cluster_start(3, HB, TIMEOUT);
     for (int r = 0; r < 3; r++) fake_set_host(r, "samehost");
-    wait_view("111", 0);
+    wait_started("111");
     sleep_ms(8 * HB); /* heartbeats carry the new host name and the pid */
     fake_stop(2);
     int st = fake_wait_exit(2, EVENTUALLY);
