@@ -516,8 +516,38 @@ static void serve_fetch(em__rt *rt, em__msg *m, void *arg)
     em__send(rt, src, resp);
 }
 
-/* INVENTORY: u32 kind (0 request, 1 answer), u64 id; an answer adds u32 n, n x {u32 store id, u32 part}:
- * every block this rank holds. Served on the progress thread; answers go to the driver's mailbox. */
+/* ---- results of the current action's result tasks, kept until the next action so that a new leader can
+ * collect them instead of running the tasks again (DESIGN section 6) ---- */
+static struct {
+    pthread_mutex_t mu;
+    em__buf recs; /* TASK_DONE payloads: u32 len + bytes each */
+    uint32_t action, n;
+} kept = {PTHREAD_MUTEX_INITIALIZER, {NULL, 0, 0}, 0, 0};
+
+void em__result_keep(uint32_t action, const void *payload, size_t len)
+{
+    pthread_mutex_lock(&kept.mu);
+    if (action != kept.action) { /* a new action: the old results are of no use any more */
+        kept.recs.len = 0;
+        kept.n = 0;
+        kept.action = action;
+    }
+    em__buf_bytes(&kept.recs, payload, (uint32_t)len);
+    kept.n++;
+    pthread_mutex_unlock(&kept.mu);
+}
+
+void em__results_drop(void)
+{
+    pthread_mutex_lock(&kept.mu);
+    em__buf_release(&kept.recs);
+    kept.n = 0;
+    pthread_mutex_unlock(&kept.mu);
+}
+
+/* INVENTORY: u32 kind (0 request, 1 answer), u64 id; an answer adds u32 n, n x {u32 store id, u32 part}: every
+ * block this rank holds; then u32 action, u32 k, k x {u32 len, TASK_DONE payload}: the results of result tasks
+ * of that action it finished. Served on the progress thread; answers go to the driver's mailbox. */
 static void on_inventory(em__rt *rt, em__msg *m, void *arg)
 {
     (void)arg;
@@ -547,6 +577,11 @@ static void on_inventory(em__rt *rt, em__msg *m, void *arg)
         }
     pthread_mutex_unlock(&store.mu);
     memcpy(b.p + 12, &n, 4);
+    pthread_mutex_lock(&kept.mu);
+    em__buf_u32(&b, kept.action);
+    em__buf_u32(&b, kept.n);
+    em__buf_add(&b, kept.recs.p, kept.recs.len);
+    pthread_mutex_unlock(&kept.mu);
     em__msg *r = em__msg_new(EM__MSG_INVENTORY, b.len);
     memcpy(r->payload, b.p, b.len);
     em__buf_release(&b);

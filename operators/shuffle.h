@@ -66,6 +66,10 @@ void em__store_init(em__rt *rt);
 /* Takes ownership of data; offs has nbuckets+1 entries (bucket r is data[offs[r], offs[r+1])). */
 void em__store_put(uint32_t shuffle, uint32_t map_part, em__buf *data, uint64_t *offs, uint32_t nbuckets);
 int em__store_has(uint32_t shuffle, uint32_t map_part);
+/* The executor keeps the TASK_DONE payload of each successful result task of the current action (a new action
+ * drops the older ones); inventory answers carry them to a new leader. */
+void em__result_keep(uint32_t action, const void *payload, size_t len);
+void em__results_drop(void);
 /* Drops every block (and deletes spill files): at finalize. */
 void em__store_drop_all(void);
 /* Compressed bytes of map output this rank wrote to disk. */

@@ -433,6 +433,7 @@ int em_finalize(em_ctx *ctx, int status)
     em__executor_stop(ctx);
     em__rt_stop(rt);
     em__store_drop_all(); /* deletes spilled blocks */
+    em__results_drop();
     for (em__msg *m; (m = main_stash.head);) {
         main_stash.head = m->next;
         em__msg_free(m);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { T_PENDING, T_RUNNING, T_DONE };
 
@@ -426,7 +427,7 @@ static void gather_inventory(em_ctx *ctx, uint32_t action)
         em__send(rt, r, m);
     }
     double deadline = em__now_s() + (double)rt->cfg.timeout_ms / 1e3;
-    int blocks = 0, cached = 0, ranks = 0;
+    int blocks = 0, cached = 0, ranks = 0, results = 0;
     for (;;) {
         int waiting = 0;
         for (int r = 0; r < rt->size; r++) waiting += em__rt_is_alive(rt, r) && !answered[r];
@@ -445,7 +446,7 @@ static void gather_inventory(em_ctx *ctx, uint32_t action)
         }
         answered[src] = 1;
         ranks++;
-        for (uint32_t i = 0; i < n; i++) {
+        for (uint32_t i = 0; i < n && !rd.err; i++) {
             uint32_t sid = em__rd_u32(&rd), part = em__rd_u32(&rd);
             if (rd.err) break;
             em__node *w = em__node_get(ctx, (int)(sid & ~EM__CACHE_ID));
@@ -460,13 +461,27 @@ static void gather_inventory(em_ctx *ctx, uint32_t action)
                 blocks++;
             }
         }
+        /* finished result tasks of this action: replayed as the TASK_DONE they were, so the driver takes them as
+         * first successes and does not run them again */
+        uint32_t ka = em__rd_u32(&rd), k = em__rd_u32(&rd);
+        for (uint32_t i = 0; i < k && !rd.err && ka == action; i++) {
+            uint32_t len;
+            const void *p = em__rd_bytes(&rd, &len);
+            if (rd.err || len < 24) break;
+            em__msg *done = em__msg_new(EM__MSG_TASK_DONE, len);
+            memcpy(done->payload, p, len);
+            done->hdr->src = src;
+            em__mbox_put(&rt->driver_mb, done);
+            results++;
+        }
         em__msg_free(m);
     }
     free(answered);
-    EM_LOG_W("action %u: new leader r%d took over: %d rank(s) hold %d map output(s) and %d cached partition(s); "
-             "only what is missing is recomputed", action, rt->rank, ranks, blocks, cached);
-    em__event("inventory", "\"action\":%u,\"ranks\":%d,\"map_outputs\":%d,\"cached_partitions\":%d", action, ranks,
-              blocks, cached);
+    tracker_of(ctx, 0); /* the tracker exists from now on: this rank gathers only once */
+    EM_LOG_W("action %u: new leader r%d took over: %d rank(s) hold %d map output(s), %d cached partition(s) and %d "
+             "finished result task(s); only what is missing is recomputed", action, rt->rank, ranks, blocks, cached, results);
+    em__event("inventory", "\"action\":%u,\"ranks\":%d,\"map_outputs\":%d,\"cached_partitions\":%d,\"results\":%d",
+              action, ranks, blocks, cached, results);
 }
 
 int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int64_t op_arg, const char *extra,
@@ -645,7 +660,9 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
                 char final[4096];
                 const char *dir = extra;
                 snprintf(final, sizeof final, "%s/part-%05u", dir, p);
-                if (blen == 0 || body[blen - 1] != 0 || rename(body, final) < 0) {
+                /* a result replayed by a new leader may have been committed by the old one already */
+                int done_before = blen && body[blen - 1] == 0 && access(body, F_OK) != 0 && access(final, F_OK) == 0;
+                if (!done_before && (blen == 0 || body[blen - 1] != 0 || rename(body, final) < 0)) {
                     rc = em__fail(EM_EIO, "save: cannot commit %.*s as %s", (int)blen, body, final);
                     em__msg_free(m);
                     goto out;

@@ -299,6 +299,7 @@ static void *executor_main(void *arg)
         memcpy(d->payload + 16, &status, 4);
         memcpy(d->payload + 20, &len32, 4);
         if (blen) memcpy(d->payload + 24, err ? (const void *)err : out.p, blen);
+        if (rc == 0 && t.op != EM__OP_SHUFFLE_MAP) em__result_keep(t.action, d->payload, d->len);
         em__fault_point(ctx, EM__FP_RESULT, &t);
         em__send(rt, em__rt_leader(rt), d);
         em__msg_free(m); /* t's deps and extra pointed into it */

@@ -25,3 +25,6 @@ run "leader SIGSTOP, resumed later" "elected leader" --ember-fault=stop:leader:a
 run "leader, then the new leader" "r2 leads\|r2 lead" --ember-fault=kill:leader:after-tasks=3 --ember-fault=kill:rank=1:after-tasks=6
 run "two executors one after the other" "fenced r3" --ember-fault=kill:rank=2:after-tasks=2 --ember-fault=kill:rank=3:after-tasks=5
 run "leader in the second action" "elected leader" --ember-fault=kill:leader:action=2
+# The new leader collects what the survivors finished before the old leader died (results of result tasks, map
+# outputs) instead of running it again.
+run "leader SIGKILL: finished results reused" "took over: .* and [1-9][0-9]* finished result task" --ember-fault=kill:leader:after-tasks=3
