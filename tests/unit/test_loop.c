@@ -252,7 +252,7 @@ static void expect_all_empty(void)
     expect_empty(&rt.fetch_mb, "fetch_mb");
 }
 
-Test(routing, each_received_type_reaches_its_mailbox, .timeout = 60)
+Test(routing, each_received_type_reaches_its_mailbox)
 {
     start_leader_of_two();
     struct { int type; em__mbox *mb; const char *name; } routes[] = {
@@ -274,7 +274,7 @@ Test(routing, each_received_type_reaches_its_mailbox, .timeout = 60)
     stop_rank();
 }
 
-Test(routing, types_without_mailbox_or_handler_are_dropped, .timeout = 60)
+Test(routing, types_without_mailbox_or_handler_are_dropped)
 {
     start_leader_of_two();
     /* FETCH_REQ has no mailbox (it needs a handler); WAKE is local only; 200 is no type at all. ELECTION_OK
@@ -306,7 +306,7 @@ static void record(em__rt *r, em__msg *m, void *arg)
     em__mbox_put(&s->mb, m); /* the handler owns m */
 }
 
-Test(routing, a_handler_takes_its_type_on_the_progress_thread_instead_of_the_mailbox, .timeout = 60)
+Test(routing, a_handler_takes_its_type_on_the_progress_thread_instead_of_the_mailbox)
 {
     static seen fetch, task;
     em__mbox_init(&fetch.mb);
@@ -339,7 +339,7 @@ Test(routing, a_handler_takes_its_type_on_the_progress_thread_instead_of_the_mai
     em__mbox_release(&task.mb);
 }
 
-Test(send, to_self_goes_straight_to_the_mailbox_and_to_a_peer_carries_the_header, .timeout = 60)
+Test(send, to_self_goes_straight_to_the_mailbox_and_to_a_peer_carries_the_header)
 {
     start_leader_of_two();
     em__send(&rt, 0, tagged(EM__MSG_TASK, 5));
@@ -362,7 +362,7 @@ Test(send, to_self_goes_straight_to_the_mailbox_and_to_a_peer_carries_the_header
     stop_rank();
 }
 
-Test(send, to_all_reaches_every_live_rank_but_self_and_never_a_fenced_one, .timeout = 60)
+Test(send, to_all_reaches_every_live_rank_but_self_and_never_a_fenced_one)
 {
     start_rank(3, 0, 20, 10000);
     em__send_all(&rt, tagged(EM__MSG_ACTION_RESULT, 1));
@@ -411,7 +411,7 @@ Test(send, to_all_reaches_every_live_rank_but_self_and_never_a_fenced_one, .time
 
 /* A progress thread stuck inside a call stops heartbeating, so the others fence this rank after timeout_ms:
  * the sentinel thread must notice and leave with 75 (it cannot know whether it was fenced, so it assumes so). */
-Test(sentinel, a_wedged_progress_thread_makes_the_rank_exit_75, .timeout = 60)
+Test(sentinel, a_wedged_progress_thread_makes_the_rank_exit_75)
 {
     fflush(NULL);
     pid_t parent = getpid(), pid = fork();
