@@ -428,6 +428,7 @@ static void gather_inventory(em_ctx *ctx, uint32_t action)
     }
     double deadline = em__now_s() + (double)rt->cfg.timeout_ms / 1e3;
     int blocks = 0, cached = 0, ranks = 0, results = 0;
+    em__msg *replay = NULL;
     for (;;) {
         int waiting = 0;
         for (int r = 0; r < rt->size; r++) waiting += em__rt_is_alive(rt, r) && !answered[r];
@@ -471,12 +472,19 @@ static void gather_inventory(em_ctx *ctx, uint32_t action)
             em__msg *done = em__msg_new(EM__MSG_TASK_DONE, len);
             memcpy(done->payload, p, len);
             done->hdr->src = src;
-            em__mbox_put(&rt->driver_mb, done);
+            done->next = replay; /* into the driver's mailbox after this loop, which drops what it does not expect */
+            replay = done;
             results++;
         }
         em__msg_free(m);
     }
     free(answered);
+    while (replay) {
+        em__msg *next = replay->next;
+        replay->next = NULL;
+        em__mbox_put(&rt->driver_mb, replay);
+        replay = next;
+    }
     tracker_of(ctx, 0); /* the tracker exists from now on: this rank gathers only once */
     EM_LOG_W("action %u: new leader r%d took over: %d rank(s) hold %d map output(s), %d cached partition(s) and %d "
              "finished result task(s); only what is missing is recomputed", action, rt->rank, ranks, blocks, cached, results);
@@ -621,7 +629,10 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
         }
         stage *s = &st[si];
         tstate *t = &s->ts[p];
-        if (t->state == T_RUNNING && t->rank == src && inflight[src] > 0) inflight[src]--;
+        /* The attempt running on t->rank stops counting against that rank now, whoever answered: a result
+         * replayed from a new leader's inventory can finish a task that was also sent out again, and the later
+         * answer of that copy finds the task done. */
+        if (t->state == T_RUNNING && inflight[t->rank] > 0) inflight[t->rank]--;
         if (t->state == T_DONE) { /* a duplicate: the first success won */
             em__msg_free(m);
             continue;

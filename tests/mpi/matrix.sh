@@ -48,8 +48,10 @@ tr -s ' \t\n\r\v\f' '\n' <"$TMP/corpus.txt" | grep -v '^$' | sort | uniq -c | so
   awk '{ print $1 "\t" $2 }' >"$TMP/wc.want"
 head -10 "$TMP/wc.base" >"$TMP/wc.top"
 check_files "wordcount fault-free top 10 equals coreutils" "$TMP/wc.want" "$TMP/wc.top"
-launch 60 "$PC" --limit 2e7 >"$TMP/pc.base" 2>/dev/null
-check "primecount fault-free run" "primes in [0, 20000000): 1270607" "$(head -1 "$TMP/pc.base")"
+# long enough (many small tasks) that a rank killed after two tasks is detected before the job ends
+PCA="--limit 3e8 --ember-partitions=96"
+launch 60 "$PC" $PCA >"$TMP/pc.base" 2>/dev/null
+check "primecount fault-free run" "primes in [0, 300000000): 16252325" "$(head -1 "$TMP/pc.base")"
 
 D="fenced\|elected"
 B="$TMP/pipe.base"
@@ -69,8 +71,8 @@ case_ "pipeline: leader dies in the second action"              $B "$D" "$PIPE" 
 case_ "wordcount: leader SIGKILL during shuffle"                "$TMP/wc.base" "$D" "$WC" --top 10 "$TMP/corpus.txt" --ember-fault=kill:leader:during=shuffle
 case_ "wordcount: executor SIGKILL during fetch"                 "$TMP/wc.base" "$D" "$WC" --top 10 "$TMP/corpus.txt" --ember-fault=kill:rank=3:during=fetch
 case_ "wordcount: executor SIGSTOP in the map stage, resumed"   "$TMP/wc.base" "$D" "$WC" --top 10 "$TMP/corpus.txt" --ember-fault=stop:rank=1:during=map:resume-after-ms=1500
-case_ "primecount: executor SIGKILL mid-stage"                  "$TMP/pc.base" "$D" "$PC" --limit 2e7 --ember-fault=kill:rank=2:after-tasks=2
-case_ "primecount: leader SIGSTOP, never resumed"               "$TMP/pc.base" "$D" "$PC" --limit 2e7 --ember-fault=stop:leader:after-tasks=2
+case_ "primecount: executor SIGKILL mid-stage"                  "$TMP/pc.base" "$D" "$PC" $PCA --ember-fault=kill:rank=2:after-tasks=2
+case_ "primecount: leader SIGSTOP, never resumed"               "$TMP/pc.base" "$D" "$PC" $PCA --ember-fault=stop:leader:after-tasks=2
 
 # too few ranks left: a clean failure with a message, never a hang (through `ember run`: with the recovery recipe
 # mpirun itself exits 0 whatever happened, the job's status comes from the leader's status file)
