@@ -84,3 +84,11 @@ secs=$(( $(date +%s) - start ))
 [ -s "$TMP/out" ] && fail "too few ranks: printed a result" || pass "too few ranks: no result printed"
 grep -q "fewer than --ember-min-ranks 3" "$TMP/err" && pass "too few ranks: the error names --ember-min-ranks" ||
   { fail "too few ranks: no message"; tail -5 "$TMP/err"; }
+
+# Issue 5's acceptance line, as a user types it: through `ember run`, the leader killed during the shuffle.
+timeout -k 5 120 "$BIN/ember" run -np 4 "$WC" --top 10 --ember-fault=kill:leader:during=shuffle "$TMP/corpus.txt" \
+  >"$TMP/out" 2>"$TMP/err"; rc=$?
+check "ember run -np 4 wordcount --top 10 --ember-fault=kill:leader:during=shuffle: exit 0" 0 "$rc"
+check_files "ember run -np 4 wordcount, leader killed during the shuffle: same output as without the fault" "$TMP/wc.base" "$TMP/out"
+grep -q "elected leader" "$TMP/err" && pass "ember run, leader killed: the election is on stderr" ||
+  { fail "ember run, leader killed: no election on stderr"; tail -5 "$TMP/err"; }
