@@ -667,8 +667,9 @@ static int spill_entry(const em_rec *r, void *arg)
 }
 
 /* Bytes of combined records a map task keeps before flushing them into its buckets: the task budget, at most
- * 64 MiB (a bigger table combines a little more but stops fitting any cache). */
-#define MAP_TABLE_LIMIT ((size_t)64 << 20)
+ * 4 MiB. A bigger table combines a little more but stops fitting in cache: word count of 100 MB at np=1 took
+ * 3.9 s with 64 MiB, 2.9 s with 8 MiB, 2.65 s with 4 MiB, 2.8 s with 2 MiB (idle 2-core machine). */
+#define MAP_TABLE_LIMIT ((size_t)4 << 20)
 
 static int combine_push(em_emitter *self, const em_rec *r)
 {
