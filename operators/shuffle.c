@@ -283,6 +283,23 @@ int em__ctab_each(em__ctab *t, int (*fn)(const em_rec *r, void *arg), void *arg)
     return 0;
 }
 
+/* em__ctab_each, then empty: each slot is cleared as it is visited (no second pass over the table). */
+static int ctab_drain(em__ctab *t, int (*fn)(const em_rec *r, void *arg), void *arg)
+{
+    int rc = 0;
+    for (size_t i = 0; i < t->cap; i++) {
+        if (!t->slot[i].off1) continue;
+        size_t pos = t->slot[i].off1 - 1;
+        t->slot[i].off1 = 0;
+        em_rec r;
+        em__rec_next(t->arena.p, t->arena.len, &pos, &r);
+        if (rc == 0) rc = fn(&r, arg);
+    }
+    t->arena.len = 0;
+    t->n = 0;
+    return rc;
+}
+
 /* ---- block store ----
  * Map outputs stay in memory until the store holds --ember-memory / 2 bytes; later outputs are written to local
  * disk, each bucket zlib-compressed on its own (so one bucket can be read or served without the others), and
@@ -678,8 +695,7 @@ static int combine_push(em_emitter *self, const em_rec *r)
     int rc = em__ctab_add(&ms->tab, r->key, r->klen, r->val, r->vlen);
     if (rc < 0) return rc;
     if (ms->tab.arena.len > ms->limit) {
-        em__ctab_each(&ms->tab, spill_entry, ms);
-        em__ctab_clear(&ms->tab);
+        ctab_drain(&ms->tab, spill_entry, ms);
     }
     return 0;
 }
