@@ -43,4 +43,8 @@ void em__noise_idle(em__noise *nf);
 /* Flushes whatever is held (end of input) and frees the filter. em__noise_free(NULL) is a no-op. */
 void em__noise_free(em__noise *nf);
 
+/* A positive count (-np, --slots) of digits only, at most EM__NP_MAX: the value, or -1 (validate.c). */
+#define EM__NP_MAX 1000000
+long em__parse_count(const char *s);
+
 #endif

@@ -36,7 +36,6 @@
 #include <sys/types.h>
 
 #define EM__NAME_MAX 64          /* bytes in a job name */
-#define EM__NP_MAX 1000000       /* sanity bound on -np and --slots */
 #define EM__GRACE_DEFAULT 10     /* s between SIGTERM and SIGKILL (cancel, --time) */
 #define EM__RECENT_S 300         /* s a finished job stays in `ember queue` without --all (Slurm's MinJobAge) */
 
@@ -91,8 +90,7 @@ int em__job_dir_make(const char *who, long long id);
 
 /* A job id: 1 to 18 decimal digits, no sign, not 0. 0 and *id set, or -1. Nothing else may name a job path. */
 int em__parse_id(const char *s, long long *id);
-/* A positive integer up to EM__NP_MAX, digits only. The value, or -1. */
-long em__parse_count(const char *s);
+/* em__parse_count (a positive count up to EM__NP_MAX, digits only) is declared in cli.h: `ember run` uses it too. */
 /* Why NAME is not a valid job name (NULL: it is): 1..EM__NAME_MAX printable ASCII bytes without space, '/',
  * '\\' or "..", not starting with '-'. */
 const char *em__name_problem(const char *name);

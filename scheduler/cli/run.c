@@ -38,7 +38,6 @@
 #include <unistd.h>
 
 #define IDLE_MS 100       /* quiet time after which the noise filter releases a held partial line */
-#define MAX_NP 1000000    /* sanity bound on -np */
 
 void em__cli_run_usage(FILE *out)
 {
@@ -58,22 +57,6 @@ struct run_opts {
     const char *hostfile; /* NULL = none */
     int prog_index;       /* index of PROGRAM in argv */
 };
-
-/* A positive decimal integer with no sign, spaces or suffix, at most MAX_NP; -1 otherwise. */
-static long parse_np(const char *s)
-{
-    long v = 0;
-    if (!*s)
-        return -1;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return -1;
-        v = v * 10 + (*s - '0');
-        if (v > MAX_NP)
-            return -1;
-    }
-    return v > 0 ? v : -1;
-}
 
 static int bad_np(const char *flag, const char *val)
 {
@@ -125,7 +108,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
         }
         if (strcmp(flag, "--hostfile") == 0) {
             o->hostfile = val;
-        } else if ((o->np = parse_np(val)) < 0) {
+        } else if ((o->np = em__parse_count(val)) < 0) {
             return bad_np(flag, val);
         }
     }
@@ -239,7 +222,7 @@ static long default_np(void)
 {
     const char *s = getenv("SLURM_NTASKS");
     long n;
-    if (s && (n = parse_np(s)) > 0)
+    if (s && (n = em__parse_count(s)) > 0)
         return n;
     n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? n : 1;

@@ -3,6 +3,7 @@
  * counts, Slurm-style time limits, Open MPI hostfiles (with their slot sums) and programs (found as execvp
  * would). Shared DESIGN.md section 9; the contract of each function is in jobdb.h.
  */
+#include "scheduler/cli/cli.h"
 #include "scheduler/cli/jobdb.h"
 
 #include <ctype.h>
