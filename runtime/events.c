@@ -33,7 +33,14 @@ static struct {
     int rank;
     int failed;         /* opening failed once: logged, not retried on every event */
     char path[PATH_MAX];
-} ev = {PTHREAD_MUTEX_INITIALIZER, -1, -1, 0, ""};
+    /* task_start / task_end lines wait here (at most EV_BATCH bytes, EV_BATCH_S seconds, or until any other event)
+     * and go out in one write: a job of many small tasks writes two of them per task */
+    char *pend;
+    size_t plen, pcap;
+    double pend_t0;
+} ev = {PTHREAD_MUTEX_INITIALIZER, -1, -1, 0, "", NULL, 0, 0, 0};
+#define EV_BATCH ((size_t)64 << 10)
+#define EV_BATCH_S 0.1
 static _Atomic int ev_configured; /* em__events_open succeeded and em__events_close has not run */
 static _Atomic int ev_leader = -1; /* -1: never told (no runtime): write as if leading */
 
@@ -316,6 +323,31 @@ int em__events_open(const char *path, const char *app_id, int rank)
 
 const char *em__events_path(void) { return atomic_load(&ev_configured) ? ev.path : ""; }
 
+static double ev_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Caller holds ev.mu. Whole lines in one write(2) on an O_APPEND descriptor: never interleaved with a new
+ * leader's lines. */
+static void write_all_locked(const char *p, size_t n)
+{
+    if (ev.fd < 0 || !n) return;
+    ssize_t w = write(ev.fd, p, n);
+    if (w != (ssize_t)n && !ev.failed) {
+        ev.failed = 1; /* disk full or the like: say so once, the job goes on */
+        EM_LOG_W("event log: short write to %s: %s", ev.path, w < 0 ? strerror(errno) : "partial line");
+    }
+}
+
+static void ev_flush_locked(void)
+{
+    write_all_locked(ev.pend, ev.plen);
+    ev.plen = 0;
+}
+
 void em__event(const char *type, const char *fmt, ...)
 {
     if (!atomic_load(&ev_configured) || atomic_load(&ev_leader) == 0) return;
@@ -348,10 +380,19 @@ void em__event(const char *type, const char *fmt, ...)
         EM_LOG_E("%s", em_last_error());
     }
     if (ev.fd >= 0) {
-        ssize_t w = write(ev.fd, line, (size_t)n);
-        if (w != n && !ev.failed) {
-            ev.failed = 1; /* disk full or the like: say so once, the job goes on */
-            EM_LOG_W("event log: short write to %s: %s", ev.path, w < 0 ? strerror(errno) : "partial line");
+        int batch = strncmp(type, "task_", 5) == 0 && (strcmp(type, "task_start") == 0 || strcmp(type, "task_end") == 0);
+        double t = ev_now_s();
+        if (!ev.plen) ev.pend_t0 = t;
+        if (batch && ev.plen + (size_t)n <= EV_BATCH && t - ev.pend_t0 < EV_BATCH_S) {
+            if (ev.plen + (size_t)n > ev.pcap) {
+                ev.pcap = EV_BATCH;
+                ev.pend = em__realloc(ev.pend, ev.pcap);
+            }
+            memcpy(ev.pend + ev.plen, line, (size_t)n);
+            ev.plen += (size_t)n;
+        } else {
+            ev_flush_locked();
+            write_all_locked(line, (size_t)n);
         }
     }
     pthread_mutex_unlock(&ev.mu);
@@ -397,6 +438,10 @@ static int compress_file(const char *path)
 void em__events_close(void)
 {
     pthread_mutex_lock(&ev.mu);
+    ev_flush_locked();
+    free(ev.pend);
+    ev.pend = NULL;
+    ev.pcap = 0;
     atomic_store(&ev_configured, 0);
     int fd = ev.fd;
     ev.fd = -1;

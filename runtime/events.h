@@ -1,8 +1,10 @@
 /* events.h — the JSON-lines event log of a run (DESIGN section 9; the format is documented in README.md,
  * "Event log and history").
  *
- * One line per event, one object per line, written by the current leader with a single write(2) on an O_APPEND
- * descriptor, so lines never interleave and a new leader appends to the same file:
+ * One line per event, one object per line, written by the current leader in whole lines (each write(2) on an
+ * O_APPEND descriptor holds complete lines), so lines never interleave and a new leader appends to the same file.
+ * task_start/task_end lines are batched (up to 64 KiB or 0.1 s, or until any other event) to keep the cost per task
+ * low; a leader that dies loses at most that batch:
  *
  *   {"ts":1717171717123.456,"event":"task_end","rank":0,"action":1,"stage":0,...}
  *
@@ -31,8 +33,8 @@ int em__events_open(const char *path, const char *app_id, int rank);
 /* Writes one line {"ts":<ms since epoch, with 3 decimals>,"event":"<type>","rank":<rank>, ...fields}\n where
  * fields is printf-formatted JSON members WITHOUT surrounding braces, e.g.
  * em__event("task_end", "\"stage\":%d,\"part\":%d,\"records_out\":%lld", s, p, (long long)n);
- * fmt may be NULL/"" for no fields. Thread-safe; one write(2) per line with O_APPEND; no-op when not open or
- * when this rank does not lead. */
+ * fmt may be NULL/"" for no fields. Thread-safe; whole lines per write(2) with O_APPEND (task events batched, see
+ * above); no-op when not open or when this rank does not lead. */
 void em__event(const char *type, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Escapes a string for use inside a JSON string literal (quotes, backslash, control bytes, invalid UTF-8 as \u00XX);
