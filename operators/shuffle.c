@@ -310,8 +310,10 @@ static int ctab_drain(em__ctab *t, int (*fn)(const em_rec *r, void *arg), void *
 struct em__block {
     uint32_t shuffle, map_part, nbuckets;
     int refs;
-    em__buf data;    /* in memory: the buckets back to back */
-    uint64_t *offs;  /* [nbuckets+1] raw bucket boundaries (sizes, when on disk) */
+    em__buf data;    /* in memory: the buckets back to back (or bufs) */
+    em__buf *bufs;   /* in memory: [nbuckets] one buffer per bucket, as the map task filled them (no copy) */
+    uint64_t *offs;  /* [nbuckets+1] raw bucket boundaries (prefix sums of the sizes, whatever the layout) */
+    uint64_t bytes;  /* in memory: bytes held */
     char *path;      /* on disk: the file of compressed buckets */
     uint64_t *zoffs; /* on disk: [nbuckets+1] boundaries of the compressed buckets in the file */
     em__buf *zcache; /* in memory: [nbuckets] compressed buckets made for fetchers that asked for zlib */
@@ -331,12 +333,21 @@ static struct {
 
 static size_t store_slot(uint32_t s, uint32_t m) { return (size_t)(em__hash(&(uint64_t){(uint64_t)s << 32 | m}, 8) % STORE_HASH); }
 
+/* Bucket i of an in-memory block. */
+static const uint8_t *bk_ptr(const em__block *b, uint32_t i)
+{
+    return b->bufs ? b->bufs[i].p : b->data.p + b->offs[i];
+}
+
 /* Caller holds store.mu. */
 static void block_unref(em__block *b)
 {
     if (--b->refs > 0) return;
-    store.mem -= b->data.len;
+    store.mem -= b->bytes;
     em__buf_release(&b->data);
+    if (b->bufs)
+        for (uint32_t i = 0; i < b->nbuckets; i++) em__buf_release(&b->bufs[i]);
+    free(b->bufs);
     if (b->zcache)
         for (uint32_t i = 0; i < b->nbuckets; i++) em__buf_release(&b->zcache[i]);
     free(b->zcache);
@@ -399,7 +410,7 @@ static void block_to_disk(em__block *b)
     int ok = 1;
     zoffs[0] = 0;
     for (uint32_t i = 0; i < b->nbuckets && ok; i++) {
-        zlib_bucket(b->data.p + b->offs[i], b->offs[i + 1] - b->offs[i], &z);
+        zlib_bucket(bk_ptr(b, i), b->offs[i + 1] - b->offs[i], &z);
         ok = write(fd, z.p, z.len) == (ssize_t)z.len;
         zoffs[i + 1] = zoffs[i] + z.len;
     }
@@ -415,24 +426,22 @@ static void block_to_disk(em__block *b)
     b->path = em__strdup(path);
     b->zoffs = zoffs;
     em__buf_release(&b->data);
+    if (b->bufs)
+        for (uint32_t i = 0; i < b->nbuckets; i++) em__buf_release(&b->bufs[i]);
+    free(b->bufs);
+    b->bufs = NULL;
+    b->bytes = 0;
 }
 
-void em__store_put(uint32_t shuffle, uint32_t map_part, em__buf *data, uint64_t *offs, uint32_t nbuckets)
+static void store_insert(em__block *b)
 {
-    em__block *b = em__calloc(1, sizeof *b);
-    b->shuffle = shuffle;
-    b->map_part = map_part;
-    b->nbuckets = nbuckets;
-    b->refs = 1;
-    b->data = *data;
-    b->offs = offs;
-    em__buf_init(data);
+    uint32_t shuffle = b->shuffle, map_part = b->map_part;
     pthread_mutex_lock(&store.mu);
-    int spill = store.budget && store.mem + b->data.len > store.budget && !(shuffle & EM__CACHE_ID);
+    int spill = store.budget && store.mem + b->bytes > store.budget && !(shuffle & EM__CACHE_ID);
     pthread_mutex_unlock(&store.mu);
     if (spill) block_to_disk(b); /* outside the lock: fetches keep being served meanwhile */
     pthread_mutex_lock(&store.mu);
-    store.mem += b->data.len;
+    store.mem += b->bytes;
     em__block **pp = &store.tab[store_slot(shuffle, map_part)];
     for (; *pp; pp = &(*pp)->next)
         if ((*pp)->shuffle == shuffle && (*pp)->map_part == map_part) { /* a re-run replaces the old output */
@@ -444,6 +453,27 @@ void em__store_put(uint32_t shuffle, uint32_t map_part, em__buf *data, uint64_t 
     b->next = store.tab[store_slot(shuffle, map_part)];
     store.tab[store_slot(shuffle, map_part)] = b;
     pthread_mutex_unlock(&store.mu);
+}
+
+void em__store_put(uint32_t shuffle, uint32_t map_part, em__buf *data, uint64_t *offs, uint32_t nbuckets)
+{
+    em__block *b = em__calloc(1, sizeof *b);
+    *b = (em__block){.shuffle = shuffle, .map_part = map_part, .nbuckets = nbuckets, .refs = 1, .data = *data,
+                     .offs = offs, .bytes = data->len};
+    em__buf_init(data);
+    store_insert(b);
+}
+
+/* Takes the bucket buffers themselves (and the array): a map task's output is stored without being copied. */
+static void store_put_buckets(uint32_t shuffle, uint32_t map_part, em__buf *bufs, uint32_t nbuckets)
+{
+    em__block *b = em__calloc(1, sizeof *b);
+    *b = (em__block){.shuffle = shuffle, .map_part = map_part, .nbuckets = nbuckets, .refs = 1, .bufs = bufs};
+    b->offs = em__malloc(sizeof(uint64_t) * (nbuckets + 1));
+    b->offs[0] = 0;
+    for (uint32_t i = 0; i < nbuckets; i++) b->offs[i + 1] = b->offs[i] + bufs[i].len;
+    b->bytes = b->offs[nbuckets];
+    store_insert(b);
 }
 
 int em__store_has(uint32_t shuffle, uint32_t map_part)
@@ -512,13 +542,13 @@ static void serve_fetch(em__rt *rt, em__msg *m, void *arg)
     } else if (status == 0 && (flags & 1) && raw > 0) {
         pthread_mutex_lock(&store.mu);
         if (!b->zcache) b->zcache = em__calloc(b->nbuckets, sizeof *b->zcache);
-        if (!b->zcache[bk].p) zlib_bucket(b->data.p + b->offs[bk], raw, &b->zcache[bk]);
+        if (!b->zcache[bk].p) zlib_bucket(bk_ptr(b, bk), raw, &b->zcache[bk]);
         pthread_mutex_unlock(&store.mu);
         enc = 1;
         src_bytes = b->zcache[bk].p;
         size = b->zcache[bk].len;
     } else if (status == 0) {
-        src_bytes = b->data.p + b->offs[bk];
+        src_bytes = bk_ptr(b, bk);
     }
     size_t n = status || off >= size ? 0 : (size - off < FETCH_CHUNK ? size - off : FETCH_CHUNK);
     em__msg *resp = em__msg_new(EM__MSG_FETCH_RESP, RESP_HDR + n);
@@ -754,25 +784,17 @@ int em__shuffle_map(em_ctx *ctx, em__node *wide, int side, int part, em__buf *si
     if (rc == 0) rc = em__node_compute(in, part, &sink);
     if (rc == 0 && combine) rc = em__ctab_each(&ms.tab, spill_entry, &ms);
     if (combine) em__ctab_release(&ms.tab);
-    if (rc == 0) {
-        em__buf all;
-        em__buf_init(&all);
-        uint64_t *offs = em__malloc(sizeof(uint64_t) * (ms.nb + 1));
-        size_t total = 0;
-        for (uint32_t b = 0; b < ms.nb; b++) total += ms.buckets[b].len;
-        em__buf_grow(&all, total);
+    if (rc == 0) { /* the buckets go to the store as they are: no copy into one block */
+        em__task_bytes_out = 0;
         for (uint32_t b = 0; b < ms.nb; b++) {
-            offs[b] = all.len;
-            em__buf_add(&all, ms.buckets[b].p, ms.buckets[b].len);
             em__buf_u64(sizes, ms.buckets[b].len);
-            em__buf_release(&ms.buckets[b]);
+            em__task_bytes_out += ms.buckets[b].len;
         }
-        offs[ms.nb] = all.len;
-        em__task_bytes_out = all.len;
         uint32_t map_id = (uint32_t)(side ? wide->parent->nparts + part : part);
-        em__store_put((uint32_t)wide->id, map_id, &all, offs, ms.nb);
+        store_put_buckets((uint32_t)wide->id, map_id, ms.buckets, ms.nb);
+        ms.buckets = NULL;
     }
-    for (uint32_t b = 0; b < ms.nb; b++) em__buf_release(&ms.buckets[b]);
+    for (uint32_t b = 0; ms.buckets && b < ms.nb; b++) em__buf_release(&ms.buckets[b]);
     free(ms.buckets);
     free(ms.bounds);
     return rc;
@@ -937,7 +959,7 @@ static int with_bucket(em_ctx *ctx, uint32_t s, uint32_t m, int owner, uint32_t 
             em__buf_release(&z);
             if (rc == 0) rc = fn(scratch->p, scratch->len, side, arg);
         } else {
-            rc = fn(b->data.p + b->offs[bucket], b->offs[bucket + 1] - b->offs[bucket], side, arg);
+            rc = fn(bk_ptr(b, bucket), b->offs[bucket + 1] - b->offs[bucket], side, arg);
         }
         unref(b);
         return rc;

@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +115,11 @@ static void open_events(em_ctx *ctx, int argc, char **argv)
 
 int em_init(int *argc, char ***argv, em_ctx **out)
 {
+    /* Shuffle buffers, messages and fetched buckets are big and short-lived: keep freed memory in the heap rather
+     * than returning it to the system at once, so the next buffer does not fault every page in again (costly in
+     * VMs: a shuffle spent most of its time in page faults). */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
     int rc, help = 0;
     *out = NULL;
     em_ctx *ctx = em__calloc(1, sizeof *ctx);

@@ -152,13 +152,17 @@ static void note_sizes(em_ctx *ctx, em__node *w, int map, const void *body, uint
 }
 
 /* The rank holding the most bytes of a reduce task's input (DESIGN: reduce tasks prefer it), or -1. */
-static int preferred_rank(em_ctx *ctx, const stage *s, int p, uint64_t *per_rank)
+static int preferred_rank(em_ctx *ctx, const stage *s, int p, uint64_t *per_rank, int *cached)
 {
     int best = -1;
+    *cached = 0;
     for (int c = 0; c < s->ncache; c++) { /* a cached partition: run where it is */
         em__node *n = s->cache[c];
         tracker *tr = tracker_of(ctx, n->id);
-        if (n->nparts == s->nparts && tr->cloc[n->id] && tr->cloc[n->id][p] >= 0) return tr->cloc[n->id][p];
+        if (n->nparts == s->nparts && tr->cloc[n->id] && tr->cloc[n->id][p] >= 0) {
+            *cached = 1;
+            return tr->cloc[n->id][p];
+        }
     }
     memset(per_rank, 0, sizeof(uint64_t) * (size_t)ctx->rt.size);
     for (int d = 0; d < s->ndeps; d++) {
@@ -566,8 +570,11 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
                 }
                 /* the rank holding most of its input if it has room, else the least loaded live rank; a retried
                  * task avoids the rank it last failed on when it can */
-                int best = s->ndeps || s->ncache ? preferred_rank(ctx, s, p, per_rank) : -1;
-                if (best >= 0 && (!em__rt_is_alive(rt, best) || inflight[best] >= depth ||
+                /* A task reading a cached partition may queue deeper on its holder (4x the depth): fetching the
+                 * partition elsewhere costs more than waiting for it there. */
+                int cached = 0;
+                int best = s->ndeps || s->ncache ? preferred_rank(ctx, s, p, per_rank, &cached) : -1;
+                if (best >= 0 && (!em__rt_is_alive(rt, best) || inflight[best] >= (cached ? 4 * depth : depth) ||
                                   (s->ts[p].failures && best == s->ts[p].last_failed)))
                     best = -1;
                 for (int pass = 0; pass < 2 && best < 0; pass++)
