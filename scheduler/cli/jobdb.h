@@ -88,20 +88,6 @@ int em__job_dir_make(const char *who, long long id);
 
 /* ---- validation ------------------------------------------------------------------------------------------ */
 
-/* A job id: 1 to 18 decimal digits, no sign, not 0. 0 and *id set, or -1. Nothing else may name a job path. */
-int em__parse_id(const char *s, long long *id);
-/* em__parse_count (a positive count up to EM__NP_MAX, digits only) is declared in cli.h: `ember run` uses it too. */
-/* Why NAME is not a valid job name (NULL: it is): 1..EM__NAME_MAX printable ASCII bytes without space, '/',
- * '\\' or "..", not starting with '-'. */
-const char *em__name_problem(const char *name);
-/* Slurm's --time forms: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S; 0, "UNLIMITED" or "INFINITE" mean no limit.
- * Seconds (0: none), or -1. */
-long long em__parse_time(const char *s);
-/* Slurm-style duration: M:SS, H:MM:SS, D-HH:MM:SS. */
-void em__fmt_duration(char *buf, size_t len, long long seconds);
-/* Checks an Open MPI hostfile ("host [slots=N] [key=value]...", '#' comments) and sums its slots (a host without
- * slots= counts 1). The sum, or -1 after a message naming file:line. */
-long em__hostfile_slots(const char *who, const char *path);
 /* PROGRAM resolved as execvp would (a path if it contains '/', else through PATH): 1 found, 0 not. */
 int em__program_exists(const char *prog);
 /* Milliseconds since the epoch. */

@@ -121,65 +121,9 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
     return 0;
 }
 
-/* Hostfile lines look like "host [slots=N] [max_slots=N] ..."; '#' starts a comment. Returns 0 or 2. */
-static int check_hostfile(const char *path)
-{
-    struct stat st;
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "ember run: --hostfile %s: %s\n", path, strerror(errno));
-        return 2;
-    }
-    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "ember run: --hostfile %s: is a directory\n", path);
-        fclose(f);
-        return 2;
-    }
-    char buf[4096];
-    long lineno = 0;
-    int hosts = 0, rc = 0;
-    while (fgets(buf, sizeof buf, f)) {
-        lineno++;
-        char *hash = strchr(buf, '#');
-        if (hash)
-            *hash = '\0';
-        buf[strcspn(buf, "\r\n")] = '\0';
-        const char *why = NULL;
-        char *save = NULL;
-        char *tok = strtok_r(buf, " \t", &save);
-        if (!tok)
-            continue;
-        for (const char *c = tok; *c && !why; c++)
-            if (!isalnum((unsigned char)*c) && !strchr(".-_:[]", *c))
-                why = "a host name";
-        for (tok = strtok_r(NULL, " \t", &save); tok && !why; tok = strtok_r(NULL, " \t", &save)) {
-            char *eq = strchr(tok, '=');
-            if (!eq || eq == tok) {
-                why = "key=value after the host name (e.g. slots=4)";
-            } else if (strstr(tok, "slots") && strspn(eq + 1, "0123456789") != strlen(eq + 1)) {
-                why = "slots=N with N a non-negative integer";
-            } else if (strstr(tok, "slots") && eq[1] == '\0') {
-                why = "slots=N with N a non-negative integer";
-            }
-        }
-        if (why) {
-            fprintf(stderr, "ember run: %s:%ld: expected 'host [slots=N]', %s\n", path, lineno, why);
-            rc = 2;
-            break;
-        }
-        hosts++;
-    }
-    if (rc == 0 && ferror(f)) {
-        fprintf(stderr, "ember run: --hostfile %s: %s\n", path, strerror(errno));
-        rc = 2;
-    }
-    if (rc == 0 && hosts == 0) {
-        fprintf(stderr, "ember run: %s: no hosts in hostfile\n", path);
-        rc = 2;
-    }
-    fclose(f);
-    return rc;
-}
+/* Hostfile lines look like "host [slots=N] [max_slots=N] ..."; '#' starts a comment (validate.c checks them, for
+ * the queue too). Returns 0 or 2. */
+static int check_hostfile(const char *path) { return em__hostfile_slots("ember run", path) < 0 ? 2 : 0; }
 
 static int is_exec_file(const char *path)
 {
