@@ -21,7 +21,6 @@
 #include <string.h>
 
 #define BAD_REPORT_MAX 10 /* bad values named on stderr per task */
-#define TAG_MASK 0xFFFFFFFF00000000ULL
 #define BLOCK_BYTES 65536 /* a partial record's value holds about this many bytes of entries */
 
 /* ---- the sort of a task's entries (and of a checkpoint's keys) ---- */
@@ -77,15 +76,33 @@ void em__sort_items(em__sitem *it, size_t n)
 }
 
 /* ---- the task's table: (window, key) -> encoded accumulator ----
- * Open addressing with linear probing; a slot holds the hash's high 32 bits (a tag, so a probe rarely touches an
- * entry) and the entry's index + 1. Entries and accumulators are arrays in insertion order, key bytes one arena. */
+ * Open addressing with linear probing over 32-byte slots that hold what a probe compares: the window, the key's
+ * length and its first 8 bytes (em__key_prefix, zero-padded: with the length it is the whole key when the key has
+ * at most 8 bytes, so such a key is matched without touching the key arena) and the entry's index + 1 (0: empty).
+ * A count lives in the slot itself; other accumulators in an array by entry. So a count costs one slot access per
+ * event, and events reach the table through a short FIFO that prefetches an event's slot PIPE events before it is
+ * probed, so that several cache misses are in flight at once (with 1M keys the table is far larger than the
+ * caches). The FIFO keeps the order events arrive in: values are added to an accumulator in log order.
+ * Key bytes go to one arena, offsets by entry. */
 
-typedef struct tent {
-    uint64_t hash;
+typedef struct tslot {
     int64_t win;
-    size_t koff;
+    uint64_t pre;  /* em__key_prefix(key) */
     uint32_t klen;
-} tent;
+    uint32_t idx;  /* entry + 1; 0: empty */
+    uint64_t cnt;  /* the accumulator when it is a count (as == 8), native order */
+} tslot;
+
+#define PIPE 8         /* events in flight between the prefetch of their slot and the probe */
+#define PIPE_KEY 32    /* key bytes a FIFO entry holds; an event with a longer key drains the FIFO first */
+
+typedef struct pend {
+    uint64_t hk, pre; /* the key's hash and prefix */
+    int64_t tm, last; /* event time, start of its latest window */
+    em__num v;
+    uint32_t kl;
+    uint8_t k[PIPE_KEY];
+} pend;
 
 /* A task's table. `wm` is the watermark at the start of the batch; `part` the log partition the task reads (-1:
  * unknown); o->log_dir names the log in messages. */
@@ -93,15 +110,18 @@ typedef struct em__wtask {
     const em_stream_opts *o;
     em_stream_agg agg;
     size_t as;
+    int inline_acc; /* as == 8: the count is kept in the slot */
     int64_t wm;   /* watermark at the start of the batch */
     int64_t part; /* the log partition read, -1: unknown (names bad events) */
-    uint64_t *slot;
+    tslot *slot;
     size_t nslot; /* a power of two, >= 2 n */
-    tent *e;
-    uint8_t *accs;
+    uint64_t *koff; /* per entry: its key's offset in keys */
+    uint8_t *accs;  /* per entry (not inline_acc) */
     size_t n, ecap;
     uint8_t *keys;
     size_t klen, kcap;
+    pend fifo[PIPE];
+    unsigned fhead, fn;
     uint64_t events, late, bad;
     int64_t max_t;
     int has_max;
@@ -126,7 +146,7 @@ static uint64_t hash_bytes(const void *p, size_t n)
     return h;
 }
 
-/* The hash of (window, key) from the key's hash: both halves (slot bits and tag) depend on both. */
+/* The hash of (window, key) from the key's hash. */
 static inline uint64_t win_hash(uint64_t hk, int64_t win)
 {
     uint64_t h = (hk ^ (uint64_t)win) * 0xD6E8FEB86659FD93ULL;
@@ -135,57 +155,72 @@ static inline uint64_t win_hash(uint64_t hk, int64_t win)
 
 static void wt_rehash(em__wtask *t, size_t nslot)
 {
-    free(t->slot);
+    tslot *old = t->slot;
+    size_t nold = t->nslot;
+    EM_ASSERT(nslot <= ((size_t)1 << 31));
     t->slot = em__calloc(nslot, sizeof *t->slot);
     t->nslot = nslot;
-    for (size_t i = 0; i < t->n; i++) {
-        size_t j = t->e[i].hash & (nslot - 1);
-        while (t->slot[j]) j = (j + 1) & (nslot - 1);
-        t->slot[j] = (t->e[i].hash & TAG_MASK) | (i + 1);
+    for (size_t i = 0; i < nold; i++) {
+        const tslot *s = &old[i];
+        if (!s->idx) continue;
+        size_t j = win_hash(hash_bytes(t->keys + t->koff[s->idx - 1], s->klen), s->win) & (nslot - 1);
+        while (t->slot[j].idx) j = (j + 1) & (nslot - 1);
+        t->slot[j] = *s;
     }
+    free(old);
 }
 
-/* The accumulator of (win, key) with hash h, a zeroed one inserted if absent. */
-static uint8_t *wt_get(em__wtask *t, uint64_t h, int64_t win, const void *k, uint32_t kl)
+/* The slot of (win, key) with hash h, a zeroed entry inserted if absent. */
+static tslot *wt_get(em__wtask *t, uint64_t h, int64_t win, const void *k, uint32_t kl, uint64_t pre)
 {
     if (2 * (t->n + 1) > t->nslot) wt_rehash(t, t->nslot ? 2 * t->nslot : 4096);
     const size_t mask = t->nslot - 1;
-    const uint64_t tag = h & TAG_MASK;
     size_t j = h & mask;
-    for (uint64_t s; (s = t->slot[j]); j = (j + 1) & mask) {
-        if ((s & TAG_MASK) != tag) continue;
-        size_t i = (s & ~TAG_MASK) - 1;
-        const tent *e = &t->e[i];
-        if (e->win == win && e->klen == kl && memcmp(t->keys + e->koff, k, kl) == 0) return t->accs + i * t->as;
-    }
-    EM_ASSERT(t->n < UINT32_MAX - 1);
+    tslot *s;
+    for (; (s = &t->slot[j])->idx; j = (j + 1) & mask)
+        if (s->win == win && s->pre == pre && s->klen == kl &&
+            (kl <= 8 || memcmp(t->keys + t->koff[s->idx - 1], k, kl) == 0))
+            return s;
+    EM_ASSERT(t->n < ((size_t)1 << 30));
     if (t->n == t->ecap) {
         t->ecap = t->ecap ? 2 * t->ecap : 1024;
-        t->e = em__realloc(t->e, t->ecap * sizeof *t->e);
-        t->accs = em__realloc(t->accs, t->ecap * t->as);
+        t->koff = em__realloc(t->koff, t->ecap * sizeof *t->koff);
+        if (!t->inline_acc) t->accs = em__realloc(t->accs, t->ecap * t->as);
     }
     if (t->klen + kl > t->kcap) {
         while (t->klen + kl > t->kcap) t->kcap = t->kcap ? 2 * t->kcap : 16384;
         t->keys = em__realloc(t->keys, t->kcap);
     }
     if (kl) memcpy(t->keys + t->klen, k, kl);
-    t->e[t->n] = (tent){h, win, t->klen, kl};
+    t->koff[t->n] = t->klen;
     t->klen += kl;
-    uint8_t *a = t->accs + t->n * t->as;
-    if (t->as == 8) em__put64(a, 0);
-    else memset(a, 0, t->as);
-    t->slot[j] = tag | ++t->n;
-    return a;
+    if (!t->inline_acc) memset(t->accs + t->n * t->as, 0, t->as);
+    *s = (tslot){win, pre, kl, (uint32_t)++t->n, 0};
+    return s;
 }
 
-static em__wtask *wtask_new(const em_stream_opts *o, int64_t wm, int64_t part)
+/* `nrec`: the records the task will read (0: unknown), to size the table once instead of growing it. */
+static em__wtask *wtask_new(const em_stream_opts *o, int64_t wm, int64_t part, uint64_t nrec)
 {
     em__wtask *t = em__calloc(1, sizeof *t);
     t->part = part;
     t->o = o;
     t->agg = o->agg;
     t->as = em__acc_size(o->agg);
+    t->inline_acc = t->as == 8;
     t->wm = wm;
+    /* entries expected: at most one per record and window it falls in (capped: keys usually repeat) */
+    uint64_t per = (uint64_t)(o->window_ms / o->slide_ms), want = nrec * (per < 4 ? per : 4);
+    if (want > ((uint64_t)1 << 22)) want = (uint64_t)1 << 22;
+    if (want > 1024) {
+        size_t ns = 4096;
+        while (ns < 2 * want) ns *= 2;
+        t->slot = em__calloc(ns, sizeof *t->slot);
+        t->nslot = ns;
+        t->ecap = (size_t)want;
+        t->koff = em__malloc(t->ecap * sizeof *t->koff);
+        if (!t->inline_acc) t->accs = em__malloc(t->ecap * t->as);
+    }
     return t;
 }
 
@@ -201,6 +236,32 @@ static void report_bad(em__wtask *t, int64_t off, const em_rec *rec, const char 
     if (rec && em_tup_get(rec->val, rec->vlen, 3, &fo) == 0 && fo.type == EM_F_I64) off = fo.i64;
     EM_LOG_W("%s: partition %" PRId64 " offset %" PRId64 ": %s '%.*s'%s", t->o->log_dir, part, off, why,
              (int)(vlen > 60 ? 60 : vlen), (const char *)val, vlen > 60 ? "..." : "");
+}
+
+/* Adds a good event to every window of it still open (the windows starting at `last`, last - S, ...). */
+static inline void wt_apply(em__wtask *t, uint64_t hk, uint64_t pre, int64_t tm, int64_t last, const void *key,
+                            uint32_t klen, const em__num *v)
+{
+    const int64_t W = t->o->window_ms, S = t->o->slide_ms, wm = t->wm;
+    for (int64_t s = last; s > tm - W && s + W > wm; s -= S) {
+        tslot *sl = wt_get(t, win_hash(hk, s), s, key, klen, pre);
+        if (t->inline_acc) sl->cnt++;
+        else em__acc_add(t->agg, t->accs + (size_t)(sl->idx - 1) * t->as, v);
+    }
+}
+
+/* Applies the oldest event of the FIFO. */
+static inline void fifo_pop(em__wtask *t)
+{
+    pend *p = &t->fifo[t->fhead];
+    wt_apply(t, p->hk, p->pre, p->tm, p->last, p->k, p->kl, &p->v);
+    t->fhead = (t->fhead + 1) % PIPE;
+    t->fn--;
+}
+
+static void fifo_drain(em__wtask *t)
+{
+    while (t->fn) fifo_pop(t);
 }
 
 /* Adds one event (bytes borrowed). The partition and `off` name it in the message if it is bad (or, when `rec` is
@@ -227,15 +288,28 @@ static void wtask_add(em__wtask *t, int64_t tm, const void *key, uint32_t klen, 
         report_bad(t, off, rec, "value is not a number:", val, vlen);
         return;
     }
-    const uint64_t hk = hash_bytes(key, klen);
-    for (int64_t s = last; s > tm - W && s + W > wm; s -= S)
-        em__acc_add(t->agg, wt_get(t, win_hash(hk, s), s, key, klen), &v);
+    const uint64_t hk = hash_bytes(key, klen), pre = em__key_prefix(key, klen);
+    if (klen > PIPE_KEY) { /* too long to hold: in order, after the events before it */
+        fifo_drain(t);
+        wt_apply(t, hk, pre, tm, last, key, klen, &v);
+        return;
+    }
+    if (t->nslot) __builtin_prefetch(&t->slot[win_hash(hk, last) & (t->nslot - 1)], 1);
+    if (t->fn == PIPE) fifo_pop(t);
+    pend *p = &t->fifo[(t->fhead + t->fn++) % PIPE];
+    p->hk = hk;
+    p->pre = pre;
+    p->tm = tm;
+    p->last = last;
+    p->v = v;
+    p->kl = klen;
+    if (klen) memcpy(p->k, key, klen);
 }
 
 static void wt_free(em__wtask *t)
 {
     free(t->slot);
-    free(t->e);
+    free(t->koff);
     free(t->accs);
     free(t->keys);
     free(t);
@@ -248,18 +322,19 @@ static int wtask_finish(em__wtask *t, em_emitter *out)
     if (!t) return 0;
     int rc = 0;
     if (!out) goto done;
-    /* The table is no longer needed for lookups: free the slots before the sort allocates. */
-    free(t->slot);
-    t->slot = NULL;
+    fifo_drain(t);
+    /* Sort items from the slots (idx: the slot), then the slots are only read for their accumulators. */
     em__sitem *it = em__malloc((t->n ? t->n : 1) * sizeof *it);
     uint32_t maxk = 0;
-    for (size_t i = 0; i < t->n; i++) {
-        const tent *e = &t->e[i];
-        const uint8_t *k = t->keys + e->koff;
-        uint64_t w = (uint64_t)e->win ^ 0x8000000000000000ULL;
-        it[i] = (em__sitem){w, em__key_prefix(k, e->klen), k, e->klen, (uint32_t)i};
-        if (e->klen > maxk) maxk = e->klen;
+    size_t m = 0;
+    for (size_t j = 0; j < t->nslot; j++) {
+        const tslot *s = &t->slot[j];
+        if (!s->idx) continue;
+        it[m++] = (em__sitem){(uint64_t)s->win ^ 0x8000000000000000ULL, s->pre, t->keys + t->koff[s->idx - 1],
+                              s->klen, (uint32_t)j};
+        if (s->klen > maxk) maxk = s->klen;
     }
+    EM_ASSERT(m == t->n);
     em__sort_items(it, t->n);
     /* Blocks of at most BLOCK_BYTES (or one entry): one record per block, not per (window, key). */
     em__buf blk;
@@ -267,11 +342,11 @@ static int wtask_finish(em__wtask *t, em_emitter *out)
     em__buf_grow(&blk, BLOCK_BYTES + 5 + (size_t)maxk + t->as);
     uint8_t wk[8];
     for (size_t i = 0; i < t->n && rc >= 0;) {
-        const int64_t win = t->e[it[i].idx].win;
-        em_i64_put(wk, win);
+        const uint64_t whi = it[i].hi;
+        em_i64_put(wk, (int64_t)(whi ^ 0x8000000000000000ULL));
         blk.len = 0;
         blk.p[blk.len++] = 0; /* the first block of this window's run */
-        for (; i < t->n && t->e[it[i].idx].win == win && rc >= 0; i++) {
+        for (; i < t->n && it[i].hi == whi && rc >= 0; i++) {
             if (blk.len > BLOCK_BYTES) {
                 rc = em_emit(out, wk, 8, blk.p, (uint32_t)blk.len);
                 blk.len = 0;
@@ -285,7 +360,9 @@ static int wtask_finish(em__wtask *t, em_emitter *out)
             }
             if (it[i].kl) memcpy(d, it[i].k, it[i].kl);
             d += it[i].kl;
-            memcpy(d, t->accs + (size_t)it[i].idx * t->as, t->as);
+            const tslot *s = &t->slot[it[i].idx];
+            if (t->inline_acc) em__put64(d, s->cnt);
+            else memcpy(d, t->accs + (size_t)(s->idx - 1) * t->as, t->as);
             blk.len = (size_t)(d + t->as - blk.p);
         }
         if (rc >= 0) rc = em_emit(out, wk, 8, blk.p, (uint32_t)blk.len);
@@ -307,14 +384,13 @@ done:
     return rc;
 }
 
-
 /* ---- the batch's dataset ---- */
 
-static void *fold_open(int part, int log_part, void *arg)
+static void *fold_open(int part, int log_part, uint64_t nrec, void *arg)
 {
     (void)part;
     const em__wtask_arg *b = arg;
-    return wtask_new(b->o, b->wm, log_part);
+    return wtask_new(b->o, b->wm, log_part, nrec);
 }
 
 static int fold_each(void *state, const em__log_rec *r)
@@ -329,7 +405,7 @@ static void *task_open(int part, void *arg)
 {
     (void)part;
     const em__wtask_arg *b = arg;
-    return wtask_new(b->o, b->wm, -1);
+    return wtask_new(b->o, b->wm, -1, 0);
 }
 
 static int task_each(void *state, const em_rec *in, em_emitter *out, void *arg)

@@ -136,7 +136,7 @@ static int log_compute(const em__node *n, int part, em_emitter *sink)
     void *fs = NULL;
     int opened = 0, rc = em__log_open(s->dir, &t, err, sizeof err);
     if (rc == 0 && s->has_fold) {
-        fs = s->fold.open ? s->fold.open(part, pc->part, s->fold.arg) : NULL;
+        fs = s->fold.open ? s->fold.open(part, pc->part, pc->to - pc->from, s->fold.arg) : NULL;
         opened = 1;
         rc = em__log_read(t, pc->part, pc->from, pc->to, s->fold.each, fs, NULL, err, sizeof err);
     } else if (rc == 0) {

@@ -30,14 +30,15 @@ em_ds *em__log_source(em_ctx *ctx, const char *dir, const uint64_t *from, const 
 
 /*
  * A fold over the raw records of each piece, run inside the source's task instead of making records: for dataset
- * partition `part` (log partition `log_part`), state = open(part, log_part, arg); each(state, rec) for every record
+ * partition `part` (log partition `log_part`, `nrec` records), state = open(part, log_part, nrec, arg);
+ * each(state, rec) for every record
  * in offset order (rec borrowed, as in em__log_read; a negative return fails the task with it); then
  * close(state, out) emits the partition's records into `out` and frees the state. close is called exactly once per
  * open, with out == NULL when the read failed (free only). This skips building a tuple per event and the pipeline
  * of an em_map_partitions behind the source: the streaming engine's per-event cost is mostly here.
  */
 typedef struct em__log_fold {
-    void *(*open)(int part, int log_part, void *arg);
+    void *(*open)(int part, int log_part, uint64_t nrec, void *arg);
     int (*each)(void *state, const em__log_rec *rec);
     int (*close)(void *state, em_emitter *out);
     void *arg; /* must stay valid until the graph is released */
