@@ -118,7 +118,8 @@ void em_tup_str(em_tup *t, const void *s, size_t n)
 {
     const uint8_t *b = s;
     size_t nul = 0;
-    for (size_t i = 0; i < n; i++) nul += !b[i];
+    if (n && memchr(b, 0, n)) /* rare: count them */
+        for (size_t i = 0; i < n; i++) nul += !b[i];
     uint8_t *q = tup_room(t, 1 + n + nul + 2);
     *q++ = TAG_STR;
     if (!nul) {

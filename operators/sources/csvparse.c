@@ -192,6 +192,33 @@ static int grow_fields(em__csv_parser *p)
     return 0;
 }
 
+/* Eight copies of byte b, and the 0x80 bit of each byte of x that is zero. The lowest bit set is exact (higher ones
+ * may be false positives of the borrow), which is all unquoted_end needs. */
+#define BYTES8(b) (0x0101010101010101ULL * (uint8_t)(b))
+static inline uint64_t zero_bytes(uint64_t x) { return (x - BYTES8(1)) & ~x & BYTES8(0x80); }
+
+/* The first sep, '\n' or '"' in buf[k, len), or len: eight bytes per step (fields of numbers are short, but a
+ * byte loop with three compares was a third of the parse). */
+static inline size_t unquoted_end(const char *buf, size_t k, size_t len, char sep)
+{
+    const uint64_t ms = BYTES8(sep), mn = BYTES8('\n'), mq = BYTES8('"');
+    for (; k + 8 <= len; k += 8) {
+        uint64_t w;
+        memcpy(&w, buf + k, 8);
+        uint64_t t = zero_bytes(w ^ ms) | zero_bytes(w ^ mn) | zero_bytes(w ^ mq);
+        if (t) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            return k + (size_t)(__builtin_ctzll(t) >> 3);
+#else
+            break; /* the byte loop below finds it */
+#endif
+        }
+    }
+    for (; k < len; k++)
+        if (buf[k] == sep || buf[k] == '\n' || buf[k] == '"') break;
+    return k;
+}
+
 /* Problems found while framing a record; the first one is reported. */
 enum { BAD_NONE, BAD_UNTERMINATED, BAD_QUOTE_IN_FIELD, BAD_AFTER_QUOTE, BAD_TOO_LONG };
 
@@ -249,10 +276,14 @@ int em__csv_parse(em__csv_parser *p, char *buf, size_t len, int eof, size_t *use
         } else {
             size_t k = i;
             int quote = 0;
-            for (; k < len; k++) {
-                char c = buf[k];
-                if (c == sep || c == '\n') break;
-                quote |= c == '"';
+            for (;;) {
+                k = unquoted_end(buf, k, len, sep);
+                if (k < len && buf[k] == '"') { /* data, but the record is malformed: keep looking for the end */
+                    quote = 1;
+                    k++;
+                    continue;
+                }
+                break;
             }
             e = k;
             if (e == len && !eof) return EM__CSV_MORE;
