@@ -26,6 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define ESC_BIT 0x80000000u /* in flen during parsing: the quoted field holds "" pairs to unescape */
 #define MAX_FIELD 0x7fffffffu
@@ -48,10 +51,36 @@ static const char *field_name(char *buf, size_t n, const em__csv_header *hdr, in
     return buf;
 }
 
+#define BYTES8(b) (0x0101010101010101ULL * (uint8_t)(b))
+
+/* Newlines in s[0, n). One memchr per newline, as before, made planning a 350 MB file take most of a second.
+ * With SSE2 (every x86-64): 16 bytes per step, the compare results (0 or -1 per byte) subtracted into byte counters
+ * that _mm_sad_epu8 adds up before they can wrap (255 steps). Then (or without SSE2) eight bytes per step: a byte
+ * b of w = word ^ "\n\n..." is zero exactly when the 0x80 bit of ((b & 0x7f) + 0x7f) | b is clear (no carry
+ * crosses a byte), and the multiply adds the eight flags up. */
 static size_t count_nl(const char *s, size_t n)
 {
-    size_t c = 0;
-    for (const char *e = s + n; (s = memchr(s, '\n', (size_t)(e - s))); s++) c++;
+    size_t c = 0, i = 0;
+#ifdef __SSE2__
+    const __m128i nl = _mm_set1_epi8('\n'), zero = _mm_setzero_si128();
+    while (i + 16 <= n) {
+        __m128i acc = zero;
+        size_t stop = n - i > 16 * 255 ? i + 16 * 255 : n;
+        for (; i + 16 <= stop; i += 16)
+            acc = _mm_sub_epi8(acc, _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)(s + i)), nl));
+        __m128i sum = _mm_sad_epu8(acc, zero);
+        c += (size_t)_mm_cvtsi128_si64(sum) + (size_t)_mm_extract_epi16(sum, 4);
+    }
+#endif
+    const uint64_t lo7 = BYTES8(0x7f);
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        w ^= BYTES8('\n');
+        uint64_t z = ~(((w & lo7) + lo7) | w) & BYTES8(0x80);
+        c += (size_t)(((z >> 7) * BYTES8(1)) >> 56);
+    }
+    for (; i < n; i++) c += s[i] == '\n';
     return c;
 }
 
@@ -192,9 +221,8 @@ static int grow_fields(em__csv_parser *p)
     return 0;
 }
 
-/* Eight copies of byte b, and the 0x80 bit of each byte of x that is zero. The lowest bit set is exact (higher ones
- * may be false positives of the borrow), which is all unquoted_end needs. */
-#define BYTES8(b) (0x0101010101010101ULL * (uint8_t)(b))
+/* The 0x80 bit of each byte of x that is zero. The lowest bit set is exact (higher ones may be false positives of
+ * the borrow), which is all unquoted_end needs. */
 static inline uint64_t zero_bytes(uint64_t x) { return (x - BYTES8(1)) & ~x & BYTES8(0x80); }
 
 /* The first sep, '\n' or '"' in buf[k, len), or len: eight bytes per step (fields of numbers are short, but a
@@ -532,8 +560,14 @@ static int align_cuts(em__csv_reader *r, char sep, uint64_t data_start, uint64_t
                 i = e + 1;
                 continue;
             }
-            /* Outside quotes from i to e: every '\n' is a record start candidate. */
-            for (char *x = buf + i, *xe = buf + e; ci < ncut && (x = memchr(x, '\n', (size_t)(xe - x))); x++) {
+            /* Outside quotes from i to e: every '\n' is a record start candidate. Record starts up to off + e
+             * cannot resolve a cut beyond it: then only count the lines. */
+            char *x = buf + i, *xe = buf + e;
+            if (off + e < cut[ci]) {
+                line += count_nl(x, (size_t)(xe - x));
+                x = xe;
+            }
+            for (; ci < ncut && (x = memchr(x, '\n', (size_t)(xe - x))); x++) {
                 uint64_t b = off + (uint64_t)(x - buf) + 1;
                 line++;
                 while (ci < ncut && cut[ci] <= b) bound[ci] = b, bline[ci] = line, ci++;
