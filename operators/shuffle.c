@@ -78,228 +78,6 @@ uint64_t em__hash(const void *p, size_t n)
     return h;
 }
 
-/* ---- combine table ---- */
-
-void em__ctab_init(em__ctab *t, const em__node *wide, int map_side)
-{
-    memset(t, 0, sizeof *t);
-    t->node = wide;
-    t->map_side = map_side;
-    t->cap = 1024;
-    t->slot = em__calloc(t->cap, sizeof *t->slot);
-}
-
-void em__ctab_release(em__ctab *t)
-{
-    em__buf_release(&t->arena);
-    em__buf_release(&t->scratch);
-    free(t->slot);
-    memset(t, 0, sizeof *t);
-}
-
-void em__ctab_clear(em__ctab *t)
-{
-    t->arena.len = 0;
-    memset(t->slot, 0, t->cap * sizeof *t->slot);
-    t->n = 0;
-}
-
-/* Slots are found from the 32-bit tag alone (tag & (cap - 1)), so growing never rehashes a key. */
-static void ctab_grow(em__ctab *t)
-{
-    size_t ncap = t->cap * 2;
-    struct em__slot *ns = em__calloc(ncap, sizeof *ns);
-    for (size_t i = 0; i < t->cap; i++) {
-        if (!t->slot[i].off1) continue;
-        size_t j = t->slot[i].tag & (ncap - 1);
-        while (ns[j].off1) j = (j + 1) & (ncap - 1);
-        ns[j] = t->slot[i];
-    }
-    free(t->slot);
-    t->slot = ns;
-    t->cap = ncap;
-}
-
-struct em_value {
-    em__buf *buf;
-    int set;
-};
-
-int em_value_set(em_value *out, const void *val, uint32_t len)
-{
-    out->buf->len = 0;
-    em__buf_add(out->buf, val, len);
-    out->set = 1;
-    return 0;
-}
-
-/* Built-in aggregators keep an intermediate value per key: COUNT, SUM, MIN, MAX: int64 (em_i64 bytes); the _F64
- * ones: a double (em_f64 bytes); MEAN: int64 sum + int64 count; MEAN_F64: double sum + int64 count (16 bytes).
- * agg_in turns a record's value into that form on the map side; agg_merge merges two intermediates in place;
- * em__agg_final turns one into the output value on the reduce side. */
-static int is_f64(int agg) { return agg >= EM_AGG_SUM_F64 && agg <= EM_AGG_MEAN_F64; }
-static int is_builtin(int agg) { return agg >= EM_AGG_COUNT && agg <= EM_AGG_MEAN_F64; }
-static uint32_t inter_len(int agg) { return agg == EM_AGG_MEAN || agg == EM_AGG_MEAN_F64 ? 16 : 8; }
-
-static int agg_in(const em__node *w, const void *v, uint32_t vl, uint8_t dst[16])
-{
-    int agg = w->agg;
-    if (agg == EM_AGG_COUNT) {
-        em_i64_put(dst, 1);
-        return 0;
-    }
-    if (vl != 8)
-        return em__fail(EM_ETYPE, "reduceByKey (dataset %d): a value is %u bytes, not %s (8 bytes)", w->id, vl,
-                        is_f64(agg) ? "a double" : "an int64");
-    memcpy(dst, v, 8);
-    if (agg == EM_AGG_MEAN || agg == EM_AGG_MEAN_F64) em_i64_put(dst + 8, 1);
-    return 0;
-}
-
-static void agg_merge(int agg, uint8_t *acc, const uint8_t *v)
-{
-    if (is_f64(agg)) {
-        double x = em_f64_get(acc), y = em_f64_get(v);
-        em_f64_put(acc, agg == EM_AGG_MIN_F64 ? (y < x ? y : x) : agg == EM_AGG_MAX_F64 ? (y > x ? y : x) : x + y);
-    } else {
-        int64_t x = em_i64_get(acc), y = em_i64_get(v);
-        em_i64_put(acc, agg == EM_AGG_MIN ? (y < x ? y : x)
-                        : agg == EM_AGG_MAX ? (y > x ? y : x)
-                                            : (int64_t)((uint64_t)x + (uint64_t)y));
-    }
-    if (agg == EM_AGG_MEAN || agg == EM_AGG_MEAN_F64) em_i64_put(acc + 8, em_i64_get(acc + 8) + em_i64_get(v + 8));
-}
-
-void em__agg_final(int agg, const void *inter, uint8_t out[8])
-{
-    if (agg == EM_AGG_MEAN) em_f64_put(out, (double)em_i64_get(inter) / (double)em_i64_get((const uint8_t *)inter + 8));
-    else if (agg == EM_AGG_MEAN_F64) em_f64_put(out, em_f64_get(inter) / (double)em_i64_get((const uint8_t *)inter + 8));
-    else memcpy(out, inter, 8);
-}
-
-int em__agg_needs_final(int agg) { return agg == EM_AGG_MEAN || agg == EM_AGG_MEAN_F64; }
-
-/* A user function (combine, or aggregateByKey's seq/comb) of (a, b) into t->scratch. */
-static int user_merge(em__ctab *t, em_combine_fn fn, const void *a, uint32_t al, const void *b, uint32_t bl)
-{
-    const em__node *w = t->node;
-    em_value out = {&t->scratch, 0};
-    int rc = fn(a, al, b, bl, &out, w->arg);
-    if (rc < 0) return *em_last_error() ? rc : em__fail(EM_EUSER, "combine callback of dataset %d returned %d", w->id, rc);
-    if (!out.set) return em__fail(EM_EUSER, "combine callback of dataset %d did not call em_value_set", w->id);
-    return 0;
-}
-
-int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_t vl)
-{
-    const em__node *w = t->node;
-    int agg = w->agg;
-    uint8_t conv[16];
-    if (is_builtin(agg)) {
-        if (t->map_side) {
-            int rc = agg_in(w, v, vl, conv);
-            if (rc < 0) return rc;
-            v = conv;
-            vl = inter_len(agg);
-        } else if (vl != inter_len(agg)) {
-            return em__fail(EM_ECOMM, "reduceByKey (dataset %d): a shuffled value is %u bytes, not %u", w->id, vl,
-                            inter_len(agg));
-        }
-    }
-    if (2 * (t->n + 1) > t->cap) ctab_grow(t);
-    uint64_t h = em__hash(k, kl);
-    uint32_t tg = (uint32_t)(h >> 32);
-    size_t i = tg & (t->cap - 1);
-    for (; t->slot[i].off1; i = (i + 1) & (t->cap - 1)) {
-        if (t->slot[i].tag != tg || t->slot[i].klen != kl) continue;
-        uint8_t *rec = t->arena.p + t->slot[i].off1 - 1;
-        uint32_t rkl, rvl;
-        memcpy(&rkl, rec, 4);
-        memcpy(&rvl, rec + 4, 4);
-        if (rkl != kl || memcmp(rec + 8, k, kl) != 0) continue;
-        uint8_t *rv = rec + 8 + rkl;
-        if (agg == EM_AGG_SUM || agg == EM_AGG_COUNT) { /* the common case, inline */
-            em__i64_store(rv, (int64_t)((uint64_t)em__i64_load(rv) + (uint64_t)em__i64_load(v)));
-            return 0;
-        }
-        if (is_builtin(agg)) {
-            agg_merge(agg, rv, v);
-            return 0;
-        }
-        if (agg == EM__AGG_FIRST) return 0;
-        em_combine_fn fn = agg == EM__AGG_USER && t->map_side ? w->seq : w->combine;
-        int rc = user_merge(t, fn, rv, rvl, v, vl);
-        if (rc < 0) return rc;
-        if (t->scratch.len == rvl) {
-            memcpy(rv, t->scratch.p, rvl);
-        } else { /* the value changed size: append a fresh record (the old bytes become garbage) */
-            size_t off = t->arena.len; /* k is the caller's record, never inside arena: safe across growth */
-            em__rec_append(&t->arena, k, kl, t->scratch.p, (uint32_t)t->scratch.len);
-            t->slot[i].off1 = off + 1;
-        }
-        return 0;
-    }
-    if (agg == EM__AGG_USER && t->map_side) { /* a new key starts from the zero value */
-        int rc = user_merge(t, w->seq, w->data.p ? w->data.p : (const uint8_t *)"", (uint32_t)w->data.len, v, vl);
-        if (rc < 0) return rc;
-        v = t->scratch.p ? t->scratch.p : (const uint8_t *)"";
-        vl = (uint32_t)t->scratch.len;
-    }
-    size_t off = t->arena.len;
-    em__rec_append(&t->arena, k, kl, v, vl);
-    t->slot[i] = (struct em__slot){off + 1, tg, kl};
-    t->n++;
-    return 0;
-}
-
-int em__ctab_merge_acc(em__ctab *t, em__buf *acc, const void *v, uint32_t vl)
-{
-    int agg = t->node->agg;
-    if (is_builtin(agg)) {
-        if (vl != inter_len(agg) || acc->len != vl)
-            return em__fail(EM_ECOMM, "reduceByKey (dataset %d): a shuffled value is %u bytes, not %u", t->node->id,
-                            vl, inter_len(agg));
-        agg_merge(agg, acc->p, v);
-        return 0;
-    }
-    if (agg == EM__AGG_FIRST) return 0;
-    int rc = user_merge(t, t->node->combine, acc->p, (uint32_t)acc->len, v, vl);
-    if (rc < 0) return rc;
-    acc->len = 0;
-    em__buf_add(acc, t->scratch.p, t->scratch.len);
-    return 0;
-}
-
-int em__ctab_each(em__ctab *t, int (*fn)(const em_rec *r, void *arg), void *arg)
-{
-    for (size_t i = 0; i < t->cap; i++) {
-        if (!t->slot[i].off1) continue;
-        size_t pos = t->slot[i].off1 - 1;
-        em_rec r;
-        em__rec_next(t->arena.p, t->arena.len, &pos, &r);
-        int rc = fn(&r, arg);
-        if (rc < 0) return rc;
-    }
-    return 0;
-}
-
-/* em__ctab_each, then empty: each slot is cleared as it is visited (no second pass over the table). */
-static int ctab_drain(em__ctab *t, int (*fn)(const em_rec *r, void *arg), void *arg)
-{
-    int rc = 0;
-    for (size_t i = 0; i < t->cap; i++) {
-        if (!t->slot[i].off1) continue;
-        size_t pos = t->slot[i].off1 - 1;
-        t->slot[i].off1 = 0;
-        em_rec r;
-        em__rec_next(t->arena.p, t->arena.len, &pos, &r);
-        if (rc == 0) rc = fn(&r, arg);
-    }
-    t->arena.len = 0;
-    t->n = 0;
-    return rc;
-}
-
 /* ---- block store ----
  * Map outputs stay in memory until the store holds --ember-memory / 2 bytes; later outputs are written to local
  * disk, each bucket zlib-compressed on its own (so one bucket can be read or served without the others), and
@@ -713,10 +491,13 @@ static int spill_entry(const em_rec *r, void *arg)
     return 0;
 }
 
-/* Bytes of combined records a map task keeps before flushing them into its buckets: the task budget, at most
- * 4 MiB. A bigger table combines a little more but stops fitting in cache: word count of 100 MB at np=1 took
- * 3.9 s with 64 MiB, 2.9 s with 8 MiB, 2.65 s with 4 MiB, 2.8 s with 2 MiB (idle 2-core machine). */
-#define MAP_TABLE_LIMIT ((size_t)4 << 20)
+/* Bytes of records and slots a map task's combine table holds before it is flushed into the buckets: the task
+ * budget, at most 16 MiB. A bigger table combines more (less to shuffle) but fits the caches worse; with slots
+ * prefetched in batches, word count of 100 MB at np=2 took the same CPU time with 16, 32 and 64 MiB, and 25% more
+ * with 4 MiB. Defined at compile time for tuning (-DMAP_TABLE_LIMIT=...). */
+#ifndef MAP_TABLE_LIMIT
+#define MAP_TABLE_LIMIT ((size_t)16 << 20)
+#endif
 
 static int combine_push(em_emitter *self, const em_rec *r)
 {
@@ -724,10 +505,7 @@ static int combine_push(em_emitter *self, const em_rec *r)
     em__task_records++;
     int rc = em__ctab_add(&ms->tab, r->key, r->klen, r->val, r->vlen);
     if (rc < 0) return rc;
-    if (ms->tab.arena.len > ms->limit) {
-        ctab_drain(&ms->tab, spill_entry, ms);
-    }
-    return 0;
+    return em__ctab_full(&ms->tab) ? em__ctab_drain(&ms->tab, spill_entry, ms) : 0;
 }
 
 /* Bucket of a key under a range partitioner: the first bucket whose bound is >= key (the last one otherwise);
@@ -769,7 +547,7 @@ int em__shuffle_map(em_ctx *ctx, em__node *wide, int side, int part, em__buf *si
     ms.buckets = em__calloc(ms.nb, sizeof *ms.buckets);
     ms.rr = em__hash(&part, sizeof part); /* spread the round robin's start over partitions */
     int combine = wide->kind == EM__K_REDUCE, rc = 0;
-    if (combine) em__ctab_init(&ms.tab, wide, 1);
+    if (combine) em__ctab_init(&ms.tab, wide, 1, ms.limit);
     if (wide->kind == EM__K_SORT) { /* the bounds came with the task */
         size_t pos = 0, cap = 0;
         em_rec r;
@@ -993,7 +771,7 @@ static int consume(const uint8_t *p, size_t n, int side, void *arg)
         switch (rs->wide->kind) {
         case EM__K_REDUCE:
             rc = em__ctab_add(&rs->tab, r.key, r.klen, r.val, r.vlen);
-            if (rc == 0 && rs->tab.arena.len > rs->budget) { /* too many keys: a sorted run on disk */
+            if (rc == 0 && em__ctab_full(&rs->tab)) { /* too many keys: a sorted run on disk */
                 rs->spilled = 1;
                 rc = em__ctab_each(&rs->tab, to_sorter, &rs->sorter[0]);
                 em__ctab_clear(&rs->tab);
@@ -1161,7 +939,7 @@ int em__shuffle_read(em_ctx *ctx, em__node *wide, int part, em_emitter *sink)
     rs.budget = em__task_budget(ctx);
     rs.s = (uint32_t)wide->id;
     const char *tmp = ctx->rt.cfg.tmpdir;
-    if (wide->kind == EM__K_REDUCE) em__ctab_init(&rs.tab, wide, 0);
+    if (wide->kind == EM__K_REDUCE) em__ctab_init(&rs.tab, wide, 0, rs.budget);
     for (int i = 0; i < 2; i++) em__sorter_init(&rs.sorter[i], rs.budget / 2, tmp, wide->kind == EM__K_SORT && !wide->ascending);
     em__buf scratch;
     em__buf_init(&scratch);

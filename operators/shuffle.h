@@ -34,24 +34,45 @@ int em__rec_next(const uint8_t *p, size_t n, size_t *pos, em_rec *r);
 
 uint64_t em__hash(const void *p, size_t n);
 
-/* A combine table: one entry per distinct key, values combined as records arrive. */
+/* A combine table (operators/combine.c): one entry per distinct key, values combined as records arrive.
+ * Adds are queued in batches of EM__CTAB_BATCH whose slots are prefetched, so the cache misses of a batch overlap;
+ * every reader (each, drain) applies the queue first, in arrival order. */
+typedef struct em__slot {
+    uint32_t off1; /* offset+1 of the entry's record in arena, 0 = empty */
+    uint32_t tag;  /* high hash bits; the slot index comes from them too */
+    uint32_t klen; /* the key's length */
+    uint32_t khi;  /* with klo: the key's first 12 bytes (packed injectively when shorter), so a key of up to */
+    uint64_t klo;  /*   12 bytes is matched in the slot */
+    uint64_t acc;  /* 8-byte built-in aggregates: the running value, written to the arena record when read */
+} em__slot;        /* 32 bytes: two per cache line, a probe touches one */
+
+enum { EM__CTAB_BATCH = 16 };
+
 typedef struct em__ctab {
-    em__buf arena;   /* the records */
-    struct em__slot {
-        uint64_t off1; /* offset+1 of the entry's record in arena, 0 = empty */
-        uint32_t tag;  /* high hash bits; the slot index comes from them too */
-        uint32_t klen; /* the key's length: most mismatches end here without touching the arena */
-    } *slot;           /* [cap]: one cache line holds 4 slots, a probe touches one */
+    em__buf arena;   /* the records: u32 klen, u32 vlen, key, value (em__rec_append format) */
+    em__slot *slot;  /* [cap] */
     size_t cap, n;
+    size_t limit;    /* bytes of arena + slots before em__ctab_full */
+    size_t max_cap;  /* slots may take half the limit */
     const em__node *node; /* the wide node: agg or combine fn */
     int map_side;         /* COUNT turns each input record into 1 on the map side */
+    int acc_mode;         /* 0: values live in the arena; 1: acc is a native int64 sum; 2: acc holds 8 value bytes */
     em__buf scratch;
+    em__buf qbuf;         /* queued adds: key and value bytes */
+    struct em__ctab_q { uint64_t h; size_t off; uint32_t kl, vl; } q[EM__CTAB_BATCH];
+    int nq;
 } em__ctab;
 
-void em__ctab_init(em__ctab *t, const em__node *wide, int map_side);
+/* limit: bytes of records and slots the table may hold before em__ctab_full says to drain it. */
+void em__ctab_init(em__ctab *t, const em__node *wide, int map_side, size_t limit);
 void em__ctab_release(em__ctab *t);
 void em__ctab_clear(em__ctab *t);
 int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_t vl);
+/* Whether the table has reached its limit (checked after an add; a whole batch may have been applied). */
+static inline int em__ctab_full(const em__ctab *t)
+{
+    return t->n + EM__CTAB_BATCH >= t->max_cap / 2 || t->arena.len + t->cap * sizeof(em__slot) > t->limit;
+}
 /* Merges value v into the accumulator acc by the reduce-side rules of t's node. */
 int em__ctab_merge_acc(em__ctab *t, em__buf *acc, const void *v, uint32_t vl);
 /* Built-in aggregators: whether the reduce output differs from the intermediate value, and the output value. */
@@ -59,6 +80,9 @@ int em__agg_needs_final(int agg);
 void em__agg_final(int agg, const void *inter, uint8_t out[8]);
 /* Calls fn for every entry; stops at the first negative return. */
 int em__ctab_each(em__ctab *t, int (*fn)(const em_rec *r, void *arg), void *arg);
+/* em__ctab_each, then empty (each slot is cleared as it is visited); fn is called for every entry even after an
+ * error, whose code is returned. */
+int em__ctab_drain(em__ctab *t, int (*fn)(const em_rec *r, void *arg), void *arg);
 
 /* ---- block store: the output of map tasks, by (shuffle, map partition), R buckets each ---- */
 typedef struct em__block em__block;

@@ -1,0 +1,369 @@
+/* combine.c — the combine table of reduceByKey and aggregateByKey (DESIGN section 5): one entry per distinct key,
+ * values combined as records arrive, on the map side (before the shuffle) and on the reduce side.
+ *
+ * Open addressing with linear probing over 32-byte slots, load at most 1/2. A slot holds the key's length, 32 hash
+ * bits and its first 12 bytes, and for the 8-byte built-in aggregates (count, sum, min, max) the running value, so
+ * a key of up to 12 bytes is found and updated without touching the arena (word count's common case). Slots are
+ * found from the tag alone (tag & (cap - 1)), so growing never rehashes a key.
+ *
+ * Each entry's record (u32 klen, u32 vlen, key, value) lives in the arena; readers get those records, with the
+ * slot's running value written into them first. Adds are queued EM__CTAB_BATCH at a time with their slots
+ * prefetched: a big table's probes are cache (and TLB) misses, and a batch lets them overlap.
+ */
+#include "operators/shuffle.h"
+
+#include "runtime/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+enum { QUEUE_MAX_BYTES = 256 }; /* bigger records are applied at once (after the queue, to keep the order) */
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* The slots of the previous table of this thread: the next table starts at that size instead of doubling its way
+ * up again (the map tasks of one job look alike). */
+static _Thread_local size_t cap_hint[2];
+
+static em__slot *slots_new(size_t cap)
+{
+    size_t bytes = cap * sizeof(em__slot);
+    if (bytes < HUGE_PAGE) return em__calloc(cap, sizeof(em__slot));
+    /* Probes are random accesses into megabytes: transparent huge pages save most of the TLB misses. */
+    em__slot *s = aligned_alloc(HUGE_PAGE, bytes);
+    if (!s) em__oom(bytes);
+    madvise(s, bytes, MADV_HUGEPAGE);
+    memset(s, 0, bytes);
+    return s;
+}
+
+static int is_f64(int agg) { return agg >= EM_AGG_SUM_F64 && agg <= EM_AGG_MEAN_F64; }
+static int is_builtin(int agg) { return agg >= EM_AGG_COUNT && agg <= EM_AGG_MEAN_F64; }
+static uint32_t inter_len(int agg) { return agg == EM_AGG_MEAN || agg == EM_AGG_MEAN_F64 ? 16 : 8; }
+
+void em__ctab_init(em__ctab *t, const em__node *wide, int map_side, size_t limit)
+{
+    memset(t, 0, sizeof *t);
+    t->node = wide;
+    t->map_side = map_side;
+    t->limit = limit < ((size_t)3 << 30) ? limit : (size_t)3 << 30; /* arena offsets are 32-bit */
+    t->max_cap = 64;
+    while (t->max_cap * 2 * sizeof(em__slot) <= limit / 2) t->max_cap *= 2;
+    int agg = wide->agg;
+    t->acc_mode = agg == EM_AGG_COUNT || agg == EM_AGG_SUM ? 1 : is_builtin(agg) && inter_len(agg) == 8 ? 2 : 0;
+    t->cap = cap_hint[map_side != 0] ? cap_hint[map_side != 0] : 1024;
+    if (t->cap > t->max_cap) t->cap = t->max_cap;
+    t->slot = slots_new(t->cap);
+}
+
+void em__ctab_release(em__ctab *t)
+{
+    cap_hint[t->map_side != 0] = t->cap;
+    em__buf_release(&t->arena);
+    em__buf_release(&t->scratch);
+    em__buf_release(&t->qbuf);
+    free(t->slot);
+    memset(t, 0, sizeof *t);
+}
+
+void em__ctab_clear(em__ctab *t)
+{
+    t->arena.len = 0;
+    memset(t->slot, 0, t->cap * sizeof *t->slot);
+    t->n = 0;
+    t->nq = 0;
+    t->qbuf.len = 0;
+}
+
+static void ctab_grow(em__ctab *t)
+{
+    size_t ncap = t->cap * 2;
+    em__slot *ns = slots_new(ncap);
+    for (size_t i = 0; i < t->cap; i++) {
+        if (!t->slot[i].off1) continue;
+        size_t j = t->slot[i].tag & (ncap - 1);
+        while (ns[j].off1) j = (j + 1) & (ncap - 1);
+        ns[j] = t->slot[i];
+    }
+    free(t->slot);
+    t->slot = ns;
+    t->cap = ncap;
+}
+
+struct em_value {
+    em__buf *buf;
+    int set;
+};
+
+int em_value_set(em_value *out, const void *val, uint32_t len)
+{
+    out->buf->len = 0;
+    em__buf_add(out->buf, val, len);
+    out->set = 1;
+    return 0;
+}
+
+/* Built-in aggregators keep an intermediate value per key: COUNT, SUM, MIN, MAX: int64 (em_i64 bytes); the _F64
+ * ones: a double (em_f64 bytes); MEAN: int64 sum + int64 count; MEAN_F64: double sum + int64 count (16 bytes).
+ * agg_in turns a record's value into that form on the map side; agg_merge merges two intermediates in place;
+ * em__agg_final turns one into the output value on the reduce side. */
+static int agg_in(const em__node *w, const void *v, uint32_t vl, uint8_t dst[16])
+{
+    int agg = w->agg;
+    if (agg == EM_AGG_COUNT) {
+        em_i64_put(dst, 1);
+        return 0;
+    }
+    if (vl != 8)
+        return em__fail(EM_ETYPE, "reduceByKey (dataset %d): a value is %u bytes, not %s (8 bytes)", w->id, vl,
+                        is_f64(agg) ? "a double" : "an int64");
+    memcpy(dst, v, 8);
+    if (agg == EM_AGG_MEAN || agg == EM_AGG_MEAN_F64) em_i64_put(dst + 8, 1);
+    return 0;
+}
+
+static void agg_merge(int agg, uint8_t *acc, const uint8_t *v)
+{
+    if (is_f64(agg)) {
+        double x = em_f64_get(acc), y = em_f64_get(v);
+        em_f64_put(acc, agg == EM_AGG_MIN_F64 ? (y < x ? y : x) : agg == EM_AGG_MAX_F64 ? (y > x ? y : x) : x + y);
+    } else {
+        int64_t x = em_i64_get(acc), y = em_i64_get(v);
+        em_i64_put(acc, agg == EM_AGG_MIN ? (y < x ? y : x)
+                        : agg == EM_AGG_MAX ? (y > x ? y : x)
+                                            : (int64_t)((uint64_t)x + (uint64_t)y));
+    }
+    if (agg == EM_AGG_MEAN || agg == EM_AGG_MEAN_F64) em_i64_put(acc + 8, em_i64_get(acc + 8) + em_i64_get(v + 8));
+}
+
+void em__agg_final(int agg, const void *inter, uint8_t out[8])
+{
+    if (agg == EM_AGG_MEAN) em_f64_put(out, (double)em_i64_get(inter) / (double)em_i64_get((const uint8_t *)inter + 8));
+    else if (agg == EM_AGG_MEAN_F64) em_f64_put(out, em_f64_get(inter) / (double)em_i64_get((const uint8_t *)inter + 8));
+    else memcpy(out, inter, 8);
+}
+
+int em__agg_needs_final(int agg) { return agg == EM_AGG_MEAN || agg == EM_AGG_MEAN_F64; }
+
+/* A user function (combine, or aggregateByKey's seq/comb) of (a, b) into t->scratch. */
+static int user_merge(em__ctab *t, em_combine_fn fn, const void *a, uint32_t al, const void *b, uint32_t bl)
+{
+    const em__node *w = t->node;
+    em_value out = {&t->scratch, 0};
+    int rc = fn(a, al, b, bl, &out, w->arg);
+    if (rc < 0) return *em_last_error() ? rc : em__fail(EM_EUSER, "combine callback of dataset %d returned %d", w->id, rc);
+    if (!out.set) return em__fail(EM_EUSER, "combine callback of dataset %d did not call em_value_set", w->id);
+    return 0;
+}
+
+/* The key's first 12 bytes as lo (8) and hi (4); a shorter key packed injectively (its length is compared too)
+ * with overlapping loads that cover every byte. */
+static inline uint64_t key_prefix(const uint8_t *k, uint32_t kl, uint32_t *hi)
+{
+    uint64_t lo = 0;
+    uint32_t a, b;
+    *hi = 0;
+    if (kl >= 8) {
+        memcpy(&lo, k, 8);
+        memcpy(hi, k + (kl > 12 ? 8 : kl - 4), 4);
+    } else if (kl >= 4) {
+        memcpy(&a, k, 4);
+        memcpy(&b, k + kl - 4, 4);
+        lo = (uint64_t)b << 32 | a;
+    } else if (kl > 0) {
+        lo = (uint64_t)k[0] | (uint64_t)k[kl >> 1] << 8 | (uint64_t)k[kl - 1] << 16;
+    }
+    return lo;
+}
+
+/* memcpy of a few bytes without the library call. */
+static inline void copy_small(uint8_t *d, const uint8_t *s, size_t n)
+{
+    if (n > 16) {
+        memcpy(d, s, n);
+        return;
+    }
+    uint64_t a, b;
+    uint32_t c, e;
+    if (n >= 8) {
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + n - 8, &b, 8);
+    } else if (n >= 4) {
+        memcpy(&c, s, 4);
+        memcpy(&e, s + n - 4, 4);
+        memcpy(d, &c, 4);
+        memcpy(d + n - 4, &e, 4);
+    } else if (n > 0) {
+        d[0] = s[0];
+        d[n >> 1] = s[n >> 1];
+        d[n - 1] = s[n - 1];
+    }
+}
+
+/* Applies one add whose value is already in the table's form (agg_in done) and whose key hashes to h. */
+static int ctab_put(em__ctab *t, uint64_t h, const uint8_t *k, uint32_t kl, const void *v, uint32_t vl)
+{
+    const em__node *w = t->node;
+    int agg = w->agg;
+    if (2 * (t->n + 1) > t->cap) ctab_grow(t);
+    uint32_t tg = (uint32_t)(h >> 32);
+    uint32_t khi;
+    uint64_t klo = key_prefix(k, kl, &khi);
+    size_t mask = t->cap - 1, i = tg & mask;
+    for (; t->slot[i].off1; i = (i + 1) & mask) {
+        em__slot *s = &t->slot[i];
+        if (s->tag != tg || s->klen != kl || s->klo != klo || s->khi != khi) continue;
+        uint8_t *rec = t->arena.p + s->off1 - 1;
+        if (kl > 12 && memcmp(rec + 8 + 12, k + 12, kl - 12) != 0) continue;
+        if (t->acc_mode == 1) { /* COUNT, SUM: the common case */
+            s->acc += (uint64_t)em__i64_load(v);
+            return 0;
+        }
+        if (t->acc_mode == 2) {
+            agg_merge(agg, (uint8_t *)&s->acc, v);
+            return 0;
+        }
+        if (is_builtin(agg)) {
+            agg_merge(agg, rec + 8 + kl, v);
+            return 0;
+        }
+        if (agg == EM__AGG_FIRST) return 0;
+        uint32_t rvl;
+        memcpy(&rvl, rec + 4, 4);
+        em_combine_fn fn = agg == EM__AGG_USER && t->map_side ? w->seq : w->combine;
+        int rc = user_merge(t, fn, rec + 8 + kl, rvl, v, vl);
+        if (rc < 0) return rc;
+        if (t->scratch.len == rvl) {
+            memcpy(rec + 8 + kl, t->scratch.p, rvl);
+        } else { /* the value changed size: append a fresh record (the old bytes become garbage) */
+            size_t off = t->arena.len; /* k is never inside the arena: safe across its growth */
+            em__rec_append(&t->arena, k, kl, t->scratch.p, (uint32_t)t->scratch.len);
+            s->off1 = (uint32_t)off + 1;
+        }
+        return 0;
+    }
+    if (agg == EM__AGG_USER && t->map_side) { /* a new key starts from the zero value */
+        int rc = user_merge(t, w->seq, w->data.p ? w->data.p : (const uint8_t *)"", (uint32_t)w->data.len, v, vl);
+        if (rc < 0) return rc;
+        v = t->scratch.p ? t->scratch.p : (const uint8_t *)"";
+        vl = (uint32_t)t->scratch.len;
+    }
+    size_t off = t->arena.len;
+    em__rec_append(&t->arena, k, kl, v, vl);
+    uint64_t acc = 0;
+    if (t->acc_mode == 1) acc = (uint64_t)em__i64_load(v);
+    else if (t->acc_mode == 2) memcpy(&acc, v, 8);
+    t->slot[i] = (em__slot){(uint32_t)off + 1, tg, kl, khi, klo, acc};
+    t->n++;
+    return 0;
+}
+
+/* Applies the queued adds in arrival order. */
+static int ctab_flush_queue(em__ctab *t)
+{
+    int rc = 0;
+    for (int j = 0; j < t->nq && rc == 0; j++) {
+        const struct em__ctab_q *q = &t->q[j];
+        const uint8_t *p = t->qbuf.p + q->off;
+        rc = ctab_put(t, q->h, p, q->kl, p + q->kl, q->vl);
+    }
+    t->nq = 0;
+    t->qbuf.len = 0;
+    return rc;
+}
+
+int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_t vl)
+{
+    const em__node *w = t->node;
+    int agg = w->agg;
+    uint8_t conv[16];
+    if (is_builtin(agg)) {
+        if (t->map_side) {
+            int rc = agg_in(w, v, vl, conv);
+            if (rc < 0) return rc;
+            v = conv;
+            vl = inter_len(agg);
+        } else if (vl != inter_len(agg)) {
+            return em__fail(EM_ECOMM, "reduceByKey (dataset %d): a shuffled value is %u bytes, not %u", w->id, vl,
+                            inter_len(agg));
+        }
+    }
+    uint64_t h = em__hash(k, kl);
+    if ((size_t)kl + vl > QUEUE_MAX_BYTES) {
+        int rc = ctab_flush_queue(t);
+        return rc < 0 ? rc : ctab_put(t, h, k, kl, v, vl);
+    }
+    __builtin_prefetch(&t->slot[(uint32_t)(h >> 32) & (t->cap - 1)], 1);
+    struct em__ctab_q *q = &t->q[t->nq++];
+    *q = (struct em__ctab_q){h, t->qbuf.len, kl, vl};
+    em__buf_grow(&t->qbuf, (size_t)kl + vl);
+    copy_small(t->qbuf.p + t->qbuf.len, k, kl);
+    copy_small(t->qbuf.p + t->qbuf.len + kl, v, vl);
+    t->qbuf.len += (size_t)kl + vl;
+    return t->nq == EM__CTAB_BATCH ? ctab_flush_queue(t) : 0;
+}
+
+int em__ctab_merge_acc(em__ctab *t, em__buf *acc, const void *v, uint32_t vl)
+{
+    int agg = t->node->agg;
+    if (is_builtin(agg)) {
+        if (vl != inter_len(agg) || acc->len != vl)
+            return em__fail(EM_ECOMM, "reduceByKey (dataset %d): a shuffled value is %u bytes, not %u", t->node->id,
+                            vl, inter_len(agg));
+        agg_merge(agg, acc->p, v);
+        return 0;
+    }
+    if (agg == EM__AGG_FIRST) return 0;
+    int rc = user_merge(t, t->node->combine, acc->p, (uint32_t)acc->len, v, vl);
+    if (rc < 0) return rc;
+    acc->len = 0;
+    em__buf_add(acc, t->scratch.p, t->scratch.len);
+    return 0;
+}
+
+/* The record of slot s, its value brought up to date from the slot. */
+static void slot_rec(em__ctab *t, const em__slot *s, em_rec *r)
+{
+    size_t pos = s->off1 - 1;
+    em__rec_next(t->arena.p, t->arena.len, &pos, r);
+    if (t->acc_mode == 1) em__i64_store((uint8_t *)r->val, (int64_t)s->acc);
+    else if (t->acc_mode == 2) memcpy((uint8_t *)r->val, &s->acc, 8);
+}
+
+/* Readers walk the slots in order, so the records they read are scattered over the arena: prefetched ahead. */
+enum { READ_AHEAD = 16 };
+static inline void prefetch_rec(const em__ctab *t, size_t i)
+{
+    if (i < t->cap && t->slot[i].off1) __builtin_prefetch(t->arena.p + t->slot[i].off1 - 1, 1);
+}
+
+int em__ctab_each(em__ctab *t, int (*fn)(const em_rec *r, void *arg), void *arg)
+{
+    int rc = ctab_flush_queue(t);
+    for (size_t i = 0; rc == 0 && i < t->cap; i++) {
+        prefetch_rec(t, i + READ_AHEAD);
+        if (!t->slot[i].off1) continue;
+        em_rec r;
+        slot_rec(t, &t->slot[i], &r);
+        rc = fn(&r, arg);
+    }
+    return rc < 0 ? rc : 0;
+}
+
+int em__ctab_drain(em__ctab *t, int (*fn)(const em_rec *r, void *arg), void *arg)
+{
+    int rc = ctab_flush_queue(t);
+    for (size_t i = 0; i < t->cap; i++) {
+        prefetch_rec(t, i + READ_AHEAD);
+        if (!t->slot[i].off1) continue;
+        em_rec r;
+        slot_rec(t, &t->slot[i], &r);
+        t->slot[i].off1 = 0;
+        if (rc == 0) rc = fn(&r, arg);
+    }
+    t->arena.len = 0;
+    t->n = 0;
+    return rc;
+}
