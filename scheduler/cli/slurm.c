@@ -8,6 +8,11 @@
  *   PENDING -> PD; RUNNING, COMPLETING, CONFIGURING, SUSPENDED, STOPPED, RESIZING, REQUEUED -> R;
  *   COMPLETED -> CD; FAILED, NODE_FAIL, OUT_OF_MEMORY, BOOT_FAIL, DEADLINE -> F; CANCELLED, PREEMPTED -> CA;
  *   TIMEOUT -> TO. sacct's ExitCode "N:S" is exit status N, or 128+S when a signal S ended it.
+ *
+ * A job's state comes from `squeue -t all` while the controller remembers the job (running, and for MinJobAge
+ * after it ended, exit status included), then from sacct. A Slurm without accounting storage (slurmdbd) cannot
+ * answer sacct at all, so squeue must catch the end: `submit --wait`, `queue` and `status` poll well within
+ * MinJobAge; a job nobody looked at until the controller forgot it stays as last seen.
  */
 #include "scheduler/cli/jobdb.h"
 
@@ -187,57 +192,86 @@ static const char *map_state(const char *s)
     return NULL;
 }
 
+/* What Slurm said about one job. */
+struct answer {
+    const char *state; /* Ember's code, NULL if Slurm did not say */
+    char reason[64];
+    int has_code, code;
+};
+
+/* squeue's "STATE|REASON|EXIT" line: the controller's view, which with -t all includes jobs that ended less than
+ * MinJobAge (default 300 s) ago. Its exit_code is a raw wait status (768 is exit 3; 15 is SIGTERM), meaningful
+ * only once the job ended. A stand-in or an older squeue may print only "STATE|REASON". */
+static void ask_squeue(const char *slurm_id, struct answer *a)
+{
+    char out[4096];
+    char *sq[] = {"squeue", "-h", "-t", "all", "-j", (char *)slurm_id, "-O", "State:|,Reason:|,exit_code:", NULL};
+    if (em__run_capture(sq, out, sizeof out, 0, SLURM_TIMEOUT_S) != 0 || !(a->state = map_state(out)))
+        return;
+    char *bar = strchr(out, '|');
+    if (!bar)
+        return;
+    snprintf(a->reason, sizeof a->reason, "%.*s", (int)strcspn(bar + 1, "|\n"), bar + 1);
+    char *bar2 = strchr(bar + 1, '|'), *end = NULL;
+    long st = bar2 ? strtol(bar2 + 1, &end, 10) : -1;
+    if (st >= 0 && end != bar2 + 1 && em__state_final(a->state)) {
+        a->has_code = 1;
+        a->code = WIFSIGNALED((int)st) ? 128 + WTERMSIG((int)st) : WEXITSTATUS((int)st);
+    }
+}
+
+/* sacct's "STATE|N:S" line: the accounting database, which remembers jobs the controller forgot. It fails on a
+ * Slurm without accounting storage ("Slurm accounting storage is disabled"). */
+static void ask_sacct(const char *slurm_id, struct answer *a)
+{
+    char out[4096];
+    char *sa[] = {"sacct", "-n", "-X", "-P", "-j", (char *)slurm_id, "-o", "State,ExitCode", NULL};
+    if (em__run_capture(sa, out, sizeof out, 0, SLURM_TIMEOUT_S) != 0 || !(a->state = map_state(out)))
+        return;
+    char *bar = strchr(out, '|');
+    int n, sig;
+    if (bar && sscanf(bar + 1, "%d:%d", &n, &sig) == 2) {
+        a->has_code = 1;
+        a->code = sig ? 128 + sig : n;
+    }
+}
+
 int em__slurm_refresh(em__jobdb *jdb, em__job *j)
 {
-    char out[4096], reason[64] = "None";
-    const char *state = NULL;
-    int has_code = 0, code = 0;
+    struct answer a = {.state = NULL, .reason = "None"};
     if (!j->slurm_id || em__state_final(j->state))
         return 0;
-    char *sq[] = {"squeue", "-h", "-j", j->slurm_id, "-o", "%T|%r", NULL};
-    if (em__run_capture(sq, out, sizeof out, 0, SLURM_TIMEOUT_S) == 0 && out[0]) {
-        state = map_state(out);
-        char *bar = strchr(out, '|');
-        if (bar) {
-            snprintf(reason, sizeof reason, "%s", bar + 1);
-            reason[strcspn(reason, "\n")] = '\0';
-        }
+    ask_squeue(j->slurm_id, &a);
+    if (!a.state) {
+        /* Gone from the controller: only accounting knows how it ended. */
+        snprintf(a.reason, sizeof a.reason, "None");
+        ask_sacct(j->slurm_id, &a);
     }
-    if (!state) {
-        /* Gone from squeue: sacct knows how it ended. */
-        char *sa[] = {"sacct", "-n", "-X", "-P", "-j", j->slurm_id, "-o", "State,ExitCode", NULL};
-        if (em__run_capture(sa, out, sizeof out, 0, SLURM_TIMEOUT_S) != 0 || !out[0])
-            return -1;
-        state = map_state(out);
-        char *bar = strchr(out, '|');
-        int n, s;
-        if (bar && sscanf(bar + 1, "%d:%d", &n, &s) == 2) {
-            has_code = 1;
-            code = s ? 128 + s : n;
-        }
-        if (state && strcmp(state, "CA") == 0)
-            snprintf(reason, sizeof reason, "Cancelled");
-        else if (state && strcmp(state, "TO") == 0)
-            snprintf(reason, sizeof reason, "TimeLimit");
-        else if (state && strcmp(state, "F") == 0)
-            snprintf(reason, sizeof reason, "NonZeroExitCode");
-    }
-    if (!state)
+    if (!a.state)
         return -1;
+    /* The same reasons as a local job that ended so. */
+    if (strcmp(a.state, "CA") == 0)
+        snprintf(a.reason, sizeof a.reason, "Cancelled");
+    else if (strcmp(a.state, "TO") == 0)
+        snprintf(a.reason, sizeof a.reason, "TimeLimit");
+    else if (strcmp(a.state, "F") == 0)
+        snprintf(a.reason, sizeof a.reason, "NonZeroExitCode");
+    else if (strcmp(a.state, "CD") == 0)
+        snprintf(a.reason, sizeof a.reason, "None");
     long long now = em__now_ms();
     int rc = em__jobdb_update(jdb,
                               "UPDATE jobs SET state = ?, reason = ?,"
                               " start_ms = CASE WHEN start_ms = 0 AND ? != 'PD' THEN ? ELSE start_ms END,"
                               " end_ms = CASE WHEN end_ms = 0 AND ? IN ('CD', 'F', 'CA', 'TO') THEN ? ELSE end_ms END"
                               " WHERE id = ?",
-                              "sssisii", state, reason, state, now, state, now, j->id);
-    if (rc >= 0 && has_code)
-        em__jobdb_update(jdb, "UPDATE jobs SET exit_code = ? WHERE id = ?", "ii", (long long)code, j->id);
-    snprintf(j->state, sizeof j->state, "%s", state);
+                              "sssisii", a.state, a.reason, a.state, now, a.state, now, j->id);
+    if (rc >= 0 && a.has_code)
+        em__jobdb_update(jdb, "UPDATE jobs SET exit_code = ? WHERE id = ?", "ii", (long long)a.code, j->id);
+    snprintf(j->state, sizeof j->state, "%s", a.state);
     free(j->reason);
-    j->reason = strdup(reason);
-    if (has_code)
-        j->has_exit = 1, j->exit_code = code;
+    j->reason = strdup(a.reason);
+    if (a.has_code)
+        j->has_exit = 1, j->exit_code = a.code;
     return rc < 0 ? -1 : 0;
 }
 
@@ -255,5 +289,17 @@ int em__slurm_cancel(const char *who, const em__job *j)
                 rc == 127 ? "not found in PATH" : "failed");
         return -1;
     }
+    /* scancel only asks; the job is COMPLETING (R) for a moment. Like a local cancel, return once it ended, so
+     * that the queue shows CA right after; if Slurm is slow, it will show later. */
+    struct timespec t0, now, ts = {0, 200 * 1000000L};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        struct answer a = {.state = NULL};
+        ask_squeue(j->slurm_id, &a);
+        if (!a.state || em__state_final(a.state))
+            break;
+        nanosleep(&ts, NULL);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while (now.tv_sec - t0.tv_sec < SLURM_TIMEOUT_S);
     return 0;
 }

@@ -495,7 +495,7 @@ EOF
 cat > "$FS/scancel" <<'EOF'
 #!/bin/sh
 [ -e "${0%/*}/fail" ] && { echo "scancel: error: Kill job error on job id $1" >&2; exit 1; }
-echo "scancel $*" >> "${0%/*}/calls"
+echo "scancel $*" >> "${0%/*}/calls"; echo 'CANCELLED|None|15' > "${0%/*}/squeue.out"
 EOF
 chmod +x "$FS"/*
 echo 'RUNNING|None' > "$FS/squeue.out"
