@@ -3,6 +3,11 @@
 # As root it runs apt-get itself; otherwise it prints the exact command to run and fails.
 set -u
 pkgs="openmpi-bin libopenmpi-dev libhdf5-dev hdf5-tools zlib1g-dev libcriterion-dev libsqlite3-dev pkg-config python3 python3-h5py python3-pandas sqlite3 gcc make"
+# Only tests need these: tests/e2e/slurm.sh starts its own single-node Slurm and munged (own key, socket, ports)
+# to run `ember submit --backend slurm` for real. 7 packages here, about 33 s with apt-get update. Where systemd runs,
+# the packages' own services may start (munge does; slurmctld and slurmd fail without /etc/slurm/slurm.conf).
+test_pkgs="slurm-wlm munge"
+pkgs="$pkgs $test_pkgs"
 missing=""
 for p in $pkgs; do
   st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)
