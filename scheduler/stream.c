@@ -169,10 +169,19 @@ static em_ds *poll_node(em_ctx *ctx, const char *log_dir, const char *stop_path,
 
 /* ---- the query's state (the same on every rank) ---- */
 
+/* The rows of one batch, kept as the windows it closed (sorted runs of keys and accumulators): only the leader
+ * turns them into text, on its commit thread while the next batch runs; the other ranks keep them unformatted until
+ * the checkpoint on disk covers them (or until one of them becomes the leader and commits them). */
 typedef struct seg {
     uint64_t batch;
-    size_t end; /* rows of this batch end here in stream.rows */
+    em__win *wins;
+    size_t nwins;
 } seg;
+
+static void segs_free(seg *g, size_t n)
+{
+    for (size_t i = 0; i < n; i++) em__wins_free(g[i].wins, g[i].nwins);
+}
 
 typedef struct stream {
     em_ctx *ctx;
@@ -186,8 +195,7 @@ typedef struct stream {
     int64_t wm;        /* watermark, INT64_MIN: none */
     uint64_t events, late, bad, rows;
     em__wstate ws;     /* the open windows */
-    em__buf rowbuf;    /* output rows of batches not known to be committed */
-    seg *segs;
+    seg *segs;         /* output rows of batches not known to be committed, by batch */
     size_t nsegs, scap;
     char *out_abs;     /* the output file, absolute */
     char *ckpt_path, *tmp_path, *stop_path, *ckdir;
@@ -198,18 +206,19 @@ typedef struct stream {
 
 /* ---- output rows ---- */
 
-/* Cuts every window whose end <= the watermark into rows (output order) for batch `batch`. */
+/* Takes every window whose end <= the watermark out of the state, as the rows of batch `batch`. */
 static void emit_closed(stream *s, uint64_t batch)
 {
-    size_t before = s->rowbuf.len;
-    s->rows += em__wstate_emit(&s->ws, s->wm, &s->rowbuf);
-    if (s->rowbuf.len > before) {
-        if (s->nsegs == s->scap) {
-            s->scap = s->scap ? 2 * s->scap : 16;
-            s->segs = em__realloc(s->segs, s->scap * sizeof *s->segs);
-        }
-        s->segs[s->nsegs++] = (seg){batch, s->rowbuf.len};
+    em__win *w;
+    uint64_t nrows;
+    size_t n = em__wstate_close(&s->ws, s->wm, &w, &nrows);
+    if (!n) return;
+    s->rows += nrows;
+    if (s->nsegs == s->scap) {
+        s->scap = s->scap ? 2 * s->scap : 16;
+        s->segs = em__realloc(s->segs, s->scap * sizeof *s->segs);
     }
+    s->segs[s->nsegs++] = (seg){batch, w, n};
 }
 
 /* Forgets the rows of batches <= c (they are in the committed output). */
@@ -218,10 +227,8 @@ static void trim_rows(stream *s, int64_t c)
     size_t k = 0;
     while (k < s->nsegs && (int64_t)s->segs[k].batch <= c) k++;
     if (!k) return;
-    size_t cut = s->segs[k - 1].end;
-    memmove(s->rowbuf.p, s->rowbuf.p + cut, s->rowbuf.len - cut);
-    s->rowbuf.len -= cut;
-    for (size_t i = k; i < s->nsegs; i++) s->segs[i - k] = (seg){s->segs[i].batch, s->segs[i].end - cut};
+    segs_free(s->segs, k);
+    memmove(s->segs, s->segs + k, (s->nsegs - k) * sizeof *s->segs);
     s->nsegs -= k;
 }
 
@@ -244,13 +251,24 @@ static void trim_rows(stream *s, int64_t c)
  *   +16      32     events, late, bad, rows: totals since the query began
  *   +48      4+L    L, then the output file's absolute path (L bytes)
  *   ...      8      number of open windows, then per window (by start):
- *                     8 start, 8 number of keys, then per key: 4 key length, the key, the accumulator
- *                     (em__acc_size(aggregate) bytes, encoded as stream.h draws it); keys in any order when
- *                     read (written sorted), no key twice
+ *                     8 start, 8 number of keys, then per key: LEB128 key length, the key, the accumulator:
+ *                     for count the LEB128 of n, else em__acc_size(aggregate) bytes encoded as stream.h draws
+ *                     it; keys in any order when read (written sorted), no key twice
  *   end      4      crc32 (zlib) of every byte before it
+ *
+ * "EMWCKPT1" (still read) had a 4-byte key length and 8-byte counts: 19 bytes for a 7-byte key and a count, not
+ * 9-10. The checkpoint is rewritten after every batch, so its size is paid every batch.
  */
-#define CK_MAGIC "EMWCKPT1"
+#define CK_MAGIC "EMWCKPT2"
+#define CK_MAGIC1 "EMWCKPT1"
 #define CK_HEAD 24
+
+static uint8_t *put_leb(uint8_t *d, uint64_t v)
+{
+    for (; v > 127; v >>= 7) *d++ = (uint8_t)(v | 128);
+    *d++ = (uint8_t)v;
+    return d;
+}
 
 static void ck_u64(em__buf *b, uint64_t v)
 {
@@ -276,7 +294,7 @@ static void ck_encode(const stream *s, uint64_t out_bytes, em__buf *b)
     size_t need = 128 + 8 * (size_t)s->np + strlen(s->out_abs);
     for (size_t w = 0; w < s->ws.n; w++) {
         const em__wrun *r = &s->ws.wins[w].run;
-        need += 16 + r->n * (4 + as) + (r->n ? r->koff[r->n] : 0);
+        need += 16 + r->n * (5 + (as > 10 ? as : 10)) + (r->n ? r->koff[r->n] : 0);
     }
     em__buf_grow(b, need);
     em__buf_add(b, CK_MAGIC, 8);
@@ -302,12 +320,18 @@ static void ck_encode(const stream *s, uint64_t out_bytes, em__buf *b)
         ck_u64(b, (uint64_t)s->ws.wins[w].start);
         ck_u64(b, r->n);
         uint8_t *d = b->p + b->len; /* room was made above: no bounds check per key */
+        const int is_count = o->agg == EM_STREAM_COUNT;
         for (size_t i = 0; i < r->n; i++) {
-            uint32_t kl = (uint32_t)(r->koff[i + 1] - r->koff[i]);
-            put32(d, kl);
-            if (kl) memcpy(d + 4, r->keys + r->koff[i], kl);
-            memcpy(d + 4 + kl, r->accs + i * as, as);
-            d += 4 + kl + as;
+            size_t kl = r->koff[i + 1] - r->koff[i];
+            d = put_leb(d, kl);
+            if (kl) memcpy(d, r->keys + r->koff[i], kl);
+            d += kl;
+            if (is_count) {
+                d = put_leb(d, em__get64(r->accs + i * 8));
+            } else {
+                memcpy(d, r->accs + i * as, as);
+                d += as;
+            }
         }
         b->len = (size_t)(d - b->p);
     }
@@ -346,6 +370,18 @@ static uint32_t ck_rd32(ckrd *r)
     const uint8_t *q = ck_take(r, 4);
     return q ? get32(q) : 0;
 }
+static uint64_t ck_rdleb(ckrd *r)
+{
+    uint64_t v = 0;
+    for (int sh = 0; sh < 64; sh += 7) {
+        const uint8_t *q = ck_take(r, 1);
+        if (!q) return 0;
+        v |= (uint64_t)(*q & 127) << sh;
+        if (!(*q & 128)) return v;
+    }
+    r->bad = 1;
+    return 0;
+}
 
 /* Loads the checkpoint bytes into s (every rank, from the same bytes). Returns 0, EM_EPARSE (corrupt) or EM_EINVAL
  * (written by a different query), with the message set. */
@@ -353,7 +389,8 @@ static int ck_load(stream *s, const uint8_t *p, size_t n, uint64_t *out_bytes)
 {
     const em_stream_opts *o = s->o;
     const char *path = s->ckpt_path;
-    if (n < CK_HEAD + 4 || memcmp(p, CK_MAGIC, 8) != 0)
+    const int v1 = n >= 8 && memcmp(p, CK_MAGIC1, 8) == 0;
+    if (n < CK_HEAD + 4 || (memcmp(p, CK_MAGIC, 8) != 0 && !v1))
         return em__fail(EM_EPARSE, "%s: not a windowcount checkpoint (bad magic or too short)", path);
     if (get32(p + n - 4) != (uint32_t)crc32_z(0L, p, n - 4))
         return em__fail(EM_EPARSE, "%s: bad crc: the checkpoint is corrupt", path);
@@ -388,10 +425,18 @@ static int ck_load(stream *s, const uint8_t *p, size_t n, uint64_t *out_bytes)
         uint64_t nk = ck_rd64(&r);
         em__win *wn = em__wstate_win(&s->ws, start);
         for (uint64_t k = 0; k < nk && !r.bad; k++) {
-            uint32_t kl = ck_rd32(&r);
-            const uint8_t *kp = ck_take(&r, kl), *ap = ck_take(&r, as);
+            uint64_t kl = v1 ? ck_rd32(&r) : ck_rdleb(&r);
+            if (kl > UINT32_MAX) r.bad = 1;
+            const uint8_t *kp = ck_take(&r, (size_t)kl), *ap;
+            uint8_t cnt[8];
+            if (!v1 && o->agg == EM_STREAM_COUNT) {
+                em__put64(cnt, ck_rdleb(&r));
+                ap = cnt;
+            } else {
+                ap = ck_take(&r, as);
+            }
             if (r.bad) break;
-            em__wrun_push(&wn->run, kp, kl, ap, as);
+            em__wrun_push(&wn->run, kp, (uint32_t)kl, ap, as);
         }
         if (!r.bad && em__wrun_seal(&wn->run, as) < 0)
             return em__fail(EM_EPARSE, "%s: malformed checkpoint (a key twice in window %" PRId64 ")", path, start);
@@ -408,7 +453,7 @@ static int ck_head(const stream *s, int64_t *batch, uint64_t *out_bytes)
     if (fd < 0) return EM_ENOENT;
     ssize_t r = pread(fd, h, sizeof h, 0);
     close(fd);
-    if (r != (ssize_t)sizeof h || memcmp(h, CK_MAGIC, 8) != 0) return EM_ENOENT;
+    if (r != (ssize_t)sizeof h || (memcmp(h, CK_MAGIC, 8) != 0 && memcmp(h, CK_MAGIC1, 8) != 0)) return EM_ENOENT;
     *batch = (int64_t)get64(h + 8);
     *out_bytes = get64(h + 16);
     return 0;
@@ -456,7 +501,8 @@ typedef struct commit_job {
     uint64_t batch;
     int64_t c;       /* the batch the checkpoint on disk covers (-1: none) */
     uint64_t ob;     /* the output length it records */
-    em__buf rows;    /* rows of the batches after c, in output order */
+    seg *segs;       /* rows of the batches after c, in output order */
+    size_t nsegs, scap;
     em__buf ck;      /* the new checkpoint, unsealed (ck_encode) */
 } commit_job;
 
@@ -466,20 +512,29 @@ typedef struct committer {
     pthread_cond_t cv;
     int busy, quit;
     const char *out_abs, *tmp_path, *ckpt_path, *ckdir;
+    em_stream_agg agg;
+    int64_t window_ms;
+    em__buf text; /* the rows of one batch as text, reused */
     commit_job job;
 } committer;
 
 /* The durable part of a commit: the output is first cut back to what the checkpoint on disk covers, then the rows of
  * later batches are appended, synced, and only then the new checkpoint replaces the old one: a crash anywhere in
  * between leaves the old checkpoint, and the next start cuts the output back to it. */
-static void commit_write(const committer *m, commit_job *j)
+static void commit_write(committer *m, commit_job *j)
 {
     double t0 = em__now_s();
     int fd = open(m->out_abs, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) commit_failed("open", m->out_abs);
     if (ftruncate(fd, (off_t)j->ob) < 0 || lseek(fd, (off_t)j->ob, SEEK_SET) < 0) commit_failed("truncate", m->out_abs);
     if (j->ob == 0) write_all(fd, header_row, sizeof header_row - 1, m->out_abs);
-    write_all(fd, j->rows.p, j->rows.len, m->out_abs);
+    size_t nbytes = 0;
+    for (size_t i = 0; i < j->nsegs; i++) {
+        m->text.len = 0;
+        em__wins_rows(m->agg, m->window_ms, j->segs[i].wins, j->segs[i].nwins, &m->text);
+        write_all(fd, m->text.p, m->text.len, m->out_abs);
+        nbytes += m->text.len;
+    }
     if (fdatasync(fd) < 0) commit_failed("fsync", m->out_abs);
     off_t size = lseek(fd, 0, SEEK_CUR);
     close(fd);
@@ -499,7 +554,7 @@ static void commit_write(const committer *m, commit_job *j)
     if (rename(m->tmp_path, m->ckpt_path) < 0) commit_failed("rename to", m->ckpt_path);
     fsync_dir(m->ckdir);
     EM_LOG_D("stream: commit of batch %" PRIu64 ": %.3f s (%zu bytes of rows, checkpoint %zu bytes)", j->batch,
-             em__now_s() - t0, j->rows.len, j->ck.len);
+             em__now_s() - t0, nbytes, j->ck.len);
 }
 
 static void *committer_main(void *arg)
@@ -536,7 +591,9 @@ static committer *committer_start(stream *s)
     m->tmp_path = s->tmp_path;
     m->ckpt_path = s->ckpt_path;
     m->ckdir = s->ckdir;
-    em__buf_init(&m->job.rows);
+    m->agg = s->o->agg;
+    m->window_ms = s->o->window_ms;
+    em__buf_init(&m->text);
     em__buf_init(&m->job.ck);
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);
@@ -565,14 +622,16 @@ static void committer_stop(stream *s)
     pthread_join(m->th, NULL);
     pthread_mutex_destroy(&m->mu);
     pthread_cond_destroy(&m->cv);
-    em__buf_release(&m->job.rows);
+    segs_free(m->job.segs, m->job.nsegs);
+    free(m->job.segs);
     em__buf_release(&m->job.ck);
+    em__buf_release(&m->text);
     free(m);
     s->cm = NULL;
 }
 
 /* Leader: starts making the output and the checkpoint hold every batch up to s->batch (see commit_write); with
- * `sync`, returns only when they do. The rows handed over leave s->rowbuf: if this process dies before they are
+ * `sync`, returns only when they do. The rows handed over leave s->segs: if this process dies before they are
  * on disk, every other rank still holds them (it trims only what the checkpoint on disk covers). */
 static void commit(stream *s, int sync)
 {
@@ -588,11 +647,16 @@ static void commit(stream *s, int sync)
     j->batch = s->batch;
     j->c = c;
     j->ob = ob;
-    /* the rows left after trim_rows are exactly those of batches > c: hand the buffer over, take the old one */
-    em__buf t = j->rows;
-    j->rows = s->rowbuf;
-    s->rowbuf = t;
-    s->rowbuf.len = 0;
+    /* the rows left after trim_rows are exactly those of batches > c: hand them over (the job's previous rows are
+     * on disk: freed) */
+    segs_free(j->segs, j->nsegs);
+    seg *g = j->segs;
+    size_t gc = j->scap;
+    j->segs = s->segs;
+    j->nsegs = s->nsegs;
+    j->scap = s->scap;
+    s->segs = g;
+    s->scap = gc;
     s->nsegs = 0;
     j->ck.len = 0;
     ck_encode(s, ob, &j->ck);
@@ -674,9 +738,10 @@ static uint64_t split_size(const stream *s, const uint64_t *to, uint64_t total)
     return piece < MIN_SPLIT ? MIN_SPLIT : piece;
 }
 
-/* Runs the batch [s->off, to) and folds it into the state. COLLECTIVE. */
-/* Runs the batch [s->off, to) and folds it into the state. COLLECTIVE. */
-static int run_batch(stream *s, const uint64_t *to, uint64_t total)
+static void publish_stop(stream *s);
+
+/* Runs the batch [s->off, to) and folds it into the state, and polls the log (*stop, s->ends). COLLECTIVE. */
+static int run_batch(stream *s, const uint64_t *to, uint64_t total, em_ds *pn, int *stop)
 {
     const em_stream_opts *o = s->o;
     em__wtask_arg *b = em__calloc(1, sizeof *b);
@@ -685,9 +750,16 @@ static int run_batch(stream *s, const uint64_t *to, uint64_t total)
     b->next = s->args;
     s->args = b;
     em_ds *parts = em__wtask_dataset(s->ctx, b, s->off, to, split_size(s, to, total));
+    /* The next poll rides along (one action per batch, not two): the end offsets and the stop flag as read while
+     * the batch ran. */
     em_records r;
-    int rc = em_collect(parts, &r);
+    publish_stop(s);
+    int rc = em_collect(em_union(parts, pn), &r);
     if (rc < 0) return rc;
+    if ((rc = take_poll(s, &r, stop, NULL, NULL)) < 0) {
+        em_records_free(&r);
+        return rc;
+    }
     double t0 = em__now_s();
     em__wbatch wb;
     em__wstate_merge(&s->ws, &r, &wb);
@@ -743,7 +815,7 @@ static void stream_release(stream *s)
     free(s->off);
     free(s->ends);
     free(s->target);
-    em__buf_release(&s->rowbuf);
+    segs_free(s->segs, s->nsegs);
     free(s->segs);
     free(s->out_abs);
     free(s->ckpt_path);
@@ -811,7 +883,6 @@ int em_stream_run(em_ctx *ctx, const em_stream_opts *o, em_stream_stats *st)
 {
     stream s = {.ctx = ctx, .o = o, .max_seen = INT64_MIN, .wm = INT64_MIN,
                 .ws = {.agg = o->agg, .window_ms = o->window_ms}};
-    em__buf_init(&s.rowbuf);
     char err[600] = "";
     em__log_topic *t = NULL;
     em_records r = {0};
@@ -870,9 +941,10 @@ int em_stream_run(em_ctx *ctx, const em_stream_opts *o, em_stream_stats *st)
     em_records_free(&r);
 
     /* Until the end of the log at start-up, or (follow mode) until a stop is agreed. */
-    for (int first = 1;; first = 0) {
+    for (int polled = 1;;) { /* polled: s.ends and stop are fresh (the load, or a batch without a sleep after it) */
         double t0 = em__now_s();
-        if (!first && (rc = poll(&s, pn, &stop)) < 0) goto out_to;
+        if (!polled && (rc = poll(&s, pn, &stop)) < 0) goto out_to;
+        polled = 0;
         if (stop) break;
         int capped;
         uint64_t n = plan_batch(&s, o->until_end ? s.target : s.ends, to, &capped);
@@ -881,10 +953,11 @@ int em_stream_run(em_ctx *ctx, const em_stream_opts *o, em_stream_stats *st)
             sleep_until(t0 + (double)o->trigger_ms / 1000);
             continue;
         }
-        if ((rc = run_batch(&s, to, n)) < 0) goto out_to;
+        if ((rc = run_batch(&s, to, n, pn, &stop)) < 0) goto out_to;
         after_batch(&s);
         if (st) st->batches++;
         if (!o->until_end && !capped) sleep_until(t0 + (double)o->trigger_ms / 1000);
+        else polled = 1;
     }
     if (o->until_end && o->flush && !stop && s.wm != INT64_MAX) {
         /* --flush: the input is over. The watermark goes to +infinity (recorded, so later events are all late). */

@@ -183,9 +183,14 @@ em__win *em__wstate_win(em__wstate *s, int64_t start);
 /* Merges the collected partial records of a batch into the state (runs of a window combined in collect order, so
  * every rank gets the same state) and sums the counters into *b. LOCAL. */
 void em__wstate_merge(em__wstate *s, const em_records *r, em__wbatch *b);
-/* Appends the rows of every window with end <= wm (all of them when wm == INT64_MAX) to `rows`, in output order,
- * and drops those windows. Returns the number of rows. LOCAL. */
-uint64_t em__wstate_emit(em__wstate *s, int64_t wm, em__buf *rows);
+/* Takes every window with end <= wm (all of them when wm == INT64_MAX) out of the state: *closed gets them (by
+ * start, malloc'd; NULL when none), *nrows their number of keys (the rows they will make). Returns how many. LOCAL. */
+size_t em__wstate_close(em__wstate *s, int64_t wm, em__win **closed, uint64_t *nrows);
+/* Appends the rows of closed windows w[0, n) to `rows`, in output order. Touches nothing but its arguments (the
+ * commit thread runs it). LOCAL. */
+void em__wins_rows(em_stream_agg agg, int64_t window_ms, const em__win *w, size_t n, em__buf *rows);
+/* Frees closed windows (em__wins_free(NULL, 0) is a no-op). */
+void em__wins_free(em__win *w, size_t n);
 
 /* Building a run from a checkpoint: append entries in any order, then seal (sorts; -1 if a key is there twice). */
 void em__wrun_push(em__wrun *r, const void *key, uint32_t klen, const uint8_t *a, size_t as);

@@ -460,6 +460,7 @@ void em__wstate_merge(em__wstate *s, const em_records *r, em__wbatch *b)
             if (v[32] && (int64_t)em__get64(v + 24) > b->max_t) b->max_t = (int64_t)em__get64(v + 24);
             continue; /* it also ends the task's last run: the next record is not adjacent to it */
         }
+        if (x->klen == 1) continue; /* the poll's record, collected with the batch (stream.c) */
         EM_ASSERT(x->klen == 8 && x->vlen >= 1);
         int64_t win = (int64_t)(em__load_be64(x->key) ^ 0x8000000000000000ULL); /* em_i64_get */
         if ((((const uint8_t *)x->val)[0] & 1) && np && p[np - 1].e == i && p[np - 1].win == win) {
@@ -555,14 +556,42 @@ static size_t fmt_csv_field(char *d, const uint8_t *k, size_t n)
     return (size_t)(q - d);
 }
 
-uint64_t em__wstate_emit(em__wstate *s, int64_t wm, em__buf *rows)
+size_t em__wstate_close(em__wstate *s, int64_t wm, em__win **closed, uint64_t *nrows)
 {
     const int64_t W = s->window_ms;
-    const size_t as = em__acc_size(s->agg);
-    uint64_t nrows = 0;
     size_t k = 0;
-    for (; k < s->n && (wm == INT64_MAX || s->wins[k].start + W <= wm); k++) {
-        em__win *w = &s->wins[k];
+    uint64_t nr = 0;
+    while (k < s->n && (wm == INT64_MAX || s->wins[k].start + W <= wm)) nr += s->wins[k++].run.n;
+    *closed = NULL;
+    *nrows = nr;
+    if (!k) return 0;
+    *closed = em__malloc(k * sizeof **closed);
+    memcpy(*closed, s->wins, k * sizeof **closed);
+    memmove(s->wins, s->wins + k, (s->n - k) * sizeof *s->wins);
+    s->n -= k;
+    return k;
+}
+
+void em__wins_free(em__win *w, size_t n)
+{
+    for (size_t i = 0; i < n; i++) run_release(&w[i].run);
+    free(w);
+}
+
+void em__wins_rows(em_stream_agg agg, int64_t window_ms, const em__win *wins, size_t n, em__buf *rows)
+{
+    const int64_t W = window_ms;
+    const size_t as = em__acc_size(agg);
+    /* One reservation for every row: an upper bound (pages never written are never touched), so the buffer is not
+     * grown and copied as the rows come. */
+    size_t bound = 0;
+    for (size_t k = 0; k < n; k++) {
+        const em__wrun *r = &wins[k].run;
+        bound += r->n * (size_t)(64 + 4 + VALUE_MAX) + 2 * (r->n ? r->koff[r->n] : 0);
+    }
+    if (bound) em__buf_grow(rows, bound);
+    for (size_t k = 0; k < n; k++) {
+        const em__win *w = &wins[k];
         const em__wrun *r = &w->run;
         char head[64];
         size_t hl = fmt_i64(head, w->start);
@@ -578,14 +607,9 @@ uint64_t em__wstate_emit(em__wstate *s, int64_t wm, em__buf *rows)
             d += hl;
             d += fmt_csv_field(d, r->keys + r->koff[i], kl);
             *d++ = ',';
-            d += fmt_value(d, s->agg, r->accs + i * as);
+            d += fmt_value(d, agg, r->accs + i * as);
             *d++ = '\n';
             rows->len += (size_t)(d - d0);
         }
-        nrows += r->n;
-        run_release(&w->run);
     }
-    memmove(s->wins, s->wins + k, (s->n - k) * sizeof *s->wins);
-    s->n -= k;
-    return nrows;
 }

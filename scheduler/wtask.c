@@ -323,23 +323,31 @@ static int wtask_finish(em__wtask *t, em_emitter *out)
     int rc = 0;
     if (!out) goto done;
     fifo_drain(t);
-    /* Sort items from the slots (idx: the slot), then the slots are only read for their accumulators. */
+    /* Sort items from one pass over the slots; counts move to a dense array (item idx: its place there; otherwise
+     * idx is the entry), so that after the sort the emit reads the items in order, a small array at random, and
+     * the key arena only for keys over 8 bytes (a shorter key is its prefix). */
     em__sitem *it = em__malloc((t->n ? t->n : 1) * sizeof *it);
+    uint64_t *cnt = t->inline_acc ? em__malloc((t->n ? t->n : 1) * sizeof *cnt) : NULL;
     uint32_t maxk = 0;
     size_t m = 0;
     for (size_t j = 0; j < t->nslot; j++) {
         const tslot *s = &t->slot[j];
         if (!s->idx) continue;
+        uint32_t idx = s->idx - 1;
+        if (cnt) cnt[m] = s->cnt, idx = (uint32_t)m;
         it[m++] = (em__sitem){(uint64_t)s->win ^ 0x8000000000000000ULL, s->pre, t->keys + t->koff[s->idx - 1],
-                              s->klen, (uint32_t)j};
+                              s->klen, idx};
         if (s->klen > maxk) maxk = s->klen;
     }
     EM_ASSERT(m == t->n);
+    free(t->slot); /* not needed any more: the sort allocates */
+    t->slot = NULL;
+    t->nslot = 0;
     em__sort_items(it, t->n);
     /* Blocks of at most BLOCK_BYTES (or one entry): one record per block, not per (window, key). */
     em__buf blk;
     em__buf_init(&blk);
-    em__buf_grow(&blk, BLOCK_BYTES + 5 + (size_t)maxk + t->as);
+    em__buf_grow(&blk, BLOCK_BYTES + 5 + (size_t)maxk + 8 + t->as);
     uint8_t wk[8];
     for (size_t i = 0; i < t->n && rc >= 0;) {
         const uint64_t whi = it[i].hi;
@@ -354,21 +362,25 @@ static int wtask_finish(em__wtask *t, em_emitter *out)
             }
             em__buf_grow(&blk, 5 + (size_t)it[i].kl + t->as);
             uint8_t *d = blk.p + blk.len;
-            for (uint32_t v = it[i].kl;; v >>= 7) { /* LEB128 */
+            const uint32_t kl = it[i].kl;
+            for (uint32_t v = kl;; v >>= 7) { /* LEB128 */
                 *d++ = (uint8_t)((v & 127) | (v > 127 ? 128 : 0));
                 if (v <= 127) break;
             }
-            if (it[i].kl) memcpy(d, it[i].k, it[i].kl);
-            d += it[i].kl;
-            const tslot *s = &t->slot[it[i].idx];
-            if (t->inline_acc) em__put64(d, s->cnt);
-            else memcpy(d, t->accs + (size_t)(s->idx - 1) * t->as, t->as);
+            if (kl <= 8)
+                for (uint32_t b = 0; b < kl; b++) d[b] = (uint8_t)(it[i].lo >> (56 - 8 * b));
+            else
+                memcpy(d, it[i].k, kl);
+            d += kl;
+            if (cnt) em__put64(d, cnt[it[i].idx]);
+            else memcpy(d, t->accs + (size_t)it[i].idx * t->as, t->as);
             blk.len = (size_t)(d + t->as - blk.p);
         }
         if (rc >= 0) rc = em_emit(out, wk, 8, blk.p, (uint32_t)blk.len);
     }
     em__buf_release(&blk);
     free(it);
+    free(cnt);
     uint8_t s[EM__WSTATS_LEN] = {0};
     em__put64(s, t->events);
     em__put64(s + 8, t->late);
