@@ -202,8 +202,9 @@ static inline void copy_small(uint8_t *d, const uint8_t *s, size_t n)
     }
 }
 
-/* Applies one add whose value is already in the table's form (agg_in done) and whose key hashes to h. */
-static int ctab_put(em__ctab *t, uint64_t h, const uint8_t *k, uint32_t kl, const void *v, uint32_t vl)
+/* Applies one add whose value is already in the table's form (agg_in done) and whose key hashes to h. Inlined
+ * into the queue's loop: it runs once per record. */
+static inline __attribute__((always_inline)) int ctab_put(em__ctab *t, uint64_t h, const uint8_t *k, uint32_t kl, const void *v, uint32_t vl)
 {
     const em__node *w = t->node;
     int agg = w->agg;
@@ -298,7 +299,7 @@ int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_
     __builtin_prefetch(&t->slot[(uint32_t)(h >> 32) & (t->cap - 1)], 1);
     struct em__ctab_q *q = &t->q[t->nq++];
     *q = (struct em__ctab_q){h, t->qbuf.len, kl, vl};
-    em__buf_grow(&t->qbuf, (size_t)kl + vl);
+    if (t->qbuf.len + kl + vl > t->qbuf.cap) em__buf_grow(&t->qbuf, (size_t)kl + vl);
     copy_small(t->qbuf.p + t->qbuf.len, k, kl);
     copy_small(t->qbuf.p + t->qbuf.len + kl, v, vl);
     t->qbuf.len += (size_t)kl + vl;

@@ -77,6 +77,12 @@ async_mpi_finalize
 orte_allowed_exit_without_sync
 1
 ${root_flag}--oversubscribe
+--mca
+pml
+ob1
+--mca
+btl
+self,vader
 -x
 EMBER_STATUS_FILE
 -np
@@ -87,12 +93,18 @@ a
 -np
 9"
 check "mpirun command line is the recipe; args after PROGRAM untouched" "$exp" "$(sed '$d' "$FAKE_MPIRUN_ARGS")"
+# Shared-memory transports only when every rank is on this host and the user chose none.
+FAKE_MPIRUN_MODE="exit 0" EMBER_MPIRUN="$FIX/fake_mpirun.sh" OMPI_MCA_btl=self,tcp run 20 -np 2 "$JOB"
+check "a transport chosen by the user (OMPI_MCA_btl) is left alone" 0 "$(grep -c '^pml$' "$FAKE_MPIRUN_ARGS")"
+FAKE_MPIRUN_MODE="exit 0" EMBER_MPIRUN="$FIX/fake_mpirun.sh" SLURM_JOB_ID=7 run 20 -np 2 "$JOB"
+check "inside a Slurm allocation (maybe several nodes) Open MPI chooses" 0 "$(grep -c '^pml$' "$FAKE_MPIRUN_ARGS")"
 grep -q '^status=/.*/status$' "$FAKE_MPIRUN_ARGS" && pass "mpirun gets EMBER_STATUS_FILE in its env" \
   || fail "mpirun gets EMBER_STATUS_FILE in its env"
 printf 'localhost slots=4\n' > "$TMP/hosts"
 FAKE_MPIRUN_MODE="exit 0" EMBER_MPIRUN="$FIX/fake_mpirun.sh" run 20 --hostfile "$TMP/hosts" -n 2 "$JOB"
 grep -qx -- "--hostfile" "$FAKE_MPIRUN_ARGS" && grep -qx "$TMP/hosts" "$FAKE_MPIRUN_ARGS" \
   && pass "--hostfile passed to mpirun" || fail "--hostfile passed to mpirun"
+check "with a hostfile Open MPI chooses the transports" 0 "$(grep -c '^pml$' "$FAKE_MPIRUN_ARGS")"
 SLURM_NTASKS=7 FAKE_MPIRUN_MODE="exit 0" EMBER_MPIRUN="$FIX/fake_mpirun.sh" run 20 "$JOB"
 check "default -np from SLURM_NTASKS" 7 "$(grep -A1 -x -- -np "$FAKE_MPIRUN_ARGS" | tail -1)"
 (unset SLURM_NTASKS; FAKE_MPIRUN_MODE="exit 0" EMBER_MPIRUN="$FIX/fake_mpirun.sh" timeout 20 "$EMBER" run "$JOB")
