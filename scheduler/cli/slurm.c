@@ -87,6 +87,8 @@ void em__slurm_script(FILE *f, const em__job *j, const char *ember_exe, const ch
     if (dep_slurm_ids && *dep_slurm_ids) {
         snprintf(p, sizeof p, "afterok:%s", dep_slurm_ids);
         directive(f, "dependency", p);
+        /* As the local scheduler does: a job whose dependency failed is cancelled, not left pending forever. */
+        directive(f, "kill-on-invalid-dep", "yes");
     }
     /* Only a lower priority maps to Slurm without privileges (a positive nice); a higher one is Slurm's admins'. */
     if (j->priority < 0) {
@@ -249,8 +251,8 @@ int em__slurm_refresh(em__jobdb *jdb, em__job *j)
     }
     if (!a.state)
         return -1;
-    /* The same reasons as a local job that ended so. */
-    if (strcmp(a.state, "CA") == 0)
+    /* The same reasons as a local job that ended so (Slurm's own when it cancelled a job for a failed dependency). */
+    if (strcmp(a.state, "CA") == 0 && strcmp(a.reason, "DependencyNeverSatisfied") != 0)
         snprintf(a.reason, sizeof a.reason, "Cancelled");
     else if (strcmp(a.state, "TO") == 0)
         snprintf(a.reason, sizeof a.reason, "TimeLimit");

@@ -3,6 +3,8 @@
 # status through the status file, arguments passed without a shell, stdout byte for byte, Open MPI's noise
 # removed from stderr, argument errors, signal forwarding. Jobs are imitated by fixtures/fake_job.sh.
 . "$(dirname "$0")/lib.sh"
+# This script checks the transports ember run chooses by itself.
+unset OMPI_MCA_pml OMPI_MCA_btl
 EMBER="${EMBER:-$BIN/ember}"
 FIX="$ROOT/tests/e2e/fixtures"
 JOB="$FIX/fake_job.sh"

@@ -231,6 +231,10 @@ check "Slurm's record of it: FAILED 3:0" "FAILED 3:0" "$(slurm_says "$F")"
 check "status: F, NonZeroExitCode, exit status 3" "F (FAILED)|NonZeroExitCode|3" \
   "$(field "$F" State)|$(field "$F" Reason)|$(field "$F" ExitStatus)"
 check "queue lists it F" "F" "$("$EMBER" queue --all 2>/dev/null | awk -v i="$F" '$1 == i { print $4 }')"
+submit --backend slurm --name orphan --after "$F" true
+wait_state "$id" CA 20
+check "a job --after a failed one is cancelled: CA, DependencyNeverSatisfied" "CA|DependencyNeverSatisfied" \
+  "$(state "$id")|$(field "$id" Reason)"
 
 # ---- running, pending behind it, cancelled --------------------------------------------------------------------------
 submit --backend slurm --name long sleep 47
