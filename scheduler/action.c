@@ -113,6 +113,9 @@ static void open_events(em_ctx *ctx, int argc, char **argv)
               em__json_str(argc > 0 ? argv[0] : ""), args);
 }
 
+/* In the same object as em_init, so that every Ember program has it (see EM__JOB_MARKER). */
+__attribute__((used)) static const char job_marker[] = EM__JOB_MARKER;
+
 int em_init(int *argc, char ***argv, em_ctx **out)
 {
     /* Shuffle buffers, messages and fetched buckets are big and short-lived: keep freed memory in the heap rather

@@ -28,6 +28,10 @@ typedef enum em__op {
 
 #define EM__MAX_DEPS 16
 
+/* Every Ember program carries this string (scheduler/action.c keeps it in the binary): `ember run` looks for it in
+ * PROGRAM to choose the recovery launch; a script that starts an Ember job may carry it in a comment. */
+#define EM__JOB_MARKER "ember-job: launch with recovery (v1)"
+
 #include "operators/shuffle.h"
 
 typedef struct em__task_stats {

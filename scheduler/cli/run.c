@@ -18,9 +18,14 @@
  *   +-------------+-----------------------------------------------+---------------------------------------+
  *   Both writes are atomic (write a temporary file in the same directory, rename over "status").
  *
+ * Only an Ember job gets the recovery recipe (it carries EM__JOB_MARKER; see is_ember_program). Anything else
+ * (`hostname`, a plain MPI program, a script) runs as under plain mpirun: the first rank that fails ends the job
+ * and sets mpirun's status, where in recovery mode mpirun would wait for the other ranks and exit 0.
+ *
  * Environment: EMBER_MPIRUN names the launcher (default "mpirun"; tests point it at a stand-in).
  */
 #include "scheduler/cli/cli.h"
+#include "scheduler/sched.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -32,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -56,6 +62,7 @@ struct run_opts {
     long np;              /* 0 = default */
     const char *hostfile; /* NULL = none */
     int prog_index;       /* index of PROGRAM in argv */
+    int recovery;         /* PROGRAM is an Ember job: launched with the recovery recipe */
 };
 
 static int bad_np(const char *flag, const char *val)
@@ -131,11 +138,12 @@ static int is_exec_file(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
 }
 
-/* PROGRAM is found as a shell would find it: a path if it contains '/', else through PATH. */
-static int find_program(const char *prog)
+/* PROGRAM is found as a shell would find it: a path if it contains '/', else through PATH. Returns its path
+ * (malloc'd) or NULL. */
+static char *find_program(const char *prog)
 {
     if (strchr(prog, '/'))
-        return is_exec_file(prog);
+        return is_exec_file(prog) ? strdup(prog) : NULL;
     const char *path = getenv("PATH");
     if (!path || !*path)
         path = "/usr/local/bin:/usr/bin:/bin";
@@ -144,22 +152,39 @@ static int find_program(const char *prog)
         size_t dlen = strcspn(path, ":");
         char *full = malloc(dlen + plen + 3);
         if (!full)
-            return 0;
+            return NULL;
         if (dlen == 0)
             memcpy(full, ".", 2), dlen = 1; /* an empty PATH entry means the current directory */
         else
             memcpy(full, path, dlen);
         full[dlen] = '/';
         memcpy(full + dlen + 1, prog, plen + 1);
-        int ok = is_exec_file(full);
+        if (is_exec_file(full))
+            return full;
         free(full);
-        if (ok)
-            return 1;
         path += strcspn(path, ":");
         if (*path == ':')
             path++;
     }
-    return 0;
+    return NULL;
+}
+
+/* Whether PROGRAM is an Ember job: it carries EM__JOB_MARKER (every binary linked with libember does). One that
+ * cannot be read is taken for one, as before this check existed. */
+static int is_ember_program(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || st.st_size == 0) {
+        if (fd >= 0) close(fd);
+        return fd < 0;
+    }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) return 1;
+    int found = memmem(p, (size_t)st.st_size, EM__JOB_MARKER, sizeof EM__JOB_MARKER - 1) != NULL;
+    munmap(p, (size_t)st.st_size);
+    return found;
 }
 
 static long default_np(void)
@@ -275,13 +300,15 @@ static char **build_argv(const struct run_opts *o, int argc, char **argv, long n
         return NULL;
     snprintf(npbuf, sizeof npbuf, "%ld", np);
     av[k++] = (char *)mpirun;
-    av[k++] = "--enable-recovery";
-    av[k++] = "--mca";
-    av[k++] = "async_mpi_finalize";
-    av[k++] = "1";
-    av[k++] = "--mca";
-    av[k++] = "orte_allowed_exit_without_sync";
-    av[k++] = "1";
+    if (o->recovery) {
+        av[k++] = "--enable-recovery";
+        av[k++] = "--mca";
+        av[k++] = "async_mpi_finalize";
+        av[k++] = "1";
+        av[k++] = "--mca";
+        av[k++] = "orte_allowed_exit_without_sync";
+        av[k++] = "1";
+    }
     if (geteuid() == 0)
         av[k++] = "--allow-run-as-root";
     /* Always: 4 ranks on a 2-core laptop is the normal case, and harmless when cores suffice. */
@@ -375,10 +402,13 @@ int em__cli_run(int argc, char **argv)
     const char *prog = argv[o.prog_index];
     if (o.hostfile && (rc = check_hostfile(o.hostfile)) != 0)
         return rc;
-    if (!find_program(prog)) {
+    char *where = find_program(prog);
+    if (!where) {
         fprintf(stderr, "ember run: %s: not found\n", prog);
         return 2;
     }
+    o.recovery = is_ember_program(where);
+    free(where);
     long np = o.np > 0 ? o.np : default_np();
     const char *mpirun = getenv("EMBER_MPIRUN");
     if (!mpirun || !*mpirun)

@@ -54,9 +54,19 @@ check "ember run -np 2 hostname -> 0" 0 "$rc"
 check "ember run -np 2 hostname prints two lines" "$(hostname; hostname)" "$(cat "$TMP/out")"
 run 60 -np 2 true
 check "ember run true -> 0" 0 "$rc"
-# With --enable-recovery mpirun itself exits 0 even when every rank fails, so this is what `false` gives.
+# Not Ember jobs, so launched without the recovery recipe: the first failing rank's status is the job's.
 run 60 -np 2 false
-check "ember run false -> mpirun's status (0 under --enable-recovery)" 0 "$rc"
+check "ember run false -> 1" 1 "$rc"
+run 60 -np 2 sh -c 'exit 3'
+check "ember run sh -c 'exit 3' -> 3" 3 "$rc"
+run 60 -np 2 sh -c 'kill -KILL $$'
+check "ember run of a program killed by SIGKILL -> 137" 137 "$rc"
+printf '#!/bin/sh\n# %s\nexec "$@"\n' "ember-job: launch with recovery (v1)" > "$TMP/wrap.sh"; chmod +x "$TMP/wrap.sh"
+FAKE_MPIRUN_ARGS="$TMP/margs-plain" FAKE_MPIRUN_MODE="exit 0" EMBER_MPIRUN="$FIX/fake_mpirun.sh" run 20 -np 2 true
+FAKE_MPIRUN_ARGS="$TMP/margs-wrap" FAKE_MPIRUN_MODE="exit 0" EMBER_MPIRUN="$FIX/fake_mpirun.sh" run 20 -np 2 "$TMP/wrap.sh" true
+FAKE_MPIRUN_ARGS="$TMP/margs-job" FAKE_MPIRUN_MODE="exit 0" EMBER_MPIRUN="$FIX/fake_mpirun.sh" run 20 -np 2 "$BIN/wordcount"
+check "recovery recipe: not for true; for a script carrying the marker; for an Ember binary" "0 1 1" \
+  "$(grep -c -x -- --enable-recovery "$TMP/margs-plain") $(grep -c -x -- --enable-recovery "$TMP/margs-wrap") $(grep -c -x -- --enable-recovery "$TMP/margs-job")"
 # mpirun's own non-zero status and death by signal, through a stand-in for mpirun.
 export FAKE_MPIRUN_ARGS="$TMP/mpirun-args"
 FAKE_MPIRUN_MODE="exit 5" EMBER_MPIRUN="$FIX/fake_mpirun.sh" run 20 -np 2 true
