@@ -46,38 +46,6 @@ int em__rec_next(const uint8_t *p, size_t n, size_t *pos, em_rec *r)
     return 1;
 }
 
-uint64_t em__hash(const void *p, size_t n)
-{
-    /* 64-bit multiply-xorshift over 8-byte words; the tail (and short keys) read with at most two overlapping
-     * loads instead of a byte loop. Good enough to spread keys over buckets and table slots. */
-    const uint8_t *s = p;
-    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (n * 0xC2B2AE3D27D4EB4FULL);
-    while (n > 8) {
-        uint64_t w;
-        memcpy(&w, s, 8);
-        h = (h ^ (w * 0xFF51AFD7ED558CCDULL)) * 0xC4CEB9FE1A85EC53ULL;
-        h ^= h >> 29;
-        s += 8;
-        n -= 8;
-    }
-    uint64_t w;
-    if (n >= 4) {
-        uint32_t a, b;
-        memcpy(&a, s, 4);
-        memcpy(&b, s + n - 4, 4);
-        w = (uint64_t)a << 32 | b;
-    } else if (n > 0) {
-        w = (uint64_t)s[0] << 16 | (uint64_t)s[n >> 1] << 8 | s[n - 1];
-    } else {
-        w = 0;
-    }
-    h = (h ^ (w * 0xFF51AFD7ED558CCDULL)) * 0xC4CEB9FE1A85EC53ULL;
-    h ^= h >> 32;
-    h *= 0x9E3779B97F4A7C15ULL;
-    h ^= h >> 29;
-    return h;
-}
-
 /* ---- block store ----
  * Map outputs stay in memory until the store holds --ember-memory / 2 bytes; later outputs are written to local
  * disk, each bucket zlib-compressed on its own (so one bucket can be read or served without the others), and
