@@ -8,7 +8,8 @@
  *      So a 1-partition source node (the "poll") reads the end offsets of the log (and whether a stop was
  *      requested) inside a task, and em_collect hands its one record to every rank. The first such action (the
  *      "load") also carries the bytes of the checkpoint file, so every rank starts from the same checkpoint even if
- *      the leader commits a new one before a slow rank gets to read the disk.
+ *      the leader commits a new one before a slow rank gets to read the disk. Later polls ride in the batches'
+ *      actions (an em_union of the batch and the poll node): one action per batch, not two.
  *   2. A batch is a log source over [committed offsets, agreed ends) (capped at max_batch_events) whose tasks fold
  *      the raw records straight into sorted partial aggregates per (window start, key) (wtask.c), then em_collect
  *      of those partials. No shuffle: the log is partitioned by key, so one task that reads a partition's
@@ -16,13 +17,15 @@
  *      range are merged in step 3. (A shuffle would also leave its map output in the block store for the life of
  *      the job: unbounded growth in follow mode.)
  *   3. Replicated state. Every rank merges the collected partials, in collect order, into its own copy of the window
- *      state, advances the watermark and cuts the newly closed windows into output rows. All of it is a
- *      deterministic function of bytes every rank received, so every rank holds the same state and the same rows.
+ *      state, advances the watermark and takes the newly closed windows out as the batch's rows (kept as sorted
+ *      runs; only the leader's commit thread prints them as CSV). All of it is a deterministic function of bytes
+ *      every rank received, so every rank holds the same state and the same rows.
  *      This deviates from the issue's "window state lives with executors partitioned by key": it is simpler, makes a
  *      leader change trivial (any survivor holds everything), and costs memory (state on every rank) and CPU (every
  *      rank merges every partial; window.c keeps that a linear merge of sorted runs).
  *   4. Commit. The leader appends the rows to the output file, fsyncs it, then writes the checkpoint (offsets,
- *      watermark, window state, counters, output length) to a temporary file, fsyncs and renames it over the old one.
+ *      watermark, window state, counters, output length) to a temporary file, fsyncs and renames it over the old one;
+ *      on a commit thread, while the next batch runs (see "the commit" below).
  *      On start the output is cut back to the length the checkpoint records: rows appended by a run that died before
  *      its commit disappear and are written again, exactly once. Every rank keeps the rows of batches not yet known
  *      to be committed (it reads the checkpoint's header after each batch), so a new leader elected after the old one
@@ -635,7 +638,9 @@ static void committer_stop(stream *s)
  * on disk, every other rank still holds them (it trims only what the checkpoint on disk covers). */
 static void commit(stream *s, int sync)
 {
+    double t0 = em__now_s();
     commit_wait(s);
+    double t1 = em__now_s();
     int64_t c = -1;
     uint64_t ob = 0;
     if (ck_head(s, &c, &ob) < 0) c = -1, ob = 0;
@@ -660,6 +665,8 @@ static void commit(stream *s, int sync)
     s->nsegs = 0;
     j->ck.len = 0;
     ck_encode(s, ob, &j->ck);
+    EM_LOG_D("stream: commit of batch %" PRIu64 " handed over: waited %.3f s for the previous one, encoded %zu "
+             "bytes of checkpoint in %.3f s", s->batch, t1 - t0, j->ck.len, em__now_s() - t1);
     pthread_mutex_lock(&m->mu);
     m->busy = 1;
     pthread_cond_broadcast(&m->cv);
