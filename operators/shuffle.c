@@ -505,6 +505,12 @@ static int partition_push(em_emitter *self, const em_rec *r)
     return 0;
 }
 
+static _Thread_local struct {
+    int shuffle;
+    uint32_t nb;
+    size_t bytes; /* the largest bucket */
+} bucket_hint = {-1, 0, 0};
+
 int em__shuffle_map(em_ctx *ctx, em__node *wide, int side, int part, em__buf *sizes)
 {
     map_state ms;
@@ -513,6 +519,10 @@ int em__shuffle_map(em_ctx *ctx, em__node *wide, int side, int part, em__buf *si
     ms.wide = wide;
     ms.limit = em__task_budget(ctx) < MAP_TABLE_LIMIT ? em__task_budget(ctx) : MAP_TABLE_LIMIT;
     ms.buckets = em__calloc(ms.nb, sizeof *ms.buckets);
+    /* Buckets start at the size this shuffle's previous map task on this thread ended with: growing them by
+     * doubling copied about their whole size again (and faulted in both copies' pages). */
+    if (bucket_hint.shuffle == wide->id && bucket_hint.nb == ms.nb)
+        for (uint32_t b = 0; b < ms.nb; b++) em__buf_grow(&ms.buckets[b], bucket_hint.bytes + bucket_hint.bytes / 8);
     ms.rr = em__hash(&part, sizeof part); /* spread the round robin's start over partitions */
     int combine = wide->kind == EM__K_REDUCE, rc = 0;
     if (combine) em__ctab_init(&ms.tab, wide, 1, ms.limit);
@@ -531,6 +541,11 @@ int em__shuffle_map(em_ctx *ctx, em__node *wide, int side, int part, em__buf *si
     if (rc == 0 && combine) rc = em__ctab_each(&ms.tab, spill_entry, &ms);
     if (combine) em__ctab_release(&ms.tab);
     if (rc == 0) { /* the buckets go to the store as they are: no copy into one block */
+        size_t most = 0;
+        for (uint32_t b = 0; b < ms.nb; b++) most = ms.buckets[b].len > most ? ms.buckets[b].len : most;
+        bucket_hint.shuffle = wide->id;
+        bucket_hint.nb = ms.nb;
+        bucket_hint.bytes = most;
         em__task_bytes_out = 0;
         for (uint32_t b = 0; b < ms.nb; b++) {
             em__buf_u64(sizes, ms.buckets[b].len);
