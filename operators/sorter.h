@@ -12,7 +12,8 @@ typedef struct em__run em__run;
 
 typedef struct em__sorter {
     em__buf mem;        /* records, em__rec_append format */
-    uint64_t (*ix)[2];  /* [n] {key prefix, offset in mem} */
+    uint64_t (*ix)[3];  /* [n] {key bytes 0-7, key bytes 8-15 (big-endian, zero-padded), offset in mem with
+                           min(key length, 17) in the top 8 bits} */
     size_t n, cap;
     size_t budget;      /* bytes of mem + ix before a spill */
     int desc;
