@@ -321,5 +321,6 @@ void em__executor_stop(em_ctx *ctx)
     pthread_mutex_lock(&ctx->act_mu);
     pthread_cond_broadcast(&ctx->act_cv);
     pthread_mutex_unlock(&ctx->act_mu);
+    em__mbox_put(&ctx->rt.exec_mb, em__msg_new(EM__MSG_WAKE, 0)); /* not its 100 ms poll: every job's exit waited */
     pthread_join(ctx->executor, NULL);
 }
