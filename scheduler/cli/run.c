@@ -18,7 +18,8 @@
  *   +-------------+-----------------------------------------------+---------------------------------------+
  *   Both writes are atomic (write a temporary file in the same directory, rename over "status").
  *
- * Only an Ember job gets the recovery recipe (it carries EM__JOB_MARKER; see is_ember_program). Anything else
+ * Only an Ember job gets the recovery recipe: PROGRAM, or an executable among its first 16 arguments (a wrapper
+ * such as /usr/bin/time), carries EM__JOB_MARKER (see is_ember_program). Anything else
  * (`hostname`, a plain MPI program, a script) runs as under plain mpirun: the first rank that fails ends the job
  * and sets mpirun's status, where in recovery mode mpirun would wait for the other ranks and exit 0.
  *
@@ -409,6 +410,12 @@ int em__cli_run(int argc, char **argv)
     }
     o.recovery = is_ember_program(where);
     free(where);
+    /* A wrapper (time, env, nice, valgrind ...) whose arguments name an Ember program launches an Ember job. */
+    for (int i = o.prog_index + 1; !o.recovery && i < argc && i <= o.prog_index + 16; i++) {
+        char *arg_prog = argv[i][0] && argv[i][0] != '-' ? find_program(argv[i]) : NULL;
+        if (arg_prog) o.recovery = is_ember_program(arg_prog);
+        free(arg_prog);
+    }
     long np = o.np > 0 ? o.np : default_np();
     const char *mpirun = getenv("EMBER_MPIRUN");
     if (!mpirun || !*mpirun)

@@ -65,8 +65,9 @@ printf '#!/bin/sh\n# %s\nexec "$@"\n' "ember-job: launch with recovery (v1)" > "
 FAKE_MPIRUN_ARGS="$TMP/margs-plain" FAKE_MPIRUN_MODE="exit 0" EMBER_MPIRUN="$FIX/fake_mpirun.sh" run 20 -np 2 true
 FAKE_MPIRUN_ARGS="$TMP/margs-wrap" FAKE_MPIRUN_MODE="exit 0" EMBER_MPIRUN="$FIX/fake_mpirun.sh" run 20 -np 2 "$TMP/wrap.sh" true
 FAKE_MPIRUN_ARGS="$TMP/margs-job" FAKE_MPIRUN_MODE="exit 0" EMBER_MPIRUN="$FIX/fake_mpirun.sh" run 20 -np 2 "$BIN/wordcount"
-check "recovery recipe: not for true; for a script carrying the marker; for an Ember binary" "0 1 1" \
-  "$(grep -c -x -- --enable-recovery "$TMP/margs-plain") $(grep -c -x -- --enable-recovery "$TMP/margs-wrap") $(grep -c -x -- --enable-recovery "$TMP/margs-job")"
+FAKE_MPIRUN_ARGS="$TMP/margs-env" FAKE_MPIRUN_MODE="exit 0" EMBER_MPIRUN="$FIX/fake_mpirun.sh" run 20 -np 2 env A=1 "$BIN/wordcount"
+check "recovery recipe: not for true; for a script carrying the marker; for an Ember binary; for env running one" \
+  "0 1 1 1" "$(for f in plain wrap job env; do grep -c -x -- --enable-recovery "$TMP/margs-$f"; done | tr '\n' ' ' | sed 's/ $//')"
 # mpirun's own non-zero status and death by signal, through a stand-in for mpirun.
 export FAKE_MPIRUN_ARGS="$TMP/mpirun-args"
 FAKE_MPIRUN_MODE="exit 5" EMBER_MPIRUN="$FIX/fake_mpirun.sh" run 20 -np 2 true
