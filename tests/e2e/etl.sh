@@ -170,6 +170,10 @@ etl_check "two group columns from both sides, left join, np=2" 2 $BASE --join le
 etl_check "filters on both sides before the join, np=2" 2 $BASE --where 'amount >= 250' --where 'country != France' --where "segment < 'smb'" --group-by country --agg count,sum:amount
 etl_check "--sort-by sum:amount:desc, np=2" 2 $BASE --group-by country --agg count,sum:amount --sort-by sum:amount:desc
 etl_check "string key: join on country names (quoted, with commas), np=3" 3 --left "$R" --right "$R" --left-key country --right-key country --group-by left.segment --agg count
+# The same answers through the shuffle join (--broadcast-max 0: the right side is not broadcast to every rank)
+etl_check "shuffle join: inner, every aggregate, np=2" 2 $BASE --broadcast-max 0 --group-by country --agg "$AGGS"
+etl_check "shuffle join: left join, groups from both sides, np=3" 3 $BASE --broadcast-max 0 --join left --group-by segment,product --agg count,avg:amount,count_distinct:right.customer_id
+etl_check "shuffle join: filters on both sides, string key, np=2" 2 --left "$R" --right "$R" --left-key country --right-key country --broadcast-max 0 --where "left.segment != 'smb'" --where "right.segment != 'enterprise'" --group-by left.segment --agg count
 
 # hand-made data: quoted fields with newlines and quotes, 007 = 7 as a key, empty aggregated values, float + int mix
 printf 'k,v,note\n007,1.5,"a, ""b"""\n7,2,x\n8,,"multi\nline"\n9,abc,y\n,3,z\n10,1e2,w\n' >"$TMP/l.csv"
