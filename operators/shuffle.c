@@ -459,8 +459,10 @@ static int spill_entry(const em_rec *r, void *arg)
     return 0;
 }
 
-/* Bytes of records and slots a map task's combine table may hold before it is flushed into the buckets: the task
- * budget (--ember-memory / 4), at most 128 MiB; the table only grows as far as it needs. A bigger table combines
+/* Bytes of records and slots a map task's combine table may hold before it is flushed into the buckets: half the
+ * task budget (--ember-memory / 4; the other half is for the task's buckets), at most 128 MiB; the table only grows
+ * as far as it needs (word count of 1 GB with --ember-memory 128M: peak RSS 240 MB per rank with the whole budget,
+ * 175-190 MB with half; the bench's limit is 202 MB). A bigger table combines
  * more (less to shuffle and to merge on the reduce side) and, with slots prefetched in batches, costs little in
  * cache misses: word count of 1 GB at np=2 took 7.3 s with 16 MiB, 6.2-6.9 s with 64 MiB, 5.7-6.2 s with 128 MiB
  * (100 MB: the same with 64 and 128). Defined at compile time for tuning (-DMAP_TABLE_LIMIT=...). */
@@ -518,7 +520,7 @@ int em__shuffle_map(em_ctx *ctx, em__node *wide, int side, int part, em__buf *si
     memset(&ms, 0, sizeof ms);
     ms.nb = (uint32_t)wide->nparts;
     ms.wide = wide;
-    ms.limit = em__task_budget(ctx) < MAP_TABLE_LIMIT ? em__task_budget(ctx) : MAP_TABLE_LIMIT;
+    ms.limit = em__task_budget(ctx) / 2 < MAP_TABLE_LIMIT ? em__task_budget(ctx) / 2 : MAP_TABLE_LIMIT;
     ms.buckets = em__calloc(ms.nb, sizeof *ms.buckets);
     /* Buckets start at the size this shuffle's previous map task on this thread ended with: growing them by
      * doubling copied about their whole size again (and faulted in both copies' pages). */
