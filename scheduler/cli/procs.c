@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- processes ---------------------------------------------------------------------------------------------- */
@@ -60,7 +61,22 @@ int em__proc_is(pid_t pid, long long start)
     return em__proc_info(pid, &s, NULL) == 0 && s == start;
 }
 
+static int session_kill_once(pid_t sid, long long min_start, int sig);
+
+/* With SIGKILL the session is scanned again until nothing is left (at most ~1 s): a process forked while the
+ * first scan ran (mpirun still starting its ranks) would otherwise outlive the job. */
 int em__session_kill(pid_t sid, long long min_start, int sig)
+{
+    int n = session_kill_once(sid, min_start, sig);
+    for (int round = 0, left = n; sig == SIGKILL && left > 0 && round < 100; round++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        left = session_kill_once(sid, min_start, sig);
+    }
+    return n;
+}
+
+static int session_kill_once(pid_t sid, long long min_start, int sig)
 {
     DIR *d = opendir("/proc");
     int count = 0;
