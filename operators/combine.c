@@ -48,7 +48,7 @@ void em__ctab_init(em__ctab *t, const em__node *wide, int map_side, size_t limit
     t->map_side = map_side;
     t->limit = limit < ((size_t)3 << 30) ? limit : (size_t)3 << 30; /* arena offsets are 32-bit */
     t->max_cap = 64;
-    while (t->max_cap * 2 * sizeof(em__slot) <= limit / 2) t->max_cap *= 2;
+    while (t->max_cap * 2 * sizeof(em__slot) <= t->limit / 2) t->max_cap *= 2;
     int agg = wide->agg;
     t->acc_mode = agg == EM_AGG_COUNT || agg == EM_AGG_SUM ? 1 : is_builtin(agg) && inter_len(agg) == 8 ? 2 : 0;
     t->cap = cap_hint[map_side != 0] ? cap_hint[map_side != 0] : 1024;
@@ -202,6 +202,13 @@ static inline void copy_small(uint8_t *d, const uint8_t *s, size_t n)
     }
 }
 
+/* Slots keep 32-bit arena offsets; the limit (at most 3 GiB) keeps the arena far below, but one huge record could
+ * still cross 4 GiB. */
+static int arena_full(const em__ctab *t)
+{
+    return em__fail(EM_ENOMEM, "reduceByKey (dataset %d): a combine table's records would pass 4 GiB", t->node->id);
+}
+
 /* Applies one add whose value is already in the table's form (agg_in done) and whose key hashes to h. Inlined
  * into the queue's loop: it runs once per record. */
 static inline __attribute__((always_inline)) int ctab_put(em__ctab *t, uint64_t h, const uint8_t *k, uint32_t kl, const void *v, uint32_t vl)
@@ -240,6 +247,7 @@ static inline __attribute__((always_inline)) int ctab_put(em__ctab *t, uint64_t 
             memcpy(rec + 8 + kl, t->scratch.p, rvl);
         } else { /* the value changed size: append a fresh record (the old bytes become garbage) */
             size_t off = t->arena.len; /* k is never inside the arena: safe across its growth */
+            if (off + 8 + (size_t)kl + t->scratch.len >= UINT32_MAX) return arena_full(t);
             em__rec_append(&t->arena, k, kl, t->scratch.p, (uint32_t)t->scratch.len);
             s->off1 = (uint32_t)off + 1;
         }
@@ -252,6 +260,7 @@ static inline __attribute__((always_inline)) int ctab_put(em__ctab *t, uint64_t 
         vl = (uint32_t)t->scratch.len;
     }
     size_t off = t->arena.len;
+    if (off + 8 + (size_t)kl + vl >= UINT32_MAX) return arena_full(t);
     em__rec_append(&t->arena, k, kl, v, vl);
     uint64_t acc = 0;
     if (t->acc_mode == 1) acc = (uint64_t)em__i64_load(v);
