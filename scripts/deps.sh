@@ -6,7 +6,8 @@ pkgs="openmpi-bin libopenmpi-dev libhdf5-dev hdf5-tools zlib1g-dev libcriterion-
 # Only tests need these: tests/e2e/slurm.sh starts its own single-node Slurm and munged (own key, socket, ports)
 # to run `ember submit --backend slurm` for real. 7 packages here, about 33 s with apt-get update. Where systemd runs,
 # the packages' own services may start (munge does; slurmctld and slurmd fail without /etc/slurm/slurm.conf).
-test_pkgs="slurm-wlm munge"
+# tests/e2e/history.sh screenshots `ember history --html` in headless chromium (~80 MB download, once).
+test_pkgs="slurm-wlm munge chromium"
 pkgs="$pkgs $test_pkgs"
 missing=""
 for p in $pkgs; do
