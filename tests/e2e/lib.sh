@@ -49,3 +49,18 @@ usage_error() {
     echo "  exit $rc, stdout '$out', stderr:"; head -5 "$TMP/err"
   fi
 }
+
+# Jobs of the queue (`ember status` through $EMBER): state ID prints the state code (PD, R, CD, ...);
+# field ID NAME prints a field; wait_state ID "STATES" SECONDS polls until the job is in one of STATES (0 if so).
+state() { "$EMBER" status "$1" 2>/dev/null | sed -n 's/^State: *\([A-Z]*\) .*/\1/p'; }
+field() { "$EMBER" status "$1" 2>/dev/null | sed -n "s/^$2: *//p"; }
+wait_state() {
+  n=0
+  while [ "$n" -lt $(($3 * 10)) ]; do
+    s=$(state "$1")
+    case " $2 " in *" $s "*) return 0 ;; esac
+    sleep 0.1; n=$((n + 1))
+  done
+  echo "  job $1 still '$(state "$1")' after $3 s (wanted $2)"
+  return 1
+}

@@ -51,19 +51,6 @@ db() { python3 -c 'import sqlite3, sys
 for r in sqlite3.connect(sys.argv[1]).execute(sys.argv[2]): print(*r, sep="|")' "$EMBER_HOME/queue.db" "$1"; }
 # session_of ID: the session of a running job's processes (from `ember status`: "Pid: S (shepherd), B (job session)").
 session_of() { field "$1" Pid | awk '{ print $3 }'; }
-state() { "$EMBER" status "$1" 2>/dev/null | sed -n 's/^State: *\([A-Z]*\) .*/\1/p'; }
-field() { "$EMBER" status "$1" 2>/dev/null | sed -n "s/^$2: *//p"; }
-# wait_state ID "STATES" SECONDS: polls until the job is in one of STATES; 0 if it got there.
-wait_state() {
-  n=0
-  while [ "$n" -lt $(($3 * 10)) ]; do
-    s=$(state "$1")
-    case " $2 " in *" $s "*) return 0 ;; esac
-    sleep 0.1; n=$((n + 1))
-  done
-  echo "  job $1 still '$(state "$1")' after $3 s (wanted $2)"
-  return 1
-}
 # wait_for SECONDS COMMAND...: polls COMMAND until it succeeds.
 wait_for() {
   t=$1; shift; n=0

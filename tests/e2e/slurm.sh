@@ -158,8 +158,6 @@ submit() {
   id=$(sed -n 's/^Submitted job \([0-9][0-9]*\)$/\1/p' "$TMP/out")
   [ -n "$id" ] || { echo "  ember submit $* (exit $rc) said:"; head -5 "$TMP/out" "$TMP/err"; }
 }
-state() { "$EMBER" status "$1" 2>/dev/null | sed -n 's/^State: *\([A-Z]*\) .*/\1/p'; }
-field() { "$EMBER" status "$1" 2>/dev/null | sed -n "s/^$2: *//p"; }
 # queue_st ID: the job's ST column in `ember queue`.
 queue_st() { "$EMBER" queue 2>/dev/null | awk -v i="$1" '$1 == i { print $4 }'; }
 # slurm_id ID: the Slurm job id `ember status` names.
@@ -169,17 +167,6 @@ slurm_says() {
   sid=$(slurm_id "$1"); [ -n "$sid" ] || return
   timeout 10 scontrol -o show job "$sid" 2>/dev/null | tr ' ' '\n' | sed -n 's/^JobState=//p; s/^ExitCode=//p' \
     | tr '\n' ' ' | sed 's/ $//'
-}
-# wait_state ID "STATES" SECONDS: polls `ember status` until the job is in one of STATES; 0 if it got there.
-wait_state() {
-  n=0
-  while [ "$n" -lt $(($3 * 4)) ]; do
-    s=$(state "$1")
-    case " $2 " in *" $s "*) return 0 ;; esac
-    sleep 0.25; n=$((n + 1))
-  done
-  echo "  job $1 still '$(state "$1")' after $3 s (wanted $2)"
-  return 1
 }
 # marked_sleeps: processes `sleep 47` of ours (the long job below) still alive.
 marked_sleeps() {
