@@ -268,6 +268,20 @@ static int bytes_add(bytes *b, const void *p, size_t n)
     return 0;
 }
 
+/* A task's bad-row summary as its own record (group key -1, value 'B' + the encoded summary) for the reduce. */
+static int emit_bad(em_emitter *out, const badsum *b)
+{
+    em_tup_clear(&tx);
+    bad_encode(b, &tx);
+    em_tup_clear(&tg);
+    em_tup_i64(&tg, -1);
+    bytes val = {0};
+    int rc = bytes_add(&val, "B", 1) < 0 || bytes_add(&val, tx.p, tx.len) < 0 ? -1
+             : em_emit(out, tg.p, (uint32_t)tg.len, val.p, (uint32_t)val.len);
+    free(val.p);
+    return rc;
+}
+
 /*
  * Fields 0..upto of a CSV record in one pass over its value, a tuple of strings (em_csv): s[i] and n[i]. This is
  * em_tup_get's string format read in place, once, instead of one em_tup_get per field (each walks from the start):
@@ -495,15 +509,7 @@ static int join_rows(const void *key, uint32_t klen, em_values *a, em_values *b,
                 bad_list(&bs, &r);
             }
         if (rc < 0) return rc;
-        em_tup_clear(&tx);
-        bad_encode(&bs, &tx);
-        em_tup_clear(&tg);
-        em_tup_i64(&tg, -1);
-        bytes val = {0};
-        rc = bytes_add(&val, "B", 1) < 0 || bytes_add(&val, tx.p, tx.len) < 0 ? -1
-             : em_emit(out, tg.p, (uint32_t)tg.len, val.p, (uint32_t)val.len);
-        free(val.p);
-        return rc;
+        return emit_bad(out, &bs);
     }
     /* Right rows of this key, held in memory (usually one: a dimension table). */
     bytes rows = {0}, offs = {0}, lown = {0}, rown = {0};
@@ -986,16 +992,7 @@ static int bjoin_close(void *state, em_emitter *out, void *arg)
         rc = em_emit(out, bc->gt.p + bc->goff[g], (uint32_t)(bc->goff[g + 1] - bc->goff[g]), st,
                      (uint32_t)(1 + (size_t)pl->na * sizeof(aggst)));
     }
-    if (rc >= 0 && t->bad.nfiles) {
-        em_tup_clear(&tx);
-        bad_encode(&t->bad, &tx);
-        em_tup_clear(&tg);
-        em_tup_i64(&tg, -1);
-        bytes val = {0};
-        rc = bytes_add(&val, "B", 1) < 0 || bytes_add(&val, tx.p, tx.len) < 0 ? -1
-             : em_emit(out, tg.p, (uint32_t)tg.len, val.p, (uint32_t)val.len);
-        free(val.p);
-    }
+    if (rc >= 0 && t->bad.nfiles) rc = emit_bad(out, &t->bad);
     free(t->slot_of), free(t->acc), free(t->gid), free(t->lown.p), free(t->rown.p), free(t->dk.p);
     free(t);
     return rc < 0 ? rc : 0;
