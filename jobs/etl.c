@@ -589,18 +589,6 @@ typedef struct rblock {
     bytes own;
 } rblock;
 
-static uint64_t hash_bytes(const uint8_t *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL ^ n, w;
-    for (; n >= 8; p += 8, n -= 8) {
-        memcpy(&w, p, 8);
-        h = (h ^ w) * 0x100000001b3ULL;
-        h ^= h >> 31;
-    }
-    for (; n; p++, n--) h = (h ^ *p) * 0x100000001b3ULL;
-    return h ^ (h >> 29);
-}
-
 static int bytes_u32(bytes *b, uint32_t v) { return bytes_add(b, &v, 4); }
 
 static void *rblock_open(int part, void *arg)
@@ -637,7 +625,7 @@ static int rblock_each(void *state, const em_rec *in, em_emitter *out, void *arg
     em_tup_clear(&tv);
     for (int i = 0; i < sd->nf; i++) put_field(&tv, &b->row.f[i]);
     uint32_t d;
-    for (size_t i = hash_bytes(tv.p, tv.len) & (RDICT - 1);; i = (i + 1) & (RDICT - 1)) {
+    for (size_t i = etl_hash(tv.p, tv.len) & (RDICT - 1);; i = (i + 1) & (RDICT - 1)) {
         if (b->slot[i] == 0) { /* a new payload: u32 len, bytes */
             b->doff[b->ndict] = (uint32_t)b->dict.len;
             if (bytes_u32(&b->dict, (uint32_t)tv.len) < 0 || bytes_add(&b->dict, tv.p, tv.len) < 0) return -1;
@@ -702,7 +690,7 @@ static int32_t intern(bcast *bc, interner *in, const em_tup *t, size_t *cap)
         int32_t *ns = calloc(nm + 1, sizeof *ns);
         if (!ns) return -1;
         for (int32_t g = 0; g < bc->ngroups; g++) {
-            size_t i = hash_bytes(bc->gt.p + bc->goff[g], bc->goff[g + 1] - bc->goff[g]) & nm;
+            size_t i = etl_hash(bc->gt.p + bc->goff[g], bc->goff[g + 1] - bc->goff[g]) & nm;
             while (ns[i]) i = (i + 1) & nm;
             ns[i] = g + 1;
         }
@@ -710,7 +698,7 @@ static int32_t intern(bcast *bc, interner *in, const em_tup *t, size_t *cap)
         in->slot = ns;
         in->mask = nm;
     }
-    size_t i = hash_bytes(t->p, t->len) & in->mask;
+    size_t i = etl_hash(t->p, t->len) & in->mask;
     for (; in->slot[i]; i = (i + 1) & in->mask) {
         int32_t g = in->slot[i] - 1;
         if (bc->goff[g + 1] - bc->goff[g] == t->len && memcmp(bc->gt.p + bc->goff[g], t->p, t->len) == 0) return g;

@@ -18,7 +18,7 @@ static int64_t tup_i64(const uint8_t *p)
 
 static int is_i64(const uint8_t *k, uint32_t kl) { return kl == 9 && k[0] == TAG_I64; }
 
-static uint64_t hash_bytes(const uint8_t *p, size_t n)
+uint64_t etl_hash(const uint8_t *p, size_t n)
 {
     uint64_t h = 0x9E3779B97F4A7C15ULL ^ n, w;
     for (; n >= 8; p += 8, n -= 8) {
@@ -37,7 +37,7 @@ static uint64_t hash_bytes(const uint8_t *p, size_t n)
 /* Hash mode: the unique id of a key, or -1; with `add`, a new key gets the next id (its bytes copied). */
 static int64_t hash_id(etl_index *ix, const uint8_t *k, uint32_t kl, int add)
 {
-    uint64_t h = hash_bytes(k, kl), hi = h >> 32;
+    uint64_t h = etl_hash(k, kl), hi = h >> 32;
     for (uint64_t i = h & ix->mask;; i = (i + 1) & ix->mask) {
         uint64_t s = ix->slot[i];
         if (s == 0) {

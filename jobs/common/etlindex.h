@@ -33,6 +33,9 @@ typedef struct etl_index {
     size_t nkeys;
 } etl_index;
 
+/* The hash of a key's bytes (64 bits, well mixed: index and group tables take their low bits). LOCAL. */
+uint64_t etl_hash(const uint8_t *p, size_t n);
+
 /* Builds the index of keys[i] (klen[i] bytes) -> target[i] for i < n. Returns 0 or -1 (out of memory, or more
  * than 2^31 entries). LOCAL. */
 int etl_index_build(etl_index *ix, const uint8_t *const *keys, const uint32_t *klen, const int32_t *target, size_t n);
