@@ -481,3 +481,14 @@ void fake_cluster_stop(void)
         }
     }
 }
+
+int fake_start_rank(em__rt *rt, int n, int self, int64_t heartbeat_ms, int64_t timeout_ms)
+{
+    fake_setup(n);
+    fake_become(self);
+    const char *lv = getenv("EMBER_LOG");
+    em__log_setup(self, lv && *lv ? em__log_parse_level(lv) : EM_LOG_ERROR);
+    rt->cfg.heartbeat_ms = heartbeat_ms;
+    rt->cfg.timeout_ms = timeout_ms;
+    return em__rt_start(rt, NULL, NULL);
+}

@@ -23,6 +23,7 @@
 #define EM_TESTS_FAKECOMM_H
 
 #include "runtime/comm.h"
+#include "runtime/loop.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -39,6 +40,9 @@ void fake_setup(int n);
 /* This process is rank r from now on: em__comm_init returns r. Call before em__rt_start. */
 void fake_become(int r);
 void fake_set_host(int r, const char *host);
+/* fake_setup(n), fake_become(self), logging at $EMBER_LOG (default errors only), then em__rt_start(rt) with these
+ * failure-detection times: this process is one real rank. Returns em__rt_start's result. */
+int fake_start_rank(em__rt *rt, int n, int self, int64_t heartbeat_ms, int64_t timeout_ms);
 
 void fake_set(int src, int dst, int type, int mode);
 /* Every link from and to r (both directions, all types). */

@@ -43,13 +43,7 @@ static em__rt rt; /* static: the runtime's detached sentinel thread may look at 
 
 static void start_rank(int n, int self, int64_t heartbeat_ms, int64_t timeout_ms)
 {
-    fake_setup(n);
-    fake_become(self);
-    const char *lv = getenv("EMBER_LOG");
-    em__log_setup(self, lv && *lv ? em__log_parse_level(lv) : EM_LOG_ERROR);
-    rt.cfg.heartbeat_ms = heartbeat_ms;
-    rt.cfg.timeout_ms = timeout_ms;
-    cr_assert_eq(em__rt_start(&rt, NULL, NULL), 0, "em__rt_start: %s", em_last_error());
+    cr_assert_eq(fake_start_rank(&rt, n, self, heartbeat_ms, timeout_ms), 0, "em__rt_start: %s", em_last_error());
 }
 
 /* src sends a view message (HEARTBEAT / MEMBERSHIP / COORDINATOR) to dst. alive: one char per rank, '1' live. */
