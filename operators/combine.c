@@ -176,6 +176,23 @@ static inline uint64_t key_prefix(const uint8_t *k, uint32_t kl, uint32_t *hi)
     return lo;
 }
 
+/* A key of up to 12 bytes back from its prefix: key_prefix covers every byte of such a key. */
+static inline void prefix_key(uint64_t lo, uint32_t hi, uint32_t kl, uint8_t d[16])
+{
+    if (kl >= 8) {
+        memcpy(d, &lo, 8);
+        memcpy(d + kl - 4, &hi, 4);
+    } else if (kl >= 4) {
+        uint32_t a = (uint32_t)lo, b = (uint32_t)(lo >> 32);
+        memcpy(d, &a, 4);
+        memcpy(d + kl - 4, &b, 4);
+    } else if (kl > 0) {
+        d[0] = (uint8_t)lo;
+        d[kl >> 1] = (uint8_t)(lo >> 8);
+        d[kl - 1] = (uint8_t)(lo >> 16);
+    }
+}
+
 /* memcpy of a few bytes without the library call. */
 static inline void copy_small(uint8_t *d, const uint8_t *s, size_t n)
 {
@@ -270,12 +287,41 @@ static inline __attribute__((always_inline)) int ctab_put(em__ctab *t, uint64_t 
     return 0;
 }
 
+/* ctab_put of an int64 to add to the key given by its prefix (acc_mode 1, a key of up to 12 bytes): everything
+ * it needs is in the slot, so a key seen before costs one probe and an add. */
+static inline __attribute__((always_inline)) int ctab_put_short(em__ctab *t, const struct em__ctab_q *q)
+{
+    if (2 * (t->n + 1) > t->cap) ctab_grow(t);
+    uint32_t tg = (uint32_t)(q->h >> 32);
+    size_t mask = t->cap - 1, i = tg & mask;
+    for (; t->slot[i].off1; i = (i + 1) & mask) {
+        em__slot *s = &t->slot[i];
+        if (s->tag == tg && s->klo == q->klo && s->khi == q->khi && s->klen == q->kl) {
+            s->acc += (uint64_t)q->delta;
+            return 0;
+        }
+    }
+    uint8_t k[16], v[8];
+    prefix_key(q->klo, q->khi, q->kl, k);
+    em__i64_store(v, q->delta);
+    size_t off = t->arena.len;
+    if (off + 8 + (size_t)q->kl + 8 >= UINT32_MAX) return arena_full(t);
+    em__rec_append(&t->arena, k, q->kl, v, 8);
+    t->slot[i] = (em__slot){(uint32_t)off + 1, tg, q->kl, q->khi, q->klo, (uint64_t)q->delta};
+    t->n++;
+    return 0;
+}
+
 /* Applies the queued adds in arrival order. */
 static int ctab_flush_queue(em__ctab *t)
 {
     int rc = 0;
     for (int j = 0; j < t->nq && rc == 0; j++) {
         const struct em__ctab_q *q = &t->q[j];
+        if (q->vl == EM__CTAB_SHORT) {
+            rc = ctab_put_short(t, q);
+            continue;
+        }
         const uint8_t *p = t->qbuf.p + q->off;
         rc = ctab_put(t, q->h, p, q->kl, p + q->kl, q->vl);
     }
@@ -300,6 +346,7 @@ int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_
                             inter_len(agg));
         }
     }
+    if (t->acc_mode == 1 && kl <= 12) return em__ctab_add_i64(t, k, kl, em__i64_load(v));
     uint64_t h = em__hash(k, kl);
     if ((size_t)kl + vl > QUEUE_MAX_BYTES) {
         int rc = ctab_flush_queue(t);
@@ -307,11 +354,30 @@ int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_
     }
     __builtin_prefetch(&t->slot[(uint32_t)(h >> 32) & (t->cap - 1)], 1);
     struct em__ctab_q *q = &t->q[t->nq++];
-    *q = (struct em__ctab_q){h, t->qbuf.len, kl, vl};
+    *q = (struct em__ctab_q){.h = h, .off = (uint32_t)t->qbuf.len, .kl = kl, .vl = vl};
     if (t->qbuf.len + kl + vl > t->qbuf.cap) em__buf_grow(&t->qbuf, (size_t)kl + vl);
     copy_small(t->qbuf.p + t->qbuf.len, k, kl);
     copy_small(t->qbuf.p + t->qbuf.len + kl, v, vl);
     t->qbuf.len += (size_t)kl + vl;
+    return t->nq == EM__CTAB_BATCH ? ctab_flush_queue(t) : 0;
+}
+
+int em__ctab_add_i64(em__ctab *t, const void *k, uint32_t kl, int64_t v)
+{
+    if (t->acc_mode != 1 || kl > 12) {
+        uint8_t b[8];
+        em__i64_store(b, v);
+        return em__ctab_add(t, k, kl, b, 8);
+    }
+    if (t->map_side && t->node->agg == EM_AGG_COUNT) v = 1;
+    uint64_t h = em__hash(k, kl);
+    __builtin_prefetch(&t->slot[(uint32_t)(h >> 32) & (t->cap - 1)], 1);
+    struct em__ctab_q *q = &t->q[t->nq++];
+    q->h = h;
+    q->klo = key_prefix(k, kl, &q->khi);
+    q->delta = v;
+    q->kl = kl;
+    q->vl = EM__CTAB_SHORT;
     return t->nq == EM__CTAB_BATCH ? ctab_flush_queue(t) : 0;
 }
 

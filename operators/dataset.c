@@ -191,7 +191,7 @@ int em__node_compute_uncached(em__node *node, int part, em_emitter *sink)
     case EM__K_FOREACH: return em__narrow_compute(node, part, sink);
     case EM__K_MAP:
     case EM__K_FILTER:
-        stage = (em_emitter){node->kind == EM__K_MAP ? map_push : filter_push, sink, node, NULL};
+        stage = (em_emitter){node->kind == EM__K_MAP ? map_push : filter_push, sink, node, NULL, NULL};
         return em__node_compute(node->parent, part, &stage);
     }
     return em__fail(EM_EINVAL, "dataset %d: unknown kind %d", node->id, node->kind);

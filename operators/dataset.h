@@ -46,6 +46,8 @@ struct em__node {
     em__node *parent; /* narrow parent, or NULL for a source */
     em__node *parent2; /* UNION and COGROUP: the second input */
     int cached;        /* em_cache */
+    int pinned;        /* a task of partition p runs on rank p mod size when it is alive (scheduler/driver.c):
+                          the streaming engine's keyed state lives there */
     /* operator arguments */
     em_map_fn map;
     em_filter_fn filter;
@@ -92,6 +94,9 @@ struct em_emitter {
     em_emitter *next;
     const em__node *node;
     void *state;
+    /* Optional (NULL: push): the record (key, the em_i64_put bytes of v) without encoding v, for sinks that keep
+     * int64 values natively (reduceByKey's map-side combine of COUNT and SUM). em_emit_str_i64 calls it. */
+    int (*push_i64)(em_emitter *self, const void *key, uint32_t klen, int64_t v);
 };
 
 /* Node table: chunks of stable pointers, so the executor thread can look nodes up while main() adds more. */

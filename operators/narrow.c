@@ -93,16 +93,16 @@ int em__narrow_compute(em__node *node, int part, em_emitter *sink)
     case EM__K_SAMPLE: {
         uint64_t rng = node->seed ^ ((uint64_t)part * 0xD1B54A32D192ED03ULL);
         splitmix(&rng);
-        em_emitter st = {sample_push, sink, node, &rng};
+        em_emitter st = {sample_push, sink, node, &rng, NULL};
         return em__node_compute(node->parent, part, &st);
     }
     case EM__K_FOREACH: {
-        em_emitter st = {foreach_push, sink, node, NULL};
+        em_emitter st = {foreach_push, sink, node, NULL, NULL};
         return em__node_compute(node->parent, part, &st);
     }
     case EM__K_MAPPART: {
         mp_state ms = {node->popen ? node->popen(part, node->arg) : NULL};
-        em_emitter st = {mappart_push, sink, node, &ms};
+        em_emitter st = {mappart_push, sink, node, &ms, NULL};
         int rc = em__node_compute(node->parent, part, &st);
         if (node->pclose) { /* always: it frees the state; its output only counts when the partition succeeded */
             int crc = em__user_rc(node, node->pclose(ms.st, sink, node->arg), "mapPartitions close");

@@ -476,7 +476,17 @@ static int combine_push(em_emitter *self, const em_rec *r)
     em__task_records++;
     int rc = em__ctab_add(&ms->tab, r->key, r->klen, r->val, r->vlen);
     if (rc < 0) return rc;
-    return em__ctab_full(&ms->tab) ? em__ctab_drain(&ms->tab, spill_entry, ms) : 0;
+    return ms->tab.nq == 0 && em__ctab_full(&ms->tab) ? em__ctab_drain(&ms->tab, spill_entry, ms) : 0;
+}
+
+static int combine_push_i64(em_emitter *self, const void *key, uint32_t klen, int64_t v)
+{
+    map_state *ms = self->state;
+    em__task_records++;
+    int rc = em__ctab_add_i64(&ms->tab, key, klen, v);
+    if (rc < 0) return rc;
+    /* The table only changes when its queue is applied (then empty): no need to look before. */
+    return ms->tab.nq == 0 && em__ctab_full(&ms->tab) ? em__ctab_drain(&ms->tab, spill_entry, ms) : 0;
 }
 
 /* Bucket of a key under a range partitioner: the first bucket whose bound is >= key (the last one otherwise);
@@ -538,7 +548,8 @@ int em__shuffle_map(em_ctx *ctx, em__node *wide, int side, int part, em__buf *si
         }
         if (ms.nbounds >= ms.nb) rc = em__fail(EM_EINVAL, "sortByKey (dataset %d): %u bounds for %u partitions", wide->id, ms.nbounds, ms.nb);
     }
-    em_emitter sink = {combine ? combine_push : partition_push, NULL, wide, &ms};
+    em_emitter sink = {combine ? combine_push : partition_push, NULL, wide, &ms, NULL};
+    if (combine) sink.push_i64 = combine_push_i64;
     em__node *in = em__wide_input(wide, side);
     if (rc == 0) rc = em__node_compute(in, part, &sink);
     if (rc == 0 && combine) rc = em__ctab_each(&ms.tab, spill_entry, &ms);
@@ -1035,7 +1046,7 @@ int em__cache_compute(em_ctx *ctx, em__node *node, int part, em_emitter *sink)
     tee_state t;
     em__buf_init(&t.buf);
     t.stopped = 0;
-    em_emitter tee = {tee_push, sink, node, &t};
+    em_emitter tee = {tee_push, sink, node, &t, NULL};
     int rc = em__node_compute_uncached(node, part, &tee);
     if (rc == 0 && !t.stopped) store_partition(id, part, &t.buf);
     em__buf_release(&t.buf);

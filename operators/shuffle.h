@@ -78,6 +78,7 @@ typedef struct em__slot {
 } em__slot;        /* 32 bytes: two per cache line, a probe touches one */
 
 enum { EM__CTAB_BATCH = 16 };
+#define EM__CTAB_SHORT UINT32_MAX /* em__ctab_q.vl of a short-key int64 add */
 
 typedef struct em__ctab {
     em__buf arena;   /* the records: u32 klen, u32 vlen, key, value (em__rec_append format) */
@@ -89,8 +90,10 @@ typedef struct em__ctab {
     int map_side;         /* COUNT turns each input record into 1 on the map side */
     int acc_mode;         /* 0: values live in the arena; 1: acc is a native int64 sum; 2: acc holds 8 value bytes */
     em__buf scratch;
-    em__buf qbuf;         /* queued adds: key and value bytes */
-    struct em__ctab_q { uint64_t h; size_t off; uint32_t kl, vl; } q[EM__CTAB_BATCH];
+    em__buf qbuf;         /* queued adds: key and value bytes (not for short keys in acc_mode 1) */
+    /* A queued add: the key's hash and length, and either its bytes and value at qbuf + off (vl bytes), or, for a
+     * key of up to 12 bytes in acc_mode 1 (vl == EM__CTAB_SHORT), the key as its slot prefix and the int64 to add. */
+    struct em__ctab_q { uint64_t h, klo; int64_t delta; uint32_t off, kl, vl, khi; } q[EM__CTAB_BATCH];
     int nq;
 } em__ctab;
 
@@ -99,6 +102,8 @@ void em__ctab_init(em__ctab *t, const em__node *wide, int map_side, size_t limit
 void em__ctab_release(em__ctab *t);
 void em__ctab_clear(em__ctab *t);
 int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_t vl);
+/* em__ctab_add of an int64 value (as em_i64_put would encode it), without encoding it first. */
+int em__ctab_add_i64(em__ctab *t, const void *k, uint32_t kl, int64_t v);
 /* Whether the table has reached its limit (checked after an add; a whole batch may have been applied). */
 static inline int em__ctab_full(const em__ctab *t)
 {

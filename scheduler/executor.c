@@ -108,7 +108,7 @@ static int run_save(em_ctx *ctx, em__node *node, const em__task *t, em__buf *out
     void *st;
     int rc = ops->open(&st, path, (int)t->part, args);
     if (rc < 0) return rc;
-    em_emitter sink = {sink_push, NULL, node, NULL};
+    em_emitter sink = {sink_push, NULL, node, NULL, NULL};
     sink_ctx sc = {ops, st};
     sink.state = &sc;
     rc = em__node_compute(node, (int)t->part, &sink);
@@ -186,7 +186,7 @@ static int run_sample(em__node *node, const em__task *t, em__buf *out)
     s.off = em__malloc(sizeof *s.off * (size_t)s.want);
     s.len = em__malloc(sizeof *s.len * (size_t)s.want);
     s.rng = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)t->part + 1) * 0xD1B54A32D192ED03ULL;
-    em_emitter sink = {sample_push, NULL, node, &s};
+    em_emitter sink = {sample_push, NULL, node, &s, NULL};
     int rc = em__node_compute(node, (int)t->part, &sink);
     int64_t n = s.seen < s.want ? s.seen : s.want;
     for (int64_t i = 0; rc == 0 && i < n; i++) em__rec_append(out, s.keys.p + s.off[i], s.len[i], NULL, 0);
@@ -209,17 +209,17 @@ static int run_task(em_ctx *ctx, const em__task *t, em__buf *out)
     if (t->op == EM__OP_SAMPLE) return run_sample(node, t, out);
     if (t->op == EM__OP_TAKE) {
         take_state ts = {out, t->op_arg, 0};
-        em_emitter sink = {take_push, NULL, node, &ts};
+        em_emitter sink = {take_push, NULL, node, &ts, NULL};
         int rc = em__node_compute(node, (int)t->part, &sink);
         return rc == EM__STOP ? 0 : rc;
     }
     if (t->op == EM__OP_SAVE) return run_save(ctx, node, t, out);
     if (t->op == EM__OP_COLLECT) {
-        em_emitter sink = {collect_push, NULL, node, out};
+        em_emitter sink = {collect_push, NULL, node, out, NULL};
         return em__node_compute(node, (int)t->part, &sink);
     }
     agg_state st = {0, 0, (em_agg)t->op_arg};
-    em_emitter sink = {t->op == EM__OP_COUNT ? count_push : agg_push, NULL, node, &st};
+    em_emitter sink = {t->op == EM__OP_COUNT ? count_push : agg_push, NULL, node, &st, NULL};
     int rc = em__node_compute(node, (int)t->part, &sink);
     if (rc < 0) return rc;
     em__task_records = (uint64_t)st.n;

@@ -78,6 +78,16 @@ printf ' \t\n\n\r\n\v\f  \n' >"$D/blank.txt"
 # a line far longer than a page, and one word of 100 000 bytes
 python3 -c "import sys; sys.stdout.write(' '.join('l%d' % (i % 997) for i in range(60000)) + '\n' + 'W' * 100000 + '\n')" \
   >"$D/long.txt"
+# lines of every length from 0 to 259 bytes, words and whitespace at random, so that words start and end on
+# every side of the 16- and 64-byte blocks split_words classifies at once
+python3 -c "
+import random, sys
+rng = random.Random(7)
+out = []
+for n in range(260):
+    for rep in range(4):
+        out.append(''.join(rng.choice('ab' if rep == 3 else 'aab \t\v\f\r') for _ in range(n)))
+sys.stdout.write('\n'.join(out))" >"$D/edges.txt"
 
 for np in 1 2 3 4; do
   wc_check "big corpus --top 25 at np=$np" "$np" 25 "$D/big.txt"
@@ -86,6 +96,7 @@ wc_check "small corpus, every word listed (--top 100000)" 2 100000 "$D/small.txt
 wc_check "several files, no final newline, CRLF at np=3" 3 40 "$D/small.txt" "$D/nonl.txt" "$D/crlf.txt" "$D/dir/a.txt"
 wc_check "empty and blank files" 2 5 "$D/empty.txt" "$D/blank.txt"
 wc_check "long line and a 100 kB word at np=2" 2 10 "$D/long.txt"
+wc_check "lines of 0..259 bytes: words at every block edge" 2 100 "$D/edges.txt"
 
 # A directory reads every regular file inside, skipping names that start with '.' or '_'; a glob matches too.
 ref "$D/dir/a.txt" "$D/dir/b.txt" >"$TMP/ref"
