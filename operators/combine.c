@@ -19,22 +19,36 @@
 #include <sys/mman.h>
 
 enum { QUEUE_MAX_BYTES = 256 }; /* bigger records are applied at once (after the queue, to keep the order) */
+/* em__slot.off1 of an entry that has no arena record: a key of up to 12 bytes in acc_mode 1, whose key is the
+ * slot's prefix and whose value is acc. Arena offsets stay below 4 GiB - 1 (arena_full), so never equal it. */
+#define SLOT_ONLY UINT32_MAX
 #define HUGE_PAGE ((size_t)2 << 20)
 
 /* The slots of the previous table of this thread: the next table starts at that size instead of doubling its way
  * up again (the map tasks of one job look alike). */
 static _Thread_local size_t cap_hint[2];
 
+/* Slot arrays of 2 MiB and more are their own mapping: fresh pages are zero already (no memset pass over
+ * megabytes), and aligned to 2 MiB so transparent huge pages can back them (probes are random accesses: huge
+ * pages save most of the TLB misses). */
 static em__slot *slots_new(size_t cap)
 {
     size_t bytes = cap * sizeof(em__slot);
     if (bytes < HUGE_PAGE) return em__calloc(cap, sizeof(em__slot));
-    /* Probes are random accesses into megabytes: transparent huge pages save most of the TLB misses. */
-    em__slot *s = aligned_alloc(HUGE_PAGE, bytes);
-    if (!s) em__oom(bytes);
-    madvise(s, bytes, MADV_HUGEPAGE);
-    memset(s, 0, bytes);
-    return s;
+    uint8_t *m = mmap(NULL, bytes + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) em__oom(bytes);
+    size_t lead = (HUGE_PAGE - (uintptr_t)m % HUGE_PAGE) % HUGE_PAGE;
+    if (lead) munmap(m, lead);
+    munmap(m + lead + bytes, HUGE_PAGE - lead);
+    madvise(m + lead, bytes, MADV_HUGEPAGE);
+    return (em__slot *)(void *)(m + lead);
+}
+
+static void slots_free(em__slot *s, size_t cap)
+{
+    size_t bytes = cap * sizeof(em__slot);
+    if (bytes < HUGE_PAGE) free(s);
+    else if (s) munmap(s, bytes);
 }
 
 static int is_f64(int agg) { return agg >= EM_AGG_SUM_F64 && agg <= EM_AGG_MEAN_F64; }
@@ -51,6 +65,7 @@ void em__ctab_init(em__ctab *t, const em__node *wide, int map_side, size_t limit
     while (t->max_cap * 2 * sizeof(em__slot) <= t->limit / 2) t->max_cap *= 2;
     int agg = wide->agg;
     t->acc_mode = agg == EM_AGG_COUNT || agg == EM_AGG_SUM ? 1 : is_builtin(agg) && inter_len(agg) == 8 ? 2 : 0;
+    t->count_ones = map_side && agg == EM_AGG_COUNT;
     t->cap = cap_hint[map_side != 0] ? cap_hint[map_side != 0] : 1024;
     if (t->cap > t->max_cap) t->cap = t->max_cap;
     t->slot = slots_new(t->cap);
@@ -62,7 +77,7 @@ void em__ctab_release(em__ctab *t)
     em__buf_release(&t->arena);
     em__buf_release(&t->scratch);
     em__buf_release(&t->qbuf);
-    free(t->slot);
+    slots_free(t->slot, t->cap);
     memset(t, 0, sizeof *t);
 }
 
@@ -85,7 +100,7 @@ static void ctab_grow(em__ctab *t)
         while (ns[j].off1) j = (j + 1) & (ncap - 1);
         ns[j] = t->slot[i];
     }
-    free(t->slot);
+    slots_free(t->slot, t->cap);
     t->slot = ns;
     t->cap = ncap;
 }
@@ -156,27 +171,7 @@ static int user_merge(em__ctab *t, em_combine_fn fn, const void *a, uint32_t al,
     return 0;
 }
 
-/* The key's first 12 bytes as lo (8) and hi (4); a shorter key packed injectively (its length is compared too)
- * with overlapping loads that cover every byte. */
-static inline uint64_t key_prefix(const uint8_t *k, uint32_t kl, uint32_t *hi)
-{
-    uint64_t lo = 0;
-    uint32_t a, b;
-    *hi = 0;
-    if (kl >= 8) {
-        memcpy(&lo, k, 8);
-        memcpy(hi, k + (kl > 12 ? 8 : kl - 4), 4);
-    } else if (kl >= 4) {
-        memcpy(&a, k, 4);
-        memcpy(&b, k + kl - 4, 4);
-        lo = (uint64_t)b << 32 | a;
-    } else if (kl > 0) {
-        lo = (uint64_t)k[0] | (uint64_t)k[kl >> 1] << 8 | (uint64_t)k[kl - 1] << 16;
-    }
-    return lo;
-}
-
-/* A key of up to 12 bytes back from its prefix: key_prefix covers every byte of such a key. */
+/* A key of up to 12 bytes back from its prefix: em__key_prefix covers every byte of such a key. */
 static inline void prefix_key(uint64_t lo, uint32_t hi, uint32_t kl, uint8_t d[16])
 {
     if (kl >= 8) {
@@ -235,11 +230,12 @@ static inline __attribute__((always_inline)) int ctab_put(em__ctab *t, uint64_t 
     if (2 * (t->n + 1) > t->cap) ctab_grow(t);
     uint32_t tg = (uint32_t)(h >> 32);
     uint32_t khi;
-    uint64_t klo = key_prefix(k, kl, &khi);
+    uint64_t klo = em__key_prefix(k, kl, &khi);
     size_t mask = t->cap - 1, i = tg & mask;
     for (; t->slot[i].off1; i = (i + 1) & mask) {
         em__slot *s = &t->slot[i];
         if (s->tag != tg || s->klen != kl || s->klo != klo || s->khi != khi) continue;
+        /* A SLOT_ONLY entry's key is <= 12 bytes in acc_mode 1, where such keys never come here (em__ctab_add) */
         uint8_t *rec = t->arena.p + s->off1 - 1;
         if (kl > 12 && memcmp(rec + 8 + 12, k + 12, kl - 12) != 0) continue;
         if (t->acc_mode == 1) { /* COUNT, SUM: the common case */
@@ -287,8 +283,8 @@ static inline __attribute__((always_inline)) int ctab_put(em__ctab *t, uint64_t 
     return 0;
 }
 
-/* ctab_put of an int64 to add to the key given by its prefix (acc_mode 1, a key of up to 12 bytes): everything
- * it needs is in the slot, so a key seen before costs one probe and an add. */
+/* ctab_put of an int64 to add to the key given by its prefix (acc_mode 1, a key of up to 12 bytes): the key and
+ * its sum live in the slot alone (no arena record, SLOT_ONLY), so a key costs one probe and an add. */
 static inline __attribute__((always_inline)) int ctab_put_short(em__ctab *t, const struct em__ctab_q *q)
 {
     if (2 * (t->n + 1) > t->cap) ctab_grow(t);
@@ -301,13 +297,7 @@ static inline __attribute__((always_inline)) int ctab_put_short(em__ctab *t, con
             return 0;
         }
     }
-    uint8_t k[16], v[8];
-    prefix_key(q->klo, q->khi, q->kl, k);
-    em__i64_store(v, q->delta);
-    size_t off = t->arena.len;
-    if (off + 8 + (size_t)q->kl + 8 >= UINT32_MAX) return arena_full(t);
-    em__rec_append(&t->arena, k, q->kl, v, 8);
-    t->slot[i] = (em__slot){(uint32_t)off + 1, tg, q->kl, q->khi, q->klo, (uint64_t)q->delta};
+    t->slot[i] = (em__slot){SLOT_ONLY, tg, q->kl, q->khi, q->klo, (uint64_t)q->delta};
     t->n++;
     return 0;
 }
@@ -362,24 +352,14 @@ int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_
     return t->nq == EM__CTAB_BATCH ? ctab_flush_queue(t) : 0;
 }
 
-int em__ctab_add_i64(em__ctab *t, const void *k, uint32_t kl, int64_t v)
+int em__ctab_add_i64_enc(em__ctab *t, const void *k, uint32_t kl, int64_t v)
 {
-    if (t->acc_mode != 1 || kl > 12) {
-        uint8_t b[8];
-        em__i64_store(b, v);
-        return em__ctab_add(t, k, kl, b, 8);
-    }
-    if (t->map_side && t->node->agg == EM_AGG_COUNT) v = 1;
-    uint64_t h = em__hash(k, kl);
-    __builtin_prefetch(&t->slot[(uint32_t)(h >> 32) & (t->cap - 1)], 1);
-    struct em__ctab_q *q = &t->q[t->nq++];
-    q->h = h;
-    q->klo = key_prefix(k, kl, &q->khi);
-    q->delta = v;
-    q->kl = kl;
-    q->vl = EM__CTAB_SHORT;
-    return t->nq == EM__CTAB_BATCH ? ctab_flush_queue(t) : 0;
+    uint8_t b[8];
+    em__i64_store(b, v);
+    return em__ctab_add(t, k, kl, b, 8);
 }
+
+int em__ctab_flush(em__ctab *t) { return ctab_flush_queue(t); }
 
 int em__ctab_merge_acc(em__ctab *t, em__buf *acc, const void *v, uint32_t vl)
 {
@@ -399,9 +379,16 @@ int em__ctab_merge_acc(em__ctab *t, em__buf *acc, const void *v, uint32_t vl)
     return 0;
 }
 
-/* The record of slot s, its value brought up to date from the slot. */
+/* The record of slot s, its value brought up to date from the slot. A SLOT_ONLY entry's record is made in t->one
+ * (valid until the next call). */
 static void slot_rec(em__ctab *t, const em__slot *s, em_rec *r)
 {
+    if (s->off1 == SLOT_ONLY) {
+        prefix_key(s->klo, s->khi, s->klen, t->one);
+        em__i64_store(t->one + 16, (int64_t)s->acc);
+        *r = (em_rec){t->one, t->one + 16, s->klen, 8};
+        return;
+    }
     size_t pos = s->off1 - 1;
     em__rec_next(t->arena.p, t->arena.len, &pos, r);
     if (t->acc_mode == 1) em__i64_store((uint8_t *)r->val, (int64_t)s->acc);
@@ -412,7 +399,7 @@ static void slot_rec(em__ctab *t, const em__slot *s, em_rec *r)
 enum { READ_AHEAD = 16 };
 static inline void prefetch_rec(const em__ctab *t, size_t i)
 {
-    if (i < t->cap && t->slot[i].off1) __builtin_prefetch(t->arena.p + t->slot[i].off1 - 1, 1);
+    if (i < t->cap && t->slot[i].off1 && t->slot[i].off1 != SLOT_ONLY) __builtin_prefetch(t->arena.p + t->slot[i].off1 - 1, 1);
 }
 
 int em__ctab_each(em__ctab *t, int (*fn)(const em_rec *r, void *arg), void *arg)

@@ -89,6 +89,8 @@ typedef struct em__ctab {
     const em__node *node; /* the wide node: agg or combine fn */
     int map_side;         /* COUNT turns each input record into 1 on the map side */
     int acc_mode;         /* 0: values live in the arena; 1: acc is a native int64 sum; 2: acc holds 8 value bytes */
+    int count_ones;       /* map side of COUNT: every value counts 1 */
+    uint8_t one[24];      /* the record of a slot-only entry being read: key (up to 12 bytes), then 8 value bytes */
     em__buf scratch;
     em__buf qbuf;         /* queued adds: key and value bytes (not for short keys in acc_mode 1) */
     /* A queued add: the key's hash and length, and either its bytes and value at qbuf + off (vl bytes), or, for a
@@ -102,8 +104,56 @@ void em__ctab_init(em__ctab *t, const em__node *wide, int map_side, size_t limit
 void em__ctab_release(em__ctab *t);
 void em__ctab_clear(em__ctab *t);
 int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_t vl);
-/* em__ctab_add of an int64 value (as em_i64_put would encode it), without encoding it first. */
-int em__ctab_add_i64(em__ctab *t, const void *k, uint32_t kl, int64_t v);
+/* Applies the queued adds (em__ctab_full may change only then). */
+int em__ctab_flush(em__ctab *t);
+int em__ctab_add_i64_enc(em__ctab *t, const void *k, uint32_t kl, int64_t v);
+
+/* The key's first 12 bytes as lo (8) and hi (4); a shorter key packed injectively (its length is compared too)
+ * with overlapping loads that cover every byte. */
+static inline uint64_t em__key_prefix(const uint8_t *k, uint32_t kl, uint32_t *hi)
+{
+    uint64_t lo = 0;
+    uint32_t a, b;
+    *hi = 0;
+    if (kl >= 8) {
+        memcpy(&lo, k, 8);
+        memcpy(hi, k + (kl > 12 ? 8 : kl - 4), 4);
+    } else if (kl >= 4) {
+        memcpy(&a, k, 4);
+        memcpy(&b, k + kl - 4, 4);
+        lo = (uint64_t)b << 32 | a;
+    } else if (kl > 0) {
+        lo = (uint64_t)k[0] | (uint64_t)k[kl >> 1] << 8 | (uint64_t)k[kl - 1] << 16;
+    }
+    return lo;
+}
+
+/* The hash of a key of up to 12 bytes, from its prefix and length: one 64x64->128 multiply folded (as wyhash's
+ * mixer), then another. Only the combine table's slots use it (partitions come from em__hash): within a table
+ * every key of up to 12 bytes is hashed this way, longer ones with em__hash. */
+static inline uint64_t em__prefix_hash(uint64_t lo, uint32_t hi, uint32_t kl)
+{
+    __extension__ typedef unsigned __int128 u128;
+    u128 r = (u128)(lo ^ 0xA0761D6478BD642FULL) * (((uint64_t)hi << 32 | kl) ^ 0xE7037ED1A0B428DBULL);
+    uint64_t x = (uint64_t)r ^ (uint64_t)(r >> 64);
+    r = (u128)(x ^ 0x8EBC6AF09C88C6E3ULL) * 0x589965CC75374CC3ULL;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+/* em__ctab_add of an int64 value (as em_i64_put would encode it), without encoding it first. Inline: it is the
+ * per-word step of a word count. A key of up to 12 bytes in a COUNT/SUM table is queued as its prefix. */
+static inline int em__ctab_add_i64(em__ctab *t, const void *k, uint32_t kl, int64_t v)
+{
+    if (t->acc_mode != 1 || kl > 12) return em__ctab_add_i64_enc(t, k, kl, v);
+    struct em__ctab_q *q = &t->q[t->nq++];
+    q->klo = em__key_prefix(k, kl, &q->khi);
+    q->h = em__prefix_hash(q->klo, q->khi, kl);
+    __builtin_prefetch(&t->slot[(uint32_t)(q->h >> 32) & (t->cap - 1)], 1);
+    q->delta = t->count_ones ? 1 : v;
+    q->kl = kl;
+    q->vl = EM__CTAB_SHORT;
+    return t->nq == EM__CTAB_BATCH ? em__ctab_flush(t) : 0;
+}
 /* Whether the table has reached its limit (checked after an add; a whole batch may have been applied). */
 static inline int em__ctab_full(const em__ctab *t)
 {
