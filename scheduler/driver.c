@@ -156,6 +156,15 @@ static int preferred_rank(em_ctx *ctx, const stage *s, int p, uint64_t *per_rank
 {
     int best = -1;
     *cached = 0;
+    if (s->node->pinned) { /* its home: rank p mod size, or the next live rank after it */
+        for (int i = 0; i < ctx->rt.size; i++) {
+            int r = (p + i) % ctx->rt.size;
+            if (em__rt_is_alive(&ctx->rt, r)) {
+                *cached = 1;
+                return r;
+            }
+        }
+    }
     for (int c = 0; c < s->ncache; c++) { /* a cached partition: run where it is */
         em__node *n = s->cache[c];
         tracker *tr = tracker_of(ctx, n->id);
@@ -573,7 +582,7 @@ int em__driver_run(em_ctx *ctx, uint32_t action, em__node *node, em__op op, int6
                 /* A task reading a cached partition may queue deeper on its holder (4x the depth): fetching the
                  * partition elsewhere costs more than waiting for it there. */
                 int cached = 0;
-                int best = s->ndeps || s->ncache ? preferred_rank(ctx, s, p, per_rank, &cached) : -1;
+                int best = s->ndeps || s->ncache || s->node->pinned ? preferred_rank(ctx, s, p, per_rank, &cached) : -1;
                 if (best >= 0 && (!em__rt_is_alive(rt, best) || inflight[best] >= (cached ? 4 * depth : depth) ||
                                   (s->ts[p].failures && best == s->ts[p].last_failed)))
                     best = -1;

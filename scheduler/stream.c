@@ -40,8 +40,10 @@
 
 #include "operators/dataset.h"
 #include "operators/sources/streamlog.h"
+#include "runtime/events.h"
 #include "runtime/log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -78,7 +80,14 @@ static void put32(uint8_t *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
-static uint32_t get32(const uint8_t *p) { return (uint32_t)get64((const uint8_t[8]){p[0], p[1], p[2], p[3]}); }
+
+static char *path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = em__malloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
 
 /* ---- the poll: end offsets (and the checkpoint) agreed through an action ----
  * One record with key "E": u8 stop requested, then u64 end offset of each log partition. The load node adds one
@@ -170,20 +179,20 @@ static em_ds *poll_node(em_ctx *ctx, const char *log_dir, const char *stop_path,
     return (em_ds *)n;
 }
 
-/* ---- the query's state (the same on every rank) ---- */
+/* ---- the query's state ---- */
 
-/* The rows of one batch, kept as the windows it closed (sorted runs of keys and accumulators): only the leader
- * turns them into text, on its commit thread while the next batch runs; the other ranks keep them unformatted until
- * the checkpoint on disk covers them (or until one of them becomes the leader and commits them). */
+/* The rows of one batch: the row records its close tasks emitted (sorted runs of keys and accumulators per key
+ * partition and window). Only the leader turns them into text, on its commit thread while the next batch runs; the
+ * other ranks keep them unformatted until the checkpoint on disk covers them (or until one of them becomes the
+ * leader and commits them). */
 typedef struct seg {
     uint64_t batch;
-    em__win *wins;
-    size_t nwins;
+    em_records r;
 } seg;
 
 static void segs_free(seg *g, size_t n)
 {
-    for (size_t i = 0; i < n; i++) em__wins_free(g[i].wins, g[i].nwins);
+    for (size_t i = 0; i < n; i++) em_records_free(&g[i].r);
 }
 
 typedef struct stream {
@@ -197,7 +206,9 @@ typedef struct stream {
     int64_t max_seen;  /* largest event time seen, INT64_MIN: none */
     int64_t wm;        /* watermark, INT64_MIN: none */
     uint64_t events, late, bad, rows;
-    em__wstate ws;     /* the open windows */
+    int kparts;        /* key partitions of the window state */
+    uint8_t *parts;    /* kparts x (u64 size, u32 crc32): the state files of batch `batch` (the manifest's) */
+    em__kstore *ks;    /* the key partitions held on this rank, the kept partials */
     seg *segs;         /* output rows of batches not known to be committed, by batch */
     size_t nsegs, scap;
     char *out_abs;     /* the output file, absolute */
@@ -207,26 +218,10 @@ typedef struct stream {
     struct committer *cm; /* the leader's commit thread, started by its first commit */
 } stream;
 
-/* ---- output rows ---- */
-
-/* Takes every window whose end <= the watermark out of the state, as the rows of batch `batch`. */
-static void emit_closed(stream *s, uint64_t batch)
-{
-    em__win *w;
-    uint64_t nrows;
-    size_t n = em__wstate_close(&s->ws, s->wm, &w, &nrows);
-    if (!n) return;
-    s->rows += nrows;
-    if (s->nsegs == s->scap) {
-        s->scap = s->scap ? 2 * s->scap : 16;
-        s->segs = em__realloc(s->segs, s->scap * sizeof *s->segs);
-    }
-    s->segs[s->nsegs++] = (seg){batch, w, n};
-}
-
-/* Forgets the rows of batches <= c (they are in the committed output). */
+/* Forgets the rows and the kept partials of batches <= c (the checkpoint on disk covers them). */
 static void trim_rows(stream *s, int64_t c)
 {
+    if (s->ks) em__kstore_trim(s->ks, c);
     size_t k = 0;
     while (k < s->nsegs && (int64_t)s->segs[k].batch <= c) k++;
     if (!k) return;
@@ -235,216 +230,59 @@ static void trim_rows(stream *s, int64_t c)
     s->nsegs -= k;
 }
 
-/* ---- the checkpoint ----
- * CHECKPOINT/checkpoint, written whole after every batch (tmp file, fsync, rename, fsync of the directory), all
- * integers little-endian:
- *
- *   offset   bytes  field
- *   0        8      magic "EMWCKPT1"
- *   8        8      batch: the last batch folded in (0: none yet)
- *   16       8      output bytes: the length of the output file that holds exactly the rows of batches <= batch
- *   24       8      window ms          \
- *   32       8      slide ms            |  the query: a checkpoint is refused by a query that differs
- *   40       8      lateness ms         |
- *   48       4      aggregate (em_stream_agg)
- *   52       4      N log partitions   /
- *   56       8N     next offset of each partition
- *   +0       8      largest event time seen (INT64_MIN: none)
- *   +8       8      watermark (INT64_MIN: none; INT64_MAX after a flush)
- *   +16      32     events, late, bad, rows: totals since the query began
- *   +48      4+L    L, then the output file's absolute path (L bytes)
- *   ...      8      number of open windows, then per window (by start):
- *                     8 start, 8 number of keys, then per key: LEB128 key length, the key, the accumulator:
- *                     for count the LEB128 of n, else em__acc_size(aggregate) bytes encoded as stream.h draws
- *                     it; keys in any order when read (written sorted), no key twice
- *   end      4      crc32 (zlib) of every byte before it
- *
- * "EMWCKPT1" (still read) had a 4-byte key length and 8-byte counts: 19 bytes for a 7-byte key and a count, not
- * 9-10. The checkpoint is rewritten after every batch, so its size is paid every batch.
- */
-#define CK_MAGIC "EMWCKPT2"
-#define CK_MAGIC1 "EMWCKPT1"
+/* ---- the checkpoint (its format is drawn in keystate.c) ---- */
+
 #define CK_HEAD 24
 
-static uint8_t *put_leb(uint8_t *d, uint64_t v)
-{
-    for (; v > 127; v >>= 7) *d++ = (uint8_t)(v | 128);
-    *d++ = (uint8_t)v;
-    return d;
-}
-
-static void ck_u64(em__buf *b, uint64_t v)
-{
-    uint8_t t[8];
-    put64(t, v);
-    em__buf_add(b, t, 8);
-}
-static void ck_u32(em__buf *b, uint32_t v)
-{
-    uint8_t t[4];
-    put32(t, v);
-    em__buf_add(b, t, 4);
-}
-
-
-/* Everything but the crc, with the output length at CK_OUT_BYTES (the committer patches it in, then appends the
- * crc: ck_seal). */
-#define CK_OUT_BYTES 16
-static void ck_encode(const stream *s, uint64_t out_bytes, em__buf *b)
+/* The manifest of batch s->batch, unsealed (the committer sets the output length and the crc: em__ckpt_seal). */
+static void ck_encode(const stream *s, em__buf *b)
 {
     const em_stream_opts *o = s->o;
-    const size_t as = em__acc_size(o->agg);
-    size_t need = 128 + 8 * (size_t)s->np + strlen(s->out_abs);
-    for (size_t w = 0; w < s->ws.n; w++) {
-        const em__wrun *r = &s->ws.wins[w].run;
-        need += 16 + r->n * (5 + (as > 10 ? as : 10)) + (r->n ? r->koff[r->n] : 0);
-    }
-    em__buf_grow(b, need);
-    em__buf_add(b, CK_MAGIC, 8);
-    ck_u64(b, s->batch);
-    ck_u64(b, out_bytes);
-    ck_u64(b, (uint64_t)o->window_ms);
-    ck_u64(b, (uint64_t)o->slide_ms);
-    ck_u64(b, (uint64_t)o->lateness_ms);
-    ck_u32(b, (uint32_t)o->agg);
-    ck_u32(b, (uint32_t)s->np);
-    for (int p = 0; p < s->np; p++) ck_u64(b, s->off[p]);
-    ck_u64(b, (uint64_t)s->max_seen);
-    ck_u64(b, (uint64_t)s->wm);
-    ck_u64(b, s->events);
-    ck_u64(b, s->late);
-    ck_u64(b, s->bad);
-    ck_u64(b, s->rows);
-    ck_u32(b, (uint32_t)strlen(s->out_abs));
-    em__buf_add(b, s->out_abs, strlen(s->out_abs));
-    ck_u64(b, s->ws.n);
-    for (size_t w = 0; w < s->ws.n; w++) {
-        const em__wrun *r = &s->ws.wins[w].run;
-        ck_u64(b, (uint64_t)s->ws.wins[w].start);
-        ck_u64(b, r->n);
-        uint8_t *d = b->p + b->len; /* room was made above: no bounds check per key */
-        const int is_count = o->agg == EM_STREAM_COUNT;
-        for (size_t i = 0; i < r->n; i++) {
-            size_t kl = r->koff[i + 1] - r->koff[i];
-            d = put_leb(d, kl);
-            if (kl) memcpy(d, r->keys + r->koff[i], kl);
-            d += kl;
-            if (is_count) {
-                d = put_leb(d, em__get64(r->accs + i * 8));
-            } else {
-                memcpy(d, r->accs + i * as, as);
-                d += as;
-            }
-        }
-        b->len = (size_t)(d - b->p);
-    }
+    uint8_t *offs = em__malloc(8 * (size_t)s->np);
+    for (int p = 0; p < s->np; p++) put64(offs + 8 * p, s->off[p]);
+    em__ckpt c = {.version = 3, .batch = s->batch, .window_ms = o->window_ms, .slide_ms = o->slide_ms,
+                  .lateness_ms = o->lateness_ms, .agg = (uint32_t)o->agg, .nlog = (uint32_t)s->np, .offsets = offs,
+                  .max_seen = s->max_seen, .wm = s->wm, .events = s->events, .late = s->late, .bad = s->bad,
+                  .rows = s->rows, .out_path = (const uint8_t *)s->out_abs, .out_len = (uint32_t)strlen(s->out_abs),
+                  .kparts = s->kparts};
+    em__ckpt_encode(&c, s->parts, b);
+    free(offs);
 }
 
-/* Sets the output length and appends the crc. */
-static void ck_seal(em__buf *b, uint64_t out_bytes)
-{
-    put64(b->p + CK_OUT_BYTES, out_bytes);
-    ck_u32(b, (uint32_t)crc32_z(0L, b->p, b->len));
-}
-
-/* A bounds-checked reader over the checkpoint's bytes. */
-typedef struct ckrd {
-    const uint8_t *p, *end;
-    int bad;
-} ckrd;
-static const uint8_t *ck_take(ckrd *r, size_t n)
-{
-    if ((size_t)(r->end - r->p) < n) {
-        r->bad = 1;
-        r->p = r->end;
-        return NULL;
-    }
-    const uint8_t *q = r->p;
-    r->p += n;
-    return q;
-}
-static uint64_t ck_rd64(ckrd *r)
-{
-    const uint8_t *q = ck_take(r, 8);
-    return q ? get64(q) : 0;
-}
-static uint32_t ck_rd32(ckrd *r)
-{
-    const uint8_t *q = ck_take(r, 4);
-    return q ? get32(q) : 0;
-}
-static uint64_t ck_rdleb(ckrd *r)
-{
-    uint64_t v = 0;
-    for (int sh = 0; sh < 64; sh += 7) {
-        const uint8_t *q = ck_take(r, 1);
-        if (!q) return 0;
-        v |= (uint64_t)(*q & 127) << sh;
-        if (!(*q & 128)) return v;
-    }
-    r->bad = 1;
-    return 0;
-}
-
-/* Loads the checkpoint bytes into s (every rank, from the same bytes). Returns 0, EM_EPARSE (corrupt) or EM_EINVAL
+/* Loads the checkpoint's bytes (every rank, from the same bytes): offsets, watermark, counters, key partitions;
+ * the window state stays on disk for the close tasks (keystate.c). Returns 0, EM_EPARSE (corrupt) or EM_EINVAL
  * (written by a different query), with the message set. */
 static int ck_load(stream *s, const uint8_t *p, size_t n, uint64_t *out_bytes)
 {
     const em_stream_opts *o = s->o;
     const char *path = s->ckpt_path;
-    const int v1 = n >= 8 && memcmp(p, CK_MAGIC1, 8) == 0;
-    if (n < CK_HEAD + 4 || (memcmp(p, CK_MAGIC, 8) != 0 && !v1))
-        return em__fail(EM_EPARSE, "%s: not a windowcount checkpoint (bad magic or too short)", path);
-    if (get32(p + n - 4) != (uint32_t)crc32_z(0L, p, n - 4))
-        return em__fail(EM_EPARSE, "%s: bad crc: the checkpoint is corrupt", path);
-    ckrd r = {p + 8, p + n - 4, 0};
-    s->batch = ck_rd64(&r);
-    *out_bytes = ck_rd64(&r);
-    int64_t w = (int64_t)ck_rd64(&r), sl = (int64_t)ck_rd64(&r), la = (int64_t)ck_rd64(&r);
-    uint32_t agg = ck_rd32(&r), np = ck_rd32(&r);
-    if (w != o->window_ms || sl != o->slide_ms || la != o->lateness_ms || agg != (uint32_t)o->agg)
+    em__ckpt c;
+    int rc = em__ckpt_parse(p, n, path, s->kparts, &c);
+    if (rc < 0) return rc;
+    if (c.window_ms != o->window_ms || c.slide_ms != o->slide_ms || c.lateness_ms != o->lateness_ms ||
+        c.agg != (uint32_t)o->agg)
         return em__fail(EM_EINVAL, "%s was written by a different query (--window %" PRId64 "ms --slide %" PRId64
-                        "ms --lateness %" PRId64 "ms --agg %s): use another checkpoint directory", path, w, sl, la,
-                        em_stream_agg_name((em_stream_agg)agg));
-    if (np != (uint32_t)s->np)
-        return em__fail(EM_EINVAL, "%s: the checkpoint is for a log of %u partitions, %s has %d", path, np,
+                        "ms --lateness %" PRId64 "ms --agg %s): use another checkpoint directory", path, c.window_ms,
+                        c.slide_ms, c.lateness_ms, em_stream_agg_name((em_stream_agg)c.agg));
+    if (c.nlog != (uint32_t)s->np)
+        return em__fail(EM_EINVAL, "%s: the checkpoint is for a log of %u partitions, %s has %d", path, c.nlog,
                         o->log_dir, s->np);
-    for (int q = 0; q < s->np; q++) s->off[q] = ck_rd64(&r);
-    s->max_seen = (int64_t)ck_rd64(&r);
-    s->wm = (int64_t)ck_rd64(&r);
-    s->events = ck_rd64(&r);
-    s->late = ck_rd64(&r);
-    s->bad = ck_rd64(&r);
-    s->rows = ck_rd64(&r);
-    uint32_t pl = ck_rd32(&r);
-    const uint8_t *op = ck_take(&r, pl);
-    if (op && (strlen(s->out_abs) != pl || memcmp(op, s->out_abs, pl) != 0))
+    if (strlen(s->out_abs) != c.out_len || memcmp(c.out_path, s->out_abs, c.out_len) != 0)
         return em__fail(EM_EINVAL, "%s: the checkpoint's output file is %.*s, not %s: use the same --out", path,
-                        (int)pl, (const char *)op, s->out_abs);
-    uint64_t nw = ck_rd64(&r);
-    size_t as = em__acc_size(o->agg);
-    for (uint64_t i = 0; i < nw && !r.bad; i++) {
-        int64_t start = (int64_t)ck_rd64(&r);
-        uint64_t nk = ck_rd64(&r);
-        em__win *wn = em__wstate_win(&s->ws, start);
-        for (uint64_t k = 0; k < nk && !r.bad; k++) {
-            uint64_t kl = v1 ? ck_rd32(&r) : ck_rdleb(&r);
-            if (kl > UINT32_MAX) r.bad = 1;
-            const uint8_t *kp = ck_take(&r, (size_t)kl), *ap;
-            uint8_t cnt[8];
-            if (!v1 && o->agg == EM_STREAM_COUNT) {
-                em__put64(cnt, ck_rdleb(&r));
-                ap = cnt;
-            } else {
-                ap = ck_take(&r, as);
-            }
-            if (r.bad) break;
-            em__wrun_push(&wn->run, kp, (uint32_t)kl, ap, as);
-        }
-        if (!r.bad && em__wrun_seal(&wn->run, as) < 0)
-            return em__fail(EM_EPARSE, "%s: malformed checkpoint (a key twice in window %" PRId64 ")", path, start);
-    }
-    if (r.bad || r.p != r.end) return em__fail(EM_EPARSE, "%s: malformed checkpoint (length fields disagree)", path);
+                        (int)c.out_len, (const char *)c.out_path, s->out_abs);
+    s->batch = c.batch;
+    *out_bytes = c.out_bytes;
+    for (int q = 0; q < s->np; q++) s->off[q] = get64(c.offsets + 8 * q);
+    s->max_seen = c.max_seen;
+    s->wm = c.wm;
+    s->events = c.events;
+    s->late = c.late;
+    s->bad = c.bad;
+    s->rows = c.rows;
+    s->kparts = c.kparts;
+    free(s->parts);
+    s->parts = em__calloc((size_t)s->kparts, 12);
+    if (c.parts) memcpy(s->parts, c.parts, 12 * (size_t)s->kparts);
     return 0;
 }
 
@@ -456,7 +294,7 @@ static int ck_head(const stream *s, int64_t *batch, uint64_t *out_bytes)
     if (fd < 0) return EM_ENOENT;
     ssize_t r = pread(fd, h, sizeof h, 0);
     close(fd);
-    if (r != (ssize_t)sizeof h || (memcmp(h, CK_MAGIC, 8) != 0 && memcmp(h, CK_MAGIC1, 8) != 0)) return EM_ENOENT;
+    if (r != (ssize_t)sizeof h || memcmp(h, "EMWCKPT", 7) != 0 || h[7] < '1' || h[7] > '3') return EM_ENOENT;
     *batch = (int64_t)get64(h + 8);
     *out_bytes = get64(h + 16);
     return 0;
@@ -507,6 +345,8 @@ typedef struct commit_job {
     seg *segs;       /* rows of the batches after c, in output order */
     size_t nsegs, scap;
     em__buf ck;      /* the new checkpoint, unsealed (ck_encode) */
+    int kparts;
+    uint8_t *parts;  /* the state files it names: kparts x (u64 size, u32 crc) */
 } commit_job;
 
 typedef struct committer {
@@ -515,11 +355,32 @@ typedef struct committer {
     pthread_cond_t cv;
     int busy, quit;
     const char *out_abs, *tmp_path, *ckpt_path, *ckdir;
+    char *state_dir;
     em_stream_agg agg;
     int64_t window_ms;
     em__buf text; /* the rows of one batch as text, reused */
     commit_job job;
 } committer;
+
+/* Removes the state files (and temporary files) of batches before `before` from dir: the checkpoint on disk and
+ * the one before it name none of them. */
+static void remove_state_files(const char *dir, uint64_t before)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    size_t dl = strlen(dir);
+    for (struct dirent *e; (e = readdir(d));) {
+        const char *nm = e->d_name;
+        size_t i = 0;
+        while (nm[i] >= '0' && nm[i] <= '9') i++;
+        if (i != 20 || nm[i] != '.' || strtoull(nm, NULL, 10) >= before) continue;
+        char *p = em__malloc(dl + strlen(nm) + 2);
+        sprintf(p, "%s/%s", dir, nm);
+        unlink(p);
+        free(p);
+    }
+    closedir(d);
+}
 
 /* The durable part of a commit: the output is first cut back to what the checkpoint on disk covers, then the rows of
  * later batches are appended, synced, and only then the new checkpoint replaces the old one: a crash anywhere in
@@ -534,7 +395,7 @@ static void commit_write(committer *m, commit_job *j)
     size_t nbytes = 0;
     for (size_t i = 0; i < j->nsegs; i++) {
         m->text.len = 0;
-        em__wins_rows(m->agg, m->window_ms, j->segs[i].wins, j->segs[i].nwins, &m->text);
+        em__rows_text(m->agg, m->window_ms, &j->segs[i].r, &m->text);
         write_all(fd, m->text.p, m->text.len, m->out_abs);
         nbytes += m->text.len;
     }
@@ -548,7 +409,19 @@ static void commit_write(committer *m, commit_job *j)
         fsync_dir(d);
         free(d);
     }
-    ck_seal(&j->ck, (uint64_t)size);
+    /* the state files the manifest names were written (not synced) by the close tasks, on whatever rank */
+    int nfiles = 0;
+    for (int k = 0; k < j->kparts; k++) {
+        if (!get64(j->parts + 12 * (size_t)k)) continue;
+        char *sp = em__state_path(m->ckdir, j->batch, k);
+        int sfd = open(sp, O_RDONLY | O_CLOEXEC);
+        if (sfd < 0 || fsync(sfd) < 0) commit_failed("fsync", sp);
+        close(sfd);
+        free(sp);
+        nfiles++;
+    }
+    if (nfiles) fsync_dir(m->state_dir);
+    em__ckpt_seal(&j->ck, (uint64_t)size);
     fd = open(m->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) commit_failed("create", m->tmp_path);
     write_all(fd, j->ck.p, j->ck.len, m->tmp_path);
@@ -556,6 +429,7 @@ static void commit_write(committer *m, commit_job *j)
     close(fd);
     if (rename(m->tmp_path, m->ckpt_path) < 0) commit_failed("rename to", m->ckpt_path);
     fsync_dir(m->ckdir);
+    if (j->c > 0) remove_state_files(m->state_dir, (uint64_t)j->c);
     EM_LOG_D("stream: commit of batch %" PRIu64 ": %.3f s (%zu bytes of rows, checkpoint %zu bytes)", j->batch,
              em__now_s() - t0, nbytes, j->ck.len);
 }
@@ -594,6 +468,7 @@ static committer *committer_start(stream *s)
     m->tmp_path = s->tmp_path;
     m->ckpt_path = s->ckpt_path;
     m->ckdir = s->ckdir;
+    m->state_dir = path_join(s->ckdir, "state");
     m->agg = s->o->agg;
     m->window_ms = s->o->window_ms;
     em__buf_init(&m->text);
@@ -627,6 +502,8 @@ static void committer_stop(stream *s)
     pthread_cond_destroy(&m->cv);
     segs_free(m->job.segs, m->job.nsegs);
     free(m->job.segs);
+    free(m->job.parts);
+    free(m->state_dir);
     em__buf_release(&m->job.ck);
     em__buf_release(&m->text);
     free(m);
@@ -664,7 +541,10 @@ static void commit(stream *s, int sync)
     s->scap = gc;
     s->nsegs = 0;
     j->ck.len = 0;
-    ck_encode(s, ob, &j->ck);
+    ck_encode(s, &j->ck);
+    j->kparts = s->kparts;
+    j->parts = em__realloc(j->parts, 12 * (size_t)s->kparts);
+    memcpy(j->parts, s->parts, 12 * (size_t)s->kparts);
     EM_LOG_D("stream: commit of batch %" PRIu64 " handed over: waited %.3f s for the previous one, encoded %zu "
              "bytes of checkpoint in %.3f s", s->batch, t1 - t0, j->ck.len, em__now_s() - t1);
     pthread_mutex_lock(&m->mu);
@@ -747,13 +627,65 @@ static uint64_t split_size(const stream *s, const uint64_t *to, uint64_t total)
 
 static void publish_stop(stream *s);
 
-/* Runs the batch [s->off, to) and folds it into the state, and polls the log (*stop, s->ends). COLLECTIVE. */
+/* Runs the close tasks of batch s->batch (kept in s->ks): each key partition's state takes the batch's partials
+ * and gives up the windows the watermark closed; their rows are kept for the commit, and the state files they wrote
+ * for the manifest. COLLECTIVE. */
+static int close_batch(stream *s, double t0, const em__wbatch *wb)
+{
+    em_records r;
+    double t1 = em__now_s();
+    int rc = em_collect(em__kstore_close_ds(s->ks, s->batch), &r);
+    if (rc < 0) return rc;
+    const int size = em_size(s->ctx);
+    uint64_t *by_rank = em__calloc((size_t)size, sizeof *by_rank), keys = 0, rows = 0;
+    int got = 0;
+    for (size_t i = 0; i < r.n; i++) {
+        em__kstats st;
+        if (!em__kstats_get(&r.recs[i], &st)) continue;
+        EM_ASSERT(st.k >= 0 && st.k < s->kparts && st.rank >= 0 && st.rank < size);
+        put64(s->parts + 12 * (size_t)st.k, st.size);
+        put32(s->parts + 12 * (size_t)st.k + 8, st.crc);
+        by_rank[st.rank] += st.keys;
+        keys += st.keys;
+        rows += st.rows;
+        got++;
+    }
+    EM_ASSERT(got == s->kparts);
+    s->rows += rows;
+    if (s->nsegs == s->scap) {
+        s->scap = s->scap ? 2 * s->scap : 16;
+        s->segs = em__realloc(s->segs, s->scap * sizeof *s->segs);
+    }
+    s->segs[s->nsegs++] = (seg){s->batch, r};
+    /* Where the state is: the event log's stream_state events (tests/e2e/windowcount.sh checks the split). */
+    em__buf b;
+    em__buf_init(&b);
+    for (int q = 0; q < size; q++) {
+        char t[32];
+        int n = snprintf(t, sizeof t, "%s%" PRIu64, q ? "," : "", by_rank[q]);
+        em__buf_add(&b, t, (size_t)n);
+    }
+    em__buf_add(&b, "", 1);
+    em__event("stream_state", "\"batch\":%" PRIu64 ",\"key_partitions\":%d,\"keys\":%" PRIu64 ",\"keys_by_rank\":[%s]",
+              s->batch, s->kparts, keys, (const char *)b.p);
+    EM_LOG_I("stream: batch %" PRIu64 ": %" PRIu64 " events (%" PRIu64 " late, %" PRIu64 " bad), watermark %" PRId64
+             ", %" PRIu64 " rows, %" PRIu64 " keys in the state (by rank: %s); partials %.3f s, close %.3f s",
+             s->batch, wb->events, wb->late, wb->bad, s->wm, rows, keys, (const char *)b.p, t1 - t0,
+             em__now_s() - t1);
+    em__buf_release(&b);
+    free(by_rank);
+    return 0;
+}
+
+/* Runs the batch [s->off, to): its tasks' partials, collected with the next poll (*stop, s->ends), then its close
+ * tasks. COLLECTIVE. */
 static int run_batch(stream *s, const uint64_t *to, uint64_t total, em_ds *pn, int *stop)
 {
     const em_stream_opts *o = s->o;
     em__wtask_arg *b = em__calloc(1, sizeof *b);
     b->o = o;
     b->wm = s->wm;
+    b->kparts = s->kparts;
     b->next = s->args;
     s->args = b;
     em_ds *parts = em__wtask_dataset(s->ctx, b, s->off, to, split_size(s, to, total));
@@ -761,16 +693,17 @@ static int run_batch(stream *s, const uint64_t *to, uint64_t total, em_ds *pn, i
      * the batch ran. */
     em_records r;
     publish_stop(s);
+    double t0 = em__now_s();
     int rc = em_collect(em_union(parts, pn), &r);
     if (rc < 0) return rc;
     if ((rc = take_poll(s, &r, stop, NULL, NULL)) < 0) {
         em_records_free(&r);
         return rc;
     }
-    double t0 = em__now_s();
     em__wbatch wb;
-    em__wstate_merge(&s->ws, &r, &wb);
-    em_records_free(&r);
+    em__prun *runs;
+    size_t *first;
+    em__partials_index(&r, s->kparts, &runs, &first, &wb);
     memcpy(s->off, to, (size_t)s->np * sizeof *to);
     s->events += wb.events;
     s->late += wb.late;
@@ -781,24 +714,11 @@ static int run_batch(stream *s, const uint64_t *to, uint64_t total, em_ds *pn, i
         if (w > s->wm) s->wm = w;
     }
     s->batch++;
-    uint64_t rows0 = s->rows;
-    double t1 = em__now_s();
-    emit_closed(s, s->batch);
-    EM_LOG_I("stream: batch %" PRIu64 ": %" PRIu64 " events (%" PRIu64 " late, %" PRIu64 " bad), watermark %" PRId64
-             ", %" PRIu64 " rows, %zu open windows; merge %.3f s, rows %.3f s", s->batch, wb.events, wb.late, wb.bad,
-             s->wm, s->rows - rows0, s->ws.n, t1 - t0, em__now_s() - t1);
-    return 0;
+    em__kstore_add(s->ks, s->batch, s->wm, &r, runs, first);
+    return close_batch(s, t0, &wb);
 }
 
 /* ---- the query ---- */
-
-static char *path_join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = em__malloc(n);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
 
 /* The output file's absolute path (its directory must exist). */
 static int abs_out(const char *out, char **res)
@@ -818,7 +738,8 @@ static int abs_out(const char *out, char **res)
 static void stream_release(stream *s)
 {
     committer_stop(s);
-    em__wstate_release(&s->ws);
+    em__kstore_free(s->ks);
+    free(s->parts);
     free(s->off);
     free(s->ends);
     free(s->target);
@@ -888,8 +809,7 @@ static int poll(stream *s, em_ds *node, int *stop)
 
 int em_stream_run(em_ctx *ctx, const em_stream_opts *o, em_stream_stats *st)
 {
-    stream s = {.ctx = ctx, .o = o, .max_seen = INT64_MIN, .wm = INT64_MIN,
-                .ws = {.agg = o->agg, .window_ms = o->window_ms}};
+    stream s = {.ctx = ctx, .o = o, .max_seen = INT64_MIN, .wm = INT64_MIN};
     char err[600] = "";
     em__log_topic *t = NULL;
     em_records r = {0};
@@ -925,6 +845,9 @@ int em_stream_run(em_ctx *ctx, const em_stream_opts *o, em_stream_stats *st)
     if ((rc = em_collect(load, &r)) < 0) goto out_to;
     if ((rc = take_poll(&s, &r, &stop, &ck, &cklen)) < 0) goto out_to;
     memcpy(s.target, s.ends, (size_t)s.np * sizeof *s.ends);
+    /* A new query cuts its keys into as many partitions as it has ranks; a checkpoint keeps its own number. */
+    s.kparts = em_size(ctx) < EM__KPARTS_MAX ? em_size(ctx) : EM__KPARTS_MAX;
+    s.parts = em__calloc((size_t)s.kparts, 12);
     if (ck) {
         uint64_t ob = 0;
         struct stat sb;
@@ -940,12 +863,13 @@ int em_stream_run(em_ctx *ctx, const em_stream_opts *o, em_stream_stats *st)
         /* exactly once: cut off rows a run that died appended after its last commit */
         if (em_is_leader(ctx) && (uint64_t)sb.st_size > ob && truncate(s.out_abs, (off_t)ob) < 0)
             commit_failed("truncate", s.out_abs);
-        EM_LOG_I("stream: resumed from batch %" PRIu64 " (watermark %" PRId64 ", %zu open windows)", s.batch, s.wm,
-                 s.ws.n);
+        EM_LOG_I("stream: resumed from batch %" PRIu64 " (watermark %" PRId64 ", %d key partitions)", s.batch, s.wm,
+                 s.kparts);
     } else if (em_is_leader(ctx)) {
         commit(&s, 1); /* batch 0: the header row and an empty state, so that a restart never finds an unknown file */
     }
     em_records_free(&r);
+    s.ks = em__kstore_new(ctx, o, s.kparts, o->checkpoint_dir, s.ckpt_path);
 
     /* Until the end of the log at start-up, or (follow mode) until a stop is agreed. */
     for (int polled = 1;;) { /* polled: s.ends and stop are fresh (the load, or a batch without a sleep after it) */
@@ -970,7 +894,9 @@ int em_stream_run(em_ctx *ctx, const em_stream_opts *o, em_stream_stats *st)
         /* --flush: the input is over. The watermark goes to +infinity (recorded, so later events are all late). */
         s.wm = INT64_MAX;
         s.batch++;
-        emit_closed(&s, s.batch);
+        em__kstore_add(s.ks, s.batch, s.wm, NULL, NULL, NULL);
+        em__wbatch none = {0, 0, 0, INT64_MIN};
+        if ((rc = close_batch(&s, em__now_s(), &none)) < 0) goto out_to;
         after_batch(&s);
     }
     /* One more action: if the leader died after the last batch but before its commit, the new leader (known once

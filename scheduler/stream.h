@@ -4,10 +4,13 @@
  *
  *   scheduler/wtask.c    the per-task stage: events read from the log aggregated into sorted partials per
  *                        (window, key).
- *   scheduler/window.c   numbers and accumulators, the replicated window state (one sorted run of keys per open
- *                        window) that partials are merged into, and the output rows of closed windows.
- *   scheduler/stream.c   the micro-batch driver: agreeing on batch boundaries, running a batch, the checkpoint and
- *                        the exactly-once commit, follow mode and stopping.
+ *   scheduler/window.c   numbers and accumulators, the window state of one key partition (one sorted run of keys
+ *                        per open window) that partials are merged into, closed windows as row records, and the
+ *                        CSV rows of closed windows merged across key partitions.
+ *   scheduler/keystate.c the window state partitioned by key: each rank keeps the partitions whose "close" tasks
+ *                        it runs; the close task; the checkpoint's format (manifest and per-partition state files).
+ *   scheduler/stream.c   the micro-batch driver: agreeing on batch boundaries, running a batch, the exactly-once
+ *                        commit, follow mode and stopping.
  *
  * Accumulators are kept encoded everywhere (task tables, partial records, the state, the checkpoint), little-endian,
  * em__acc_size(agg) bytes:
@@ -18,14 +21,20 @@
  *                     (isum: the integers' sum, exact in 128 bits), fsum (IEEE bits: the other numbers' sum)
  *   min, max   17     n, kind (1 byte: 0 none, 1 integer, 2 double), the integer or the double's bits
  *
- * Partial records (one task's output, then collected by every rank), in (window, key bytes) order within a task:
+ * Partial records (one task's output, then collected by every rank), grouped by key partition (em__key_part), in
+ * (window, key bytes) order within a group:
  *
- *   key    8 bytes   em_i64_put(window start)
- *   value  1 byte    flags: bit 0 set when this record continues the previous record's run (same task, same window)
+ *   key    10 bytes  2 bytes key partition (big-endian), em_i64_put(window start)
+ *   value  1 byte    flags: bit 0 set when this record continues the previous record's run (same task, same key
+ *                    partition, same window)
  *          entries   until the value ends (about 64 KiB of them): LEB128 key length, the key, the accumulator
  *
  * so one record carries many (window, key) entries: collecting 1M partials costs a few hundred records, not 1M.
  * Last, one record with an empty key: the task's counters (EM__WSTATS_LEN bytes).
+ *
+ * Row records (a close task's closed windows, collected by every rank) have the same value layout with an 8-byte
+ * key (em_i64_put(window start)); each close task emits its windows in start order, then its counters record
+ * (EM__KSTATS_LEN bytes, keystate.c).
  */
 #ifndef EM_SCHEDULER_STREAM_H
 #define EM_SCHEDULER_STREAM_H
@@ -87,6 +96,33 @@ static inline uint64_t em__load_be64(const uint8_t *p)
 #endif
 }
 
+/* The hash of a key's bytes: the task tables' hash (wtask.c) and, through em__key_part, the key partition. */
+static inline uint64_t em__hash_key(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (n * 0xC2B2AE3D27D4EB4FULL);
+    while (n >= 8) {
+        uint64_t w = em__load64(b);
+        h = (h ^ (w * 0xBF58476D1CE4E5B9ULL)) * 0x94D049BB133111EBULL;
+        h ^= h >> 29;
+        b += 8;
+        n -= 8;
+    }
+    /* the last 0..7 bytes, as overlapping loads (the length is already in h) */
+    uint64_t w = n >= 4 ? (uint64_t)em__load32(b) << 32 | em__load32(b + n - 4)
+               : n ? (uint64_t)b[0] << 16 | (uint64_t)b[n / 2] << 8 | b[n - 1] : 0;
+    h = (h ^ (w * 0xBF58476D1CE4E5B9ULL)) * 0x94D049BB133111EBULL;
+    h ^= h >> 31;
+    return h;
+}
+
+#define EM__KPARTS_MAX 1024 /* key partitions of the window state */
+
+/* The key partition (0 .. K-1) of a key whose em__hash_key is hk: from the hash's high half (the task tables index
+ * by its low bits). The hash is over the key's bytes only, so it is the same on every rank, in every run and on
+ * every machine of one byte order (em__load64 is native order). */
+static inline int em__key_part(uint64_t hk, int K) { return (int)(((hk >> 32) * (uint64_t)(uint32_t)K) >> 32); }
+
 /* Output order of keys: bytes (memcmp), then the shorter first. */
 static inline int em__key_cmp(const uint8_t *a, uint32_t al, const uint8_t *b, uint32_t bl)
 {
@@ -141,6 +177,7 @@ void em__acc_add(em_stream_agg agg, uint8_t *p, const em__num *v);
 typedef struct em__wtask_arg {
     const em_stream_opts *o;
     int64_t wm; /* watermark at the start of the batch */
+    int kparts; /* key partitions of the window state */
     struct em__wtask_arg *next;
 } em__wtask_arg;
 
@@ -148,7 +185,7 @@ typedef struct em__wtask_arg {
  * into task tables, or, with o->transform, records transformed then aggregated in an em_map_partitions. LOCAL. */
 em_ds *em__wtask_dataset(em_ctx *ctx, em__wtask_arg *b, const uint64_t *from, const uint64_t *to, uint64_t split);
 
-/* ---- the replicated window state (window.c) ---- */
+/* ---- the window state of one key partition (window.c) ---- */
 
 /* One window's keys, sorted by key bytes (memcmp, then the shorter first), no key twice. */
 typedef struct em__wrun {
@@ -177,23 +214,107 @@ typedef struct em__wbatch {
     int64_t max_t; /* INT64_MIN: none */
 } em__wbatch;
 
+/* A run of partial records: records [b, e) of one collect, of one key partition and window, one block each (see
+ * above), whose entries are in strictly increasing key order across the blocks. */
+typedef struct em__prun {
+    int64_t win;
+    size_t b, e;
+    size_t seq; /* collect order */
+    int k;      /* key partition */
+} em__prun;
+
 void em__wstate_release(em__wstate *s);
+/* The number of (window, key) entries. */
+uint64_t em__wstate_keys(const em__wstate *s);
 /* The window starting at `start`, inserted empty if absent. */
 em__win *em__wstate_win(em__wstate *s, int64_t start);
-/* Merges the collected partial records of a batch into the state (runs of a window combined in collect order, so
- * every rank gets the same state) and sums the counters into *b. LOCAL. */
-void em__wstate_merge(em__wstate *s, const em_records *r, em__wbatch *b);
+/* Indexes a batch's collected partial records r (K key partitions): *runs (malloc'd; NULL when none) sorted by
+ * (key partition, window, collect order); the runs of partition k are (*runs)[first[k], first[k + 1]) (first: K + 1
+ * entries, malloc'd). Sums the counters records into *b. LOCAL. */
+void em__partials_index(const em_records *r, int K, em__prun **runs, size_t **first, em__wbatch *b);
+/* Merges the partial runs p[0, n) of records r (sorted by window, then collect order) into the state: the runs of
+ * a window are combined in collect order, so the state does not depend on where or how often this runs. LOCAL. */
+void em__wstate_merge(em__wstate *s, const em_records *r, const em__prun *p, size_t n);
 /* Takes every window with end <= wm (all of them when wm == INT64_MAX) out of the state: *closed gets them (by
  * start, malloc'd; NULL when none), *nrows their number of keys (the rows they will make). Returns how many. LOCAL. */
 size_t em__wstate_close(em__wstate *s, int64_t wm, em__win **closed, uint64_t *nrows);
-/* Appends the rows of closed windows w[0, n) to `rows`, in output order. Touches nothing but its arguments (the
- * commit thread runs it). LOCAL. */
-void em__wins_rows(em_stream_agg agg, int64_t window_ms, const em__win *w, size_t n, em__buf *rows);
 /* Frees closed windows (em__wins_free(NULL, 0) is a no-op). */
 void em__wins_free(em__win *w, size_t n);
+/* Emits closed windows w[0, n) as row records (see above). Returns 0 or em_emit's error. */
+int em__wins_emit(em_stream_agg agg, const em__win *w, size_t n, em_emitter *out);
+/* Appends the CSV rows of the row records in r (records with an 8-byte key; the others are skipped) to `rows`, in
+ * output order: windows by start, and the rows of one window (one run per key partition, disjoint keys) merged by
+ * key. Touches nothing but its arguments (the commit thread runs it). LOCAL. */
+void em__rows_text(em_stream_agg agg, int64_t window_ms, const em_records *r, em__buf *rows);
+/* The number of rows in the row records of r. */
+uint64_t em__rows_count(const em_records *r, em_stream_agg agg);
+
+/* The windows section of a state file (or of an EMWCKPT1/2 checkpoint, drawn in keystate.c): appends s to b. */
+void em__wstate_encode(const em__wstate *s, em__buf *b);
+/* Reads a windows section from *p (advanced past it; v1: EMWCKPT1's wider fields) into s, keeping only the keys of
+ * key partition k of K when K > 0. Returns 0, -1 (the lengths do not fit the bytes) or -2 (a key twice in a
+ * window; *bad_win is that window). LOCAL. */
+int em__wstate_decode(em__wstate *s, const uint8_t **p, const uint8_t *end, int v1, int K, int k, int64_t *bad_win);
 
 /* Building a run from a checkpoint: append entries in any order, then seal (sorts; -1 if a key is there twice). */
 void em__wrun_push(em__wrun *r, const void *key, uint32_t klen, const uint8_t *a, size_t as);
 int em__wrun_seal(em__wrun *r, size_t as);
+
+/* ---- the window state partitioned by key (keystate.c) ---- */
+
+#define EM__KSTATS_LEN 40 /* a close task's counters record, see keystate.c */
+
+/* The checkpoint as read from its bytes (keystate.c draws the format). Pointers point into those bytes. */
+typedef struct em__ckpt {
+    int version;                 /* 1, 2 (the state inline) or 3 (per-partition state files) */
+    uint64_t batch, out_bytes;
+    int64_t window_ms, slide_ms, lateness_ms;
+    uint32_t agg, nlog;          /* aggregate, log partitions */
+    const uint8_t *offsets;      /* nlog little-endian u64 */
+    int64_t max_seen, wm;
+    uint64_t events, late, bad, rows;
+    const uint8_t *out_path;     /* not NUL-terminated */
+    uint32_t out_len;
+    int kparts;                  /* key partitions (versions 1, 2: the caller's) */
+    const uint8_t *parts;        /* version 3: kparts x (u64 size, u32 crc32) of the state files */
+    const uint8_t *state, *state_end; /* versions 1, 2: the windows section */
+} em__ckpt;
+
+/* Parses and checks (magic, crc, lengths) a checkpoint's bytes; `path` names it in messages; kparts_default: the
+ * key partitions of a version 1 or 2 checkpoint. Returns 0 or EM_EPARSE with the message set. LOCAL. */
+int em__ckpt_parse(const uint8_t *p, size_t n, const char *path, int kparts_default, em__ckpt *c);
+/* A version 3 checkpoint's bytes; the output length at EM__CK_OUT_BYTES and the crc are set by em__ckpt_seal. */
+#define EM__CK_OUT_BYTES 16
+void em__ckpt_encode(const em__ckpt *c, const uint8_t *part_size_crc, em__buf *b);
+void em__ckpt_seal(em__buf *b, uint64_t out_bytes);
+/* CHECKPOINT/state/<batch>.<k>: the state file of key partition k after `batch`. malloc'd. */
+char *em__state_path(const char *ckdir, uint64_t batch, int k);
+
+/* The keyed state of one query on this rank: the partitions whose close tasks ran here last, and the partial
+ * records of the batches the checkpoint on disk does not cover yet (every rank keeps those, so that any rank can
+ * rebuild any partition: checkpoint + those batches). */
+typedef struct em__kstore em__kstore;
+em__kstore *em__kstore_new(em_ctx *ctx, const em_stream_opts *o, int kparts, const char *ckdir, const char *ckpt_path);
+void em__kstore_free(em__kstore *ks);
+/* Keeps batch `batch`'s collected records r with their em__partials_index (all three moved from the caller; r NULL:
+ * a batch without events, e.g. the final flush) and the watermark after it. Main thread, between actions. LOCAL. */
+void em__kstore_add(em__kstore *ks, uint64_t batch, int64_t wm, em_records *r, em__prun *runs, size_t *first);
+/* Forgets the batches <= c (the checkpoint on disk covers them). LOCAL. */
+void em__kstore_trim(em__kstore *ks, int64_t c);
+/* The close dataset of `batch` (kept by em__kstore_add): partition k merges the batch's partials of key partition k
+ * into the state, takes out the windows the watermark closed (their row records), writes the state file, and ends
+ * with its counters record. Its tasks prefer the rank of their partition's home (em_cache-like placement), where
+ * the state is; anywhere else they rebuild it. LOCAL (lazy). */
+em_ds *em__kstore_close_ds(em__kstore *ks, uint64_t batch);
+/* The counters record of a close task, decoded. */
+typedef struct em__kstats {
+    int k, rank;       /* key partition, the rank that ran the task (holds the partition now) */
+    uint64_t keys;     /* (window, key) entries left in the state */
+    uint64_t rows;     /* rows of the closed windows */
+    uint64_t size;     /* bytes of the state file (0: none, the state is empty) */
+    uint32_t crc;      /* its crc32 */
+} em__kstats;
+/* Decodes the counters record x of a close task: 1, 0 when x is not one. */
+int em__kstats_get(const em_rec *x, em__kstats *st);
 
 #endif

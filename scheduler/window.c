@@ -1,12 +1,13 @@
 /* window.c — the state of event-time windows in the streaming engine (shared DESIGN.md §7; semantics in the
  * em_stream_* section of include/ember.h, formats in scheduler/stream.h): numbers and accumulators, the window
- * state that every rank keeps (one sorted run of keys per open window), the merge of a batch's partials into it,
- * and the output rows of closed windows. The per-task stage that makes the partials is wtask.c.
+ * state of one key partition (one sorted run of keys per open window; keystate.c keeps the partitions), the merge
+ * of a batch's partials into it, closed windows as row records, and the CSV rows of closed windows. The per-task
+ * stage that makes the partials is wtask.c.
  *
  * Why runs (1M distinct keys per window is the benchmark's case): a batch's partials for a window arrive as runs
- * sorted by key (one per task; wtask.c sorts them in the tasks, in parallel), so merging them into the state is a
- * k-way merge (sequential memory, no hashing of 1M keys on every rank), and a closed window is already in output
- * order: no sort when it closes.
+ * sorted by key (one per task and key partition; wtask.c sorts them in the tasks, in parallel), so merging them into
+ * the state is a k-way merge (sequential memory, no hashing of the keys again), and a closed window is already in
+ * key order: its rows are the merge of one sorted run per key partition (disjoint keys), no sort.
  */
 #include "scheduler/stream.h"
 
@@ -306,17 +307,10 @@ em__win *em__wstate_win(em__wstate *s, int64_t start)
     return &s->wins[lo];
 }
 
-/* A run of partial records: records [b, e) of one window, one block each (see stream.h), whose entries are in
- * strictly increasing key order across the blocks. */
-typedef struct prun {
-    int64_t win;
-    size_t b, e;
-    size_t seq; /* collect order */
-} prun;
-
 static int prun_cmp(const void *pa, const void *pb)
 {
-    const prun *a = pa, *b = pb;
+    const em__prun *a = pa, *b = pb;
+    if (a->k != b->k) return a->k < b->k ? -1 : 1;
     if (a->win != b->win) return a->win < b->win ? -1 : 1;
     return (a->seq > b->seq) - (a->seq < b->seq);
 }
@@ -405,7 +399,7 @@ static void heap_down(size_t *h, size_t n, const cur *c, size_t i)
 }
 
 /* win's run := the k-way merge of itself and the partial runs p[0, np) (records of r). */
-static void merge_window(em__wstate *s, em__win *w, const em_records *r, const prun *p, size_t np)
+static void merge_window(em__wstate *s, em__win *w, const em_records *r, const em__prun *p, size_t np)
 {
     const size_t as = em__acc_size(s->agg);
     size_t nc = np + 1, bytes = 0;
@@ -444,12 +438,37 @@ static void merge_window(em__wstate *s, em__win *w, const em_records *r, const p
     w->run = out;
 }
 
-void em__wstate_merge(em__wstate *s, const em_records *r, em__wbatch *b)
+/* The window of a partial or row record: em_i64_get of the key's last 8 bytes. */
+static int64_t rec_win(const em_rec *x)
 {
-    prun *p = NULL;
+    return (int64_t)(em__load_be64((const uint8_t *)x->key + x->klen - 8) ^ 0x8000000000000000ULL);
+}
+
+/* Appends record i (key of klen bytes: the partial or row layout of stream.h) to the runs: it continues the last
+ * run when its flag says so and that run is of the same partition and window and ends just before it. */
+static void runs_add(em__prun **p, size_t *np, size_t *pcap, const em_records *r, size_t i, int k)
+{
+    const em_rec *x = &r->recs[i];
+    int64_t win = rec_win(x);
+    if ((((const uint8_t *)x->val)[0] & 1) && *np && (*p)[*np - 1].e == i && (*p)[*np - 1].win == win &&
+        (*p)[*np - 1].k == k) {
+        (*p)[*np - 1].e = i + 1;
+        return;
+    }
+    if (*np == *pcap) {
+        *pcap = *pcap ? 2 * *pcap : 64;
+        *p = em__realloc(*p, *pcap * sizeof **p);
+    }
+    (*p)[*np] = (em__prun){win, i, i + 1, *np, k};
+    (*np)++;
+}
+
+void em__partials_index(const em_records *r, int K, em__prun **runs, size_t **first, em__wbatch *b)
+{
+    em__prun *p = NULL;
     size_t np = 0, pcap = 0;
     *b = (em__wbatch){0, 0, 0, INT64_MIN};
-    for (size_t i = 0; i < r->n; i++) {
+    for (size_t i = 0; r && i < r->n; i++) {
         const em_rec *x = &r->recs[i];
         if (x->klen == 0) {
             if (x->vlen != EM__WSTATS_LEN) continue;
@@ -461,25 +480,33 @@ void em__wstate_merge(em__wstate *s, const em_records *r, em__wbatch *b)
             continue; /* it also ends the task's last run: the next record is not adjacent to it */
         }
         if (x->klen == 1) continue; /* the poll's record, collected with the batch (stream.c) */
-        EM_ASSERT(x->klen == 8 && x->vlen >= 1);
-        int64_t win = (int64_t)(em__load_be64(x->key) ^ 0x8000000000000000ULL); /* em_i64_get */
-        if ((((const uint8_t *)x->val)[0] & 1) && np && p[np - 1].e == i && p[np - 1].win == win) {
-            p[np - 1].e = i + 1;
-            continue;
-        }
-        if (np == pcap) {
-            pcap = pcap ? 2 * pcap : 64;
-            p = em__realloc(p, pcap * sizeof *p);
-        }
-        p[np] = (prun){win, i, i + 1, np};
-        np++;
+        EM_ASSERT(x->klen == 10 && x->vlen >= 1);
+        const uint8_t *kb = x->key;
+        int k = kb[0] << 8 | kb[1];
+        EM_ASSERT(k < K);
+        runs_add(&p, &np, &pcap, r, i, k);
     }
-    qsort(p, np, sizeof *p, prun_cmp);
+    if (np) qsort(p, np, sizeof *p, prun_cmp);
+    size_t *f = em__calloc((size_t)K + 1, sizeof *f);
+    for (size_t i = 0; i < np; i++) f[p[i].k + 1]++;
+    for (int k = 0; k < K; k++) f[k + 1] += f[k];
+    *runs = p;
+    *first = f;
+}
+
+void em__wstate_merge(em__wstate *s, const em_records *r, const em__prun *p, size_t np)
+{
     for (size_t i = 0, j; i < np; i = j) {
         for (j = i + 1; j < np && p[j].win == p[i].win; j++) {}
         merge_window(s, em__wstate_win(s, p[i].win), r, p + i, j - i);
     }
-    free(p);
+}
+
+uint64_t em__wstate_keys(const em__wstate *s)
+{
+    uint64_t n = 0;
+    for (size_t w = 0; w < s->n; w++) n += s->wins[w].run.n;
+    return n;
 }
 
 /* ---- output rows ---- */
@@ -578,38 +605,232 @@ void em__wins_free(em__win *w, size_t n)
     free(w);
 }
 
-void em__wins_rows(em_stream_agg agg, int64_t window_ms, const em__win *wins, size_t n, em__buf *rows)
+#define ROW_BLOCK 65536 /* bytes of entries in a row record (as wtask.c's partial records) */
+
+int em__wins_emit(em_stream_agg agg, const em__win *w, size_t n, em_emitter *out)
+{
+    const size_t as = em__acc_size(agg);
+    em__buf blk;
+    em__buf_init(&blk);
+    int rc = 0;
+    uint8_t wk[8];
+    for (size_t k = 0; k < n && rc >= 0; k++) {
+        const em__wrun *r = &w[k].run;
+        if (!r->n) continue;
+        em_i64_put(wk, w[k].start);
+        blk.len = 0;
+        em__buf_grow(&blk, ROW_BLOCK + 16 + as);
+        blk.p[blk.len++] = 0; /* the first block of this window */
+        for (size_t i = 0; i < r->n && rc >= 0; i++) {
+            if (blk.len > ROW_BLOCK) {
+                rc = em_emit(out, wk, 8, blk.p, (uint32_t)blk.len);
+                blk.len = 0;
+                blk.p[blk.len++] = 1; /* continues it */
+            }
+            const size_t kl = r->koff[i + 1] - r->koff[i];
+            em__buf_grow(&blk, 10 + kl + as);
+            uint8_t *d = blk.p + blk.len;
+            for (size_t v = kl;; v >>= 7) { /* LEB128 */
+                *d++ = (uint8_t)((v & 127) | (v > 127 ? 128 : 0));
+                if (v <= 127) break;
+            }
+            if (kl) memcpy(d, r->keys + r->koff[i], kl);
+            d += kl;
+            memcpy(d, r->accs + i * as, as);
+            blk.len = (size_t)(d + as - blk.p);
+        }
+        if (rc >= 0) rc = em_emit(out, wk, 8, blk.p, (uint32_t)blk.len);
+    }
+    em__buf_release(&blk);
+    return rc;
+}
+
+/* The runs of the row records of r (8-byte keys), sorted by (window, collect order). */
+static em__prun *row_runs(const em_records *r, size_t *np)
+{
+    em__prun *p = NULL;
+    size_t pcap = 0;
+    *np = 0;
+    for (size_t i = 0; i < r->n; i++)
+        if (r->recs[i].klen == 8 && r->recs[i].vlen >= 1) runs_add(&p, np, &pcap, r, i, 0);
+    if (*np) qsort(p, *np, sizeof *p, prun_cmp);
+    return p;
+}
+
+uint64_t em__rows_count(const em_records *r, em_stream_agg agg)
+{
+    const size_t as = em__acc_size(agg);
+    uint64_t n = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->recs[i].klen != 8 || r->recs[i].vlen < 1) continue;
+        cur c = cur_partials(r->recs, i, i + 1, as);
+        while (cur_load(&c)) n++;
+    }
+    return n;
+}
+
+void em__rows_text(em_stream_agg agg, int64_t window_ms, const em_records *r, em__buf *rows)
 {
     const int64_t W = window_ms;
     const size_t as = em__acc_size(agg);
+    size_t np;
+    em__prun *p = row_runs(r, &np);
     /* One reservation for every row: an upper bound (pages never written are never touched), so the buffer is not
-     * grown and copied as the rows come. */
-    size_t bound = 0;
-    for (size_t k = 0; k < n; k++) {
-        const em__wrun *r = &wins[k].run;
-        bound += r->n * (size_t)(64 + 4 + VALUE_MAX) + 2 * (r->n ? r->koff[r->n] : 0);
-    }
-    if (bound) em__buf_grow(rows, bound);
-    for (size_t k = 0; k < n; k++) {
-        const em__win *w = &wins[k];
-        const em__wrun *r = &w->run;
+     * grown and copied as the rows come. Per entry at least 1 + as bytes of records. */
+    size_t bytes = 0;
+    for (size_t i = 0; i < r->n; i++)
+        if (r->recs[i].klen == 8) bytes += r->recs[i].vlen;
+    if (bytes) em__buf_grow(rows, bytes / (1 + as) * (size_t)(64 + 4 + VALUE_MAX) + 2 * bytes);
+    cur *c = em__malloc((np ? np : 1) * sizeof *c);
+    size_t *h = em__malloc((np ? np : 1) * sizeof *h);
+    for (size_t i = 0, j; i < np; i = j) {
+        for (j = i + 1; j < np && p[j].win == p[i].win; j++) {}
+        const int64_t start = p[i].win;
         char head[64];
-        size_t hl = fmt_i64(head, w->start);
+        size_t hl = fmt_i64(head, start);
         head[hl++] = ',';
-        hl += fmt_i64(head + hl, w->start + W);
+        hl += fmt_i64(head + hl, start + W);
         head[hl++] = ',';
-        for (size_t i = 0; i < r->n; i++) {
-            size_t kl = r->koff[i + 1] - r->koff[i];
-            size_t need = hl + 2 * kl + 2 + 1 + VALUE_MAX + 1;
+        size_t nh = 0;
+        for (size_t q = i; q < j; q++) {
+            c[q - i] = cur_partials(r->recs, p[q].b, p[q].e, as);
+            if (cur_load(&c[q - i])) h[nh++] = q - i;
+        }
+        for (size_t q = nh / 2; q-- > 0;) heap_down(h, nh, c, q);
+        while (nh) {
+            cur *m = &c[h[0]];
+            size_t need = hl + 2 * (size_t)m->kl + 2 + 1 + VALUE_MAX + 1;
             if (rows->len + need > rows->cap) em__buf_grow(rows, need);
             char *d = (char *)rows->p + rows->len, *d0 = d;
             memcpy(d, head, hl);
             d += hl;
-            d += fmt_csv_field(d, r->keys + r->koff[i], kl);
+            d += fmt_csv_field(d, m->k, m->kl);
             *d++ = ',';
-            d += fmt_value(d, agg, r->accs + i * as);
+            d += fmt_value(d, agg, m->a);
             *d++ = '\n';
             rows->len += (size_t)(d - d0);
+            if (!cur_load(m)) h[0] = h[--nh];
+            if (nh > 1) heap_down(h, nh, c, 0);
         }
     }
+    free(c);
+    free(h);
+    free(p);
+}
+
+/* ---- the windows section of a state file ---- */
+
+static uint8_t *put_leb(uint8_t *d, uint64_t v)
+{
+    for (; v > 127; v >>= 7) *d++ = (uint8_t)(v | 128);
+    *d++ = (uint8_t)v;
+    return d;
+}
+
+void em__wstate_encode(const em__wstate *s, em__buf *b)
+{
+    const size_t as = em__acc_size(s->agg);
+    const int is_count = s->agg == EM_STREAM_COUNT;
+    size_t need = 8;
+    for (size_t w = 0; w < s->n; w++) {
+        const em__wrun *r = &s->wins[w].run;
+        need += 16 + r->n * (5 + (as > 10 ? as : 10)) + (r->n ? r->koff[r->n] : 0);
+    }
+    em__buf_grow(b, need);
+    uint8_t *d = b->p + b->len; /* room was made above: no bounds check per key */
+    em__put64(d, s->n);
+    d += 8;
+    for (size_t w = 0; w < s->n; w++) {
+        const em__wrun *r = &s->wins[w].run;
+        em__put64(d, (uint64_t)s->wins[w].start);
+        em__put64(d + 8, r->n);
+        d += 16;
+        for (size_t i = 0; i < r->n; i++) {
+            size_t kl = r->koff[i + 1] - r->koff[i];
+            d = put_leb(d, kl);
+            if (kl) memcpy(d, r->keys + r->koff[i], kl);
+            d += kl;
+            if (is_count) {
+                d = put_leb(d, em__get64(r->accs + i * 8));
+            } else {
+                memcpy(d, r->accs + i * as, as);
+                d += as;
+            }
+        }
+    }
+    b->len = (size_t)(d - b->p);
+}
+
+/* A bounds-checked reader. */
+typedef struct rd {
+    const uint8_t *p, *end;
+    int bad;
+} rd;
+static const uint8_t *rd_take(rd *r, size_t n)
+{
+    if ((size_t)(r->end - r->p) < n) {
+        r->bad = 1;
+        r->p = r->end;
+        return NULL;
+    }
+    const uint8_t *q = r->p;
+    r->p += n;
+    return q;
+}
+static uint64_t rd_u64(rd *r)
+{
+    const uint8_t *q = rd_take(r, 8);
+    return q ? em__get64(q) : 0;
+}
+static uint32_t rd_u32(rd *r)
+{
+    const uint8_t *q = rd_take(r, 4);
+    return q ? (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24 : 0;
+}
+static uint64_t rd_leb(rd *r)
+{
+    uint64_t v = 0;
+    for (int sh = 0; sh < 64; sh += 7) {
+        const uint8_t *q = rd_take(r, 1);
+        if (!q) return 0;
+        v |= (uint64_t)(*q & 127) << sh;
+        if (!(*q & 128)) return v;
+    }
+    r->bad = 1;
+    return 0;
+}
+
+int em__wstate_decode(em__wstate *s, const uint8_t **p, const uint8_t *end, int v1, int K, int k, int64_t *bad_win)
+{
+    const size_t as = em__acc_size(s->agg);
+    rd r = {*p, end, 0};
+    uint64_t nw = rd_u64(&r);
+    for (uint64_t i = 0; i < nw && !r.bad; i++) {
+        int64_t start = (int64_t)rd_u64(&r);
+        uint64_t nk = rd_u64(&r);
+        em__win *wn = NULL;
+        for (uint64_t j = 0; j < nk && !r.bad; j++) {
+            uint64_t kl = v1 ? rd_u32(&r) : rd_leb(&r);
+            if (kl > UINT32_MAX) r.bad = 1;
+            const uint8_t *kp = rd_take(&r, (size_t)kl), *ap;
+            uint8_t cnt[8];
+            if (!v1 && s->agg == EM_STREAM_COUNT) {
+                em__put64(cnt, rd_leb(&r));
+                ap = cnt;
+            } else {
+                ap = rd_take(&r, as);
+            }
+            if (r.bad) break;
+            if (K > 1 && em__key_part(em__hash_key(kp, (size_t)kl), K) != k) continue;
+            if (!wn) wn = em__wstate_win(s, start);
+            em__wrun_push(&wn->run, kp, (uint32_t)kl, ap, as);
+        }
+        if (!r.bad && wn && em__wrun_seal(&wn->run, as) < 0) {
+            *bad_win = start;
+            return -2;
+        }
+    }
+    if (r.bad) return -1;
+    *p = r.p;
+    return 0;
 }

@@ -16,6 +16,7 @@
 #include "runtime/log.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +117,8 @@ typedef struct em__wtask {
     tslot *slot;
     size_t nslot; /* a power of two, >= 2 n */
     uint64_t *koff; /* per entry: its key's offset in keys */
+    uint16_t *kp;   /* per entry: its key partition (em__key_part) */
+    int kparts;     /* key partitions of the window state */
     uint8_t *accs;  /* per entry (not inline_acc) */
     size_t n, ecap;
     uint8_t *keys;
@@ -127,25 +130,6 @@ typedef struct em__wtask {
     int has_max;
 } em__wtask;
 
-static uint64_t hash_bytes(const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (n * 0xC2B2AE3D27D4EB4FULL);
-    while (n >= 8) {
-        uint64_t w = em__load64(b);
-        h = (h ^ (w * 0xBF58476D1CE4E5B9ULL)) * 0x94D049BB133111EBULL;
-        h ^= h >> 29;
-        b += 8;
-        n -= 8;
-    }
-    /* the last 0..7 bytes, as overlapping loads (the length is already in h) */
-    uint64_t w = n >= 4 ? (uint64_t)em__load32(b) << 32 | em__load32(b + n - 4)
-               : n ? (uint64_t)b[0] << 16 | (uint64_t)b[n / 2] << 8 | b[n - 1] : 0;
-    h = (h ^ (w * 0xBF58476D1CE4E5B9ULL)) * 0x94D049BB133111EBULL;
-    h ^= h >> 31;
-    return h;
-}
-
 /* The hash of (window, key) from the key's hash. */
 static inline uint64_t win_hash(uint64_t hk, int64_t win)
 {
@@ -153,25 +137,64 @@ static inline uint64_t win_hash(uint64_t hk, int64_t win)
     return h ^ (h >> 32);
 }
 
+/* The slot array of this thread's last table, kept for the next task: a batch's tasks look alike, and zeroing
+ * memory the thread already has costs far less than faulting in fresh pages (each task would otherwise fault in
+ * its whole table: tens of MB per batch, and page faults are slow in a VM). */
+static _Thread_local tslot *spare;
+static _Thread_local size_t spare_n;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+static pthread_key_t spare_key; /* frees the spare when its thread ends */
+
+static void spare_key_make(void) { EM_ASSERT(pthread_key_create(&spare_key, free) == 0); }
+
+/* Zeroed slots, at least n (a power of two) of them: *got says how many. */
+static tslot *slots_get(size_t n, size_t *got)
+{
+    if (spare && spare_n >= n && spare_n <= 4 * n) {
+        tslot *s = spare;
+        *got = spare_n;
+        spare = NULL;
+        memset(s, 0, *got * sizeof *s);
+        return s;
+    }
+    *got = n;
+    return em__calloc(n, sizeof(tslot));
+}
+
+/* Gives slots back: kept as the spare if it is the bigger one. */
+static void slots_put(tslot *s, size_t n)
+{
+    if (!s) return;
+    if (n < spare_n) {
+        free(s);
+        return;
+    }
+    free(spare);
+    spare = s;
+    spare_n = n;
+    pthread_once(&spare_once, spare_key_make);
+    pthread_setspecific(spare_key, s);
+}
+
 static void wt_rehash(em__wtask *t, size_t nslot)
 {
     tslot *old = t->slot;
     size_t nold = t->nslot;
     EM_ASSERT(nslot <= ((size_t)1 << 31));
-    t->slot = em__calloc(nslot, sizeof *t->slot);
+    t->slot = slots_get(nslot, &nslot);
     t->nslot = nslot;
     for (size_t i = 0; i < nold; i++) {
         const tslot *s = &old[i];
         if (!s->idx) continue;
-        size_t j = win_hash(hash_bytes(t->keys + t->koff[s->idx - 1], s->klen), s->win) & (nslot - 1);
+        size_t j = win_hash(em__hash_key(t->keys + t->koff[s->idx - 1], s->klen), s->win) & (nslot - 1);
         while (t->slot[j].idx) j = (j + 1) & (nslot - 1);
         t->slot[j] = *s;
     }
-    free(old);
+    slots_put(old, nold);
 }
 
 /* The slot of (win, key) with hash h, a zeroed entry inserted if absent. */
-static tslot *wt_get(em__wtask *t, uint64_t h, int64_t win, const void *k, uint32_t kl, uint64_t pre)
+static tslot *wt_get(em__wtask *t, uint64_t hk, uint64_t h, int64_t win, const void *k, uint32_t kl, uint64_t pre)
 {
     if (2 * (t->n + 1) > t->nslot) wt_rehash(t, t->nslot ? 2 * t->nslot : 4096);
     const size_t mask = t->nslot - 1;
@@ -185,6 +208,7 @@ static tslot *wt_get(em__wtask *t, uint64_t h, int64_t win, const void *k, uint3
     if (t->n == t->ecap) {
         t->ecap = t->ecap ? 2 * t->ecap : 1024;
         t->koff = em__realloc(t->koff, t->ecap * sizeof *t->koff);
+        t->kp = em__realloc(t->kp, t->ecap * sizeof *t->kp);
         if (!t->inline_acc) t->accs = em__realloc(t->accs, t->ecap * t->as);
     }
     if (t->klen + kl > t->kcap) {
@@ -193,6 +217,7 @@ static tslot *wt_get(em__wtask *t, uint64_t h, int64_t win, const void *k, uint3
     }
     if (kl) memcpy(t->keys + t->klen, k, kl);
     t->koff[t->n] = t->klen;
+    t->kp[t->n] = (uint16_t)em__key_part(hk, t->kparts);
     t->klen += kl;
     if (!t->inline_acc) memset(t->accs + t->n * t->as, 0, t->as);
     *s = (tslot){win, pre, kl, (uint32_t)++t->n, 0};
@@ -200,25 +225,27 @@ static tslot *wt_get(em__wtask *t, uint64_t h, int64_t win, const void *k, uint3
 }
 
 /* `nrec`: the records the task will read (0: unknown), to size the table once instead of growing it. */
-static em__wtask *wtask_new(const em_stream_opts *o, int64_t wm, int64_t part, uint64_t nrec)
+static em__wtask *wtask_new(const em__wtask_arg *b, int64_t part, uint64_t nrec)
 {
+    const em_stream_opts *o = b->o;
     em__wtask *t = em__calloc(1, sizeof *t);
+    t->kparts = b->kparts;
     t->part = part;
     t->o = o;
     t->agg = o->agg;
     t->as = em__acc_size(o->agg);
     t->inline_acc = t->as == 8;
-    t->wm = wm;
+    t->wm = b->wm;
     /* entries expected: at most one per record and window it falls in (capped: keys usually repeat) */
     uint64_t per = (uint64_t)(o->window_ms / o->slide_ms), want = nrec * (per < 4 ? per : 4);
     if (want > ((uint64_t)1 << 22)) want = (uint64_t)1 << 22;
     if (want > 1024) {
         size_t ns = 4096;
         while (ns < 2 * want) ns *= 2;
-        t->slot = em__calloc(ns, sizeof *t->slot);
-        t->nslot = ns;
+        t->slot = slots_get(ns, &t->nslot);
         t->ecap = (size_t)want;
         t->koff = em__malloc(t->ecap * sizeof *t->koff);
+        t->kp = em__malloc(t->ecap * sizeof *t->kp);
         if (!t->inline_acc) t->accs = em__malloc(t->ecap * t->as);
     }
     return t;
@@ -244,7 +271,7 @@ static inline void wt_apply(em__wtask *t, uint64_t hk, uint64_t pre, int64_t tm,
 {
     const int64_t W = t->o->window_ms, S = t->o->slide_ms, wm = t->wm;
     for (int64_t s = last; s > tm - W && s + W > wm; s -= S) {
-        tslot *sl = wt_get(t, win_hash(hk, s), s, key, klen, pre);
+        tslot *sl = wt_get(t, hk, win_hash(hk, s), s, key, klen, pre);
         if (t->inline_acc) sl->cnt++;
         else em__acc_add(t->agg, t->accs + (size_t)(sl->idx - 1) * t->as, v);
     }
@@ -288,7 +315,7 @@ static void wtask_add(em__wtask *t, int64_t tm, const void *key, uint32_t klen, 
         report_bad(t, off, rec, "value is not a number:", val, vlen);
         return;
     }
-    const uint64_t hk = hash_bytes(key, klen), pre = em__key_prefix(key, klen);
+    const uint64_t hk = em__hash_key(key, klen), pre = em__key_prefix(key, klen);
     if (klen > PIPE_KEY) { /* too long to hold: in order, after the events before it */
         fifo_drain(t);
         wt_apply(t, hk, pre, tm, last, key, klen, &v);
@@ -308,60 +335,36 @@ static void wtask_add(em__wtask *t, int64_t tm, const void *key, uint32_t klen, 
 
 static void wt_free(em__wtask *t)
 {
-    free(t->slot);
+    slots_put(t->slot, t->nslot);
     free(t->koff);
+    free(t->kp);
     free(t->accs);
     free(t->keys);
     free(t);
 }
 
-/* Emits the partials in (window, key) order, packed in blocks, then the counters record; frees t (also when out is
- * NULL: nothing is emitted). Returns 0 or em_emit's error. */
-static int wtask_finish(em__wtask *t, em_emitter *out)
+/* Emits the items it[0, n) of key partition k as partial records: per window, blocks of at most BLOCK_BYTES (or
+ * one entry), one record per block, not per (window, key). */
+static int emit_part(const em__wtask *t, em_emitter *out, const em__sitem *it, size_t n, int k, const uint64_t *cnt,
+                     em__buf *blk)
 {
-    if (!t) return 0;
+    uint8_t wk[10];
     int rc = 0;
-    if (!out) goto done;
-    fifo_drain(t);
-    /* Sort items from one pass over the slots; counts move to a dense array (item idx: its place there; otherwise
-     * idx is the entry), so that after the sort the emit reads the items in order, a small array at random, and
-     * the key arena only for keys over 8 bytes (a shorter key is its prefix). */
-    em__sitem *it = em__malloc((t->n ? t->n : 1) * sizeof *it);
-    uint64_t *cnt = t->inline_acc ? em__malloc((t->n ? t->n : 1) * sizeof *cnt) : NULL;
-    uint32_t maxk = 0;
-    size_t m = 0;
-    for (size_t j = 0; j < t->nslot; j++) {
-        const tslot *s = &t->slot[j];
-        if (!s->idx) continue;
-        uint32_t idx = s->idx - 1;
-        if (cnt) cnt[m] = s->cnt, idx = (uint32_t)m;
-        it[m++] = (em__sitem){(uint64_t)s->win ^ 0x8000000000000000ULL, s->pre, t->keys + t->koff[s->idx - 1],
-                              s->klen, idx};
-        if (s->klen > maxk) maxk = s->klen;
-    }
-    EM_ASSERT(m == t->n);
-    free(t->slot); /* not needed any more: the sort allocates */
-    t->slot = NULL;
-    t->nslot = 0;
-    em__sort_items(it, t->n);
-    /* Blocks of at most BLOCK_BYTES (or one entry): one record per block, not per (window, key). */
-    em__buf blk;
-    em__buf_init(&blk);
-    em__buf_grow(&blk, BLOCK_BYTES + 5 + (size_t)maxk + 8 + t->as);
-    uint8_t wk[8];
-    for (size_t i = 0; i < t->n && rc >= 0;) {
+    wk[0] = (uint8_t)(k >> 8);
+    wk[1] = (uint8_t)k;
+    for (size_t i = 0; i < n && rc >= 0;) {
         const uint64_t whi = it[i].hi;
-        em_i64_put(wk, (int64_t)(whi ^ 0x8000000000000000ULL));
-        blk.len = 0;
-        blk.p[blk.len++] = 0; /* the first block of this window's run */
-        for (; i < t->n && it[i].hi == whi && rc >= 0; i++) {
-            if (blk.len > BLOCK_BYTES) {
-                rc = em_emit(out, wk, 8, blk.p, (uint32_t)blk.len);
-                blk.len = 0;
-                blk.p[blk.len++] = 1; /* continues the run */
+        em_i64_put(wk + 2, (int64_t)(whi ^ 0x8000000000000000ULL));
+        blk->len = 0;
+        blk->p[blk->len++] = 0; /* the first block of this window's run */
+        for (; i < n && it[i].hi == whi && rc >= 0; i++) {
+            if (blk->len > BLOCK_BYTES) {
+                rc = em_emit(out, wk, sizeof wk, blk->p, (uint32_t)blk->len);
+                blk->len = 0;
+                blk->p[blk->len++] = 1; /* continues the run */
             }
-            em__buf_grow(&blk, 5 + (size_t)it[i].kl + t->as);
-            uint8_t *d = blk.p + blk.len;
+            em__buf_grow(blk, 5 + (size_t)it[i].kl + t->as);
+            uint8_t *d = blk->p + blk->len;
             const uint32_t kl = it[i].kl;
             for (uint32_t v = kl;; v >>= 7) { /* LEB128 */
                 *d++ = (uint8_t)((v & 127) | (v > 127 ? 128 : 0));
@@ -374,11 +377,70 @@ static int wtask_finish(em__wtask *t, em_emitter *out)
             d += kl;
             if (cnt) em__put64(d, cnt[it[i].idx]);
             else memcpy(d, t->accs + (size_t)it[i].idx * t->as, t->as);
-            blk.len = (size_t)(d + t->as - blk.p);
+            blk->len = (size_t)(d + t->as - blk->p);
         }
-        if (rc >= 0) rc = em_emit(out, wk, 8, blk.p, (uint32_t)blk.len);
+        if (rc >= 0) rc = em_emit(out, wk, sizeof wk, blk->p, (uint32_t)blk->len);
+    }
+    return rc;
+}
+
+/* Emits the partials grouped by key partition, each group in (window, key) order, then the counters record; frees
+ * t (also when out is NULL: nothing is emitted). Returns 0 or em_emit's error. */
+static int wtask_finish(em__wtask *t, em_emitter *out)
+{
+    if (!t) return 0;
+    int rc = 0;
+    if (!out) goto done;
+    fifo_drain(t);
+    /* Sort items from one pass over the slots; counts move to a dense array (item idx: its place there; otherwise
+     * idx is the entry), so that after the sort the emit reads the items in order, a small array at random, and
+     * the key arena only for keys over 8 bytes (a shorter key is its prefix). */
+    const size_t n = t->n;
+    em__sitem *it = em__malloc((n ? n : 1) * sizeof *it);
+    uint64_t *cnt = t->inline_acc ? em__malloc((n ? n : 1) * sizeof *cnt) : NULL;
+    /* key partition by item idx: the entry's own array, or (counts) a dense copy beside cnt */
+    uint16_t *ip = t->inline_acc && t->kparts > 1 ? em__malloc((n ? n : 1) * sizeof *ip) : t->kp;
+    uint32_t maxk = 0;
+    size_t m = 0;
+    for (size_t j = 0; j < t->nslot; j++) {
+        const tslot *s = &t->slot[j];
+        if (!s->idx) continue;
+        uint32_t idx = s->idx - 1;
+        if (cnt) {
+            if (ip != t->kp) ip[m] = t->kp[idx];
+            cnt[m] = s->cnt, idx = (uint32_t)m;
+        }
+        it[m++] = (em__sitem){(uint64_t)s->win ^ 0x8000000000000000ULL, s->pre, t->keys + t->koff[s->idx - 1],
+                              s->klen, idx};
+        if (s->klen > maxk) maxk = s->klen;
+    }
+    EM_ASSERT(m == n);
+    slots_put(t->slot, t->nslot); /* not needed any more: the sort allocates */
+    t->slot = NULL;
+    t->nslot = 0;
+    em__sort_items(it, n);
+    em__buf blk;
+    em__buf_init(&blk);
+    em__buf_grow(&blk, BLOCK_BYTES + 5 + (size_t)maxk + 8 + t->as);
+    if (t->kparts <= 1) {
+        rc = emit_part(t, out, it, n, 0, cnt, &blk);
+    } else {
+        /* a stable scatter by key partition keeps each group in (window, key) order */
+        const int K = t->kparts;
+        size_t *first = em__calloc((size_t)K + 1, sizeof *first);
+        for (size_t i = 0; i < n; i++) first[ip[it[i].idx] + 1]++;
+        for (int k = 0; k < K; k++) first[k + 1] += first[k];
+        size_t *at = em__malloc((size_t)K * sizeof *at);
+        memcpy(at, first, (size_t)K * sizeof *at);
+        em__sitem *g = em__malloc((n ? n : 1) * sizeof *g);
+        for (size_t i = 0; i < n; i++) g[at[ip[it[i].idx]]++] = it[i];
+        for (int k = 0; k < K && rc >= 0; k++) rc = emit_part(t, out, g + first[k], first[k + 1] - first[k], k, cnt, &blk);
+        free(g);
+        free(at);
+        free(first);
     }
     em__buf_release(&blk);
+    if (ip != t->kp) free(ip);
     free(it);
     free(cnt);
     uint8_t s[EM__WSTATS_LEN] = {0};
@@ -402,7 +464,7 @@ static void *fold_open(int part, int log_part, uint64_t nrec, void *arg)
 {
     (void)part;
     const em__wtask_arg *b = arg;
-    return wtask_new(b->o, b->wm, log_part, nrec);
+    return wtask_new(b, log_part, nrec);
 }
 
 static int fold_each(void *state, const em__log_rec *r)
@@ -417,7 +479,7 @@ static void *task_open(int part, void *arg)
 {
     (void)part;
     const em__wtask_arg *b = arg;
-    return wtask_new(b->o, b->wm, -1, 0);
+    return wtask_new(b, -1, 0);
 }
 
 static int task_each(void *state, const em_rec *in, em_emitter *out, void *arg)

@@ -174,6 +174,49 @@ for np in 1 2 3 4; do
   check_files "batches of 300 events at np=$np = one-batch model" "$TMP/nwant.csv" "$TMP/nout.csv"
 done
 
+# ---- the window state is partitioned by key: each rank holds about 1/n of it, together all of it ----
+# One batch of 20000 events over 3000 keys; the leader's event log has a stream_state event per batch with the
+# (window, key) entries each rank's close tasks left in the state. Those must sum to the open (window, key) pairs the
+# python3 model counts (the windows the watermark did not close), and each rank must hold 1/n of them within 15%.
+python3 - "$TMP/pk.csv" <<'PY'
+import random, sys
+r, t = random.Random(5), 1_700_000_000_000
+with open(sys.argv[1], "w") as f:
+    for i in range(20000):
+        t += r.randint(0, 5)
+        f.write("%d,key%d,1\n" % (t - r.randint(0, 2000), r.randrange(3000)))
+PY
+mklog "$TMP/pklog" 4 "$TMP/pk.csv"
+for np in 2 3; do
+  rm -rf "$TMP/pkck" "$TMP/pkout.csv" "$TMP/pkev.jsonl"
+  run $np --ember-event-log="$TMP/pkev.jsonl" --log "$TMP/pklog" --window 10s --slide 5s --lateness 3s \
+    --checkpoint "$TMP/pkck" --out "$TMP/pkout.csv" --until-end
+  check "partitioned state np=$np: exit 0" 0 "$(cat "$TMP/rc")"
+  verdict=$(python3 - "$TMP/pk.csv" "$TMP/pkev.jsonl" $np <<'PY'
+import json, sys
+W, S, L, n = 10000, 5000, 3000, int(sys.argv[3])
+pairs, mx = set(), None
+for line in open(sys.argv[1]):
+    t, k, _ = line.split(",")
+    t = int(t); mx = t if mx is None else max(mx, t)
+    s = t // S * S
+    while s > t - W:
+        pairs.add((s, k)); s -= S
+wm = mx - L
+want = sum(1 for (s, k) in pairs if s + W > wm)
+ev = [json.loads(l) for l in open(sys.argv[2]) if '"stream_state"' in l]
+if not ev: print("no stream_state event"); sys.exit()
+by = ev[-1]["keys_by_rank"]
+bad = [x for x in by if abs(x - want / n) > 0.15 * want / n]
+if len(by) != n or sum(by) != want or bad or want < 3000:
+    print("want %d entries, 1/%d each; ranks hold %s" % (want, n, by))
+else:
+    print("ok")
+PY
+)
+  check "partitioned state np=$np: each rank holds 1/$np of the (window, key) entries, all of them together" ok "$verdict"
+done
+
 # ---- exactly once: SIGKILL on every rank at many points, restart, repeat ----
 python3 "$TMP/wc.py" gen 3 1 60000 200 600000 30000 200000 0.01 "$D/x"
 mklog "$TMP/xlog" 4 "$D/x.0.csv"

@@ -1,0 +1,574 @@
+/* keystate.c — the window state of a streaming query partitioned by key (shared DESIGN.md §7: "shuffled by (window,
+ * key) to the owners of the window state"), and the checkpoint's format: a manifest plus one state file per key
+ * partition. The micro-batch loop that drives it is stream.c; the state of one partition is window.c's em__wstate.
+ *
+ * Keys are cut into K key partitions by em__key_part (a hash of the key bytes; K is fixed when the checkpoint is
+ * created: the number of ranks then). A batch's tasks (wtask.c) emit their partials grouped by key partition and
+ * em_collect hands them to every rank, which keeps them until the checkpoint on disk covers the batch. Then the
+ * batch's "close" dataset (K partitions) runs: its task for partition k merges the batch's partials of k into the
+ * state of k, takes out the windows the watermark has closed (their rows are the task's output, collected), and
+ * writes the state of k to a state file. Its node is pinned (scheduler/driver.c): the task of partition k runs on
+ * rank k mod size (or the next live rank), its home, so the state of k lives there from batch to batch and no other
+ * rank holds or merges it. A task that runs anywhere else (the home died, or a retry) rebuilds the state of k first:
+ * the checkpoint on disk (its state file of k) plus the partials of the later batches, which every rank keeps. So
+ * an executor's death costs a rebuild of its partitions, not a restart. The checkpoint directory must therefore be
+ * on a file system every rank sees (as in Spark and Flink): tasks read and write state files there.
+ *
+ * Exactly once: a task writes CHECKPOINT/state/<batch>.<k> (temporary name, then rename) before it finishes, so
+ * when the batch's collect returns every state file of the batch is complete; the leader's commit fsyncs them, then
+ * renames the manifest that names them over the old one. Files of batches older than the previous commit are
+ * removed after a commit (a rebuild that reads the manifest just before a commit still finds its files; if not,
+ * it reads the manifest again).
+ */
+#include "scheduler/stream.h"
+
+#include "operators/dataset.h"
+#include "runtime/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+/* ---- the checkpoint ----
+ * CHECKPOINT/checkpoint (the manifest), written whole after every batch by the leader (tmp file, fsync, rename,
+ * fsync of the directory), all integers little-endian:
+ *
+ *   offset   bytes  field
+ *   0        8      magic "EMWCKPT3"
+ *   8        8      batch: the last batch folded in (0: none yet)
+ *   16       8      output bytes: the length of the output file that holds exactly the rows of batches <= batch
+ *   24       8      window ms          \
+ *   32       8      slide ms            |  the query: a checkpoint is refused by a query that differs
+ *   40       8      lateness ms         |
+ *   48       4      aggregate (em_stream_agg)
+ *   52       4      N log partitions   /
+ *   56       8N     next offset of each partition
+ *   +0       8      largest event time seen (INT64_MIN: none)
+ *   +8       8      watermark (INT64_MIN: none; INT64_MAX after a flush)
+ *   +16      32     events, late, bad, rows: totals since the query began
+ *   +48      4+L    L, then the output file's absolute path (L bytes)
+ *   ...      4      K: key partitions of the window state
+ *   ...      12K    per key partition k: 8 size of its state file CHECKPOINT/state/<batch>.<k> (0: the state of k is
+ *                   empty, there is no file), 4 that file's crc32 (its last 4 bytes)
+ *   end      4      crc32 (zlib) of every byte before it
+ *
+ * A state file CHECKPOINT/state/<batch, 20 digits>.<k>, written by the close task of partition k:
+ *
+ *   offset   bytes  field
+ *   0        8      magic "EMWSTAT1"
+ *   8        8      batch
+ *   16       4      k
+ *   20       4      K
+ *   24       ...    the windows section: 8 number of open windows, then per window (by start): 8 start, 8 number
+ *                   of keys, then per key: LEB128 key length, the key, the accumulator: for count the LEB128 of n,
+ *                   else em__acc_size(aggregate) bytes encoded as stream.h draws it; keys sorted, no key twice
+ *   end      4      crc32 (zlib) of every byte before it
+ *
+ * Still read: "EMWCKPT2" is the manifest up to the output path, then the windows section of the whole state
+ * (every key partition) inline, then the crc; "EMWCKPT1" the same with a 4-byte key length and 8-byte counts. Their
+ * K is the running query's; each partition's task takes its keys from the inline state. The next commit writes
+ * EMWCKPT3.
+ */
+#define CK_MAGIC "EMWCKPT3"
+#define CK_MAGIC2 "EMWCKPT2"
+#define CK_MAGIC1 "EMWCKPT1"
+#define ST_MAGIC "EMWSTAT1"
+#define ST_HEAD 24
+#define REBUILD_TRIES 5 /* a rebuild that loses its state file to a newer commit reads the manifest again */
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static void add64(em__buf *b, uint64_t v)
+{
+    uint8_t t[8];
+    put64(t, v);
+    em__buf_add(b, t, 8);
+}
+static void add32(em__buf *b, uint32_t v)
+{
+    uint8_t t[4];
+    put32(t, v);
+    em__buf_add(b, t, 4);
+}
+
+void em__ckpt_encode(const em__ckpt *c, const uint8_t *part_size_crc, em__buf *b)
+{
+    em__buf_add(b, CK_MAGIC, 8);
+    add64(b, c->batch);
+    add64(b, c->out_bytes);
+    add64(b, (uint64_t)c->window_ms);
+    add64(b, (uint64_t)c->slide_ms);
+    add64(b, (uint64_t)c->lateness_ms);
+    add32(b, c->agg);
+    add32(b, c->nlog);
+    em__buf_add(b, c->offsets, 8 * (size_t)c->nlog);
+    add64(b, (uint64_t)c->max_seen);
+    add64(b, (uint64_t)c->wm);
+    add64(b, c->events);
+    add64(b, c->late);
+    add64(b, c->bad);
+    add64(b, c->rows);
+    add32(b, c->out_len);
+    em__buf_add(b, c->out_path, c->out_len);
+    add32(b, (uint32_t)c->kparts);
+    em__buf_add(b, part_size_crc, 12 * (size_t)c->kparts);
+}
+
+void em__ckpt_seal(em__buf *b, uint64_t out_bytes)
+{
+    put64(b->p + EM__CK_OUT_BYTES, out_bytes);
+    add32(b, (uint32_t)crc32_z(0L, b->p, b->len));
+}
+
+/* A bounds-checked reader over the checkpoint's bytes. */
+typedef struct ckrd {
+    const uint8_t *p, *end;
+    int bad;
+} ckrd;
+static const uint8_t *ck_take(ckrd *r, size_t n)
+{
+    if ((size_t)(r->end - r->p) < n) {
+        r->bad = 1;
+        r->p = r->end;
+        return NULL;
+    }
+    const uint8_t *q = r->p;
+    r->p += n;
+    return q;
+}
+static uint64_t ck_rd64(ckrd *r)
+{
+    const uint8_t *q = ck_take(r, 8);
+    return q ? get64(q) : 0;
+}
+static uint32_t ck_rd32(ckrd *r)
+{
+    const uint8_t *q = ck_take(r, 4);
+    return q ? get32(q) : 0;
+}
+
+int em__ckpt_parse(const uint8_t *p, size_t n, const char *path, int kparts_default, em__ckpt *c)
+{
+    memset(c, 0, sizeof *c);
+    if (n >= 8) c->version = !memcmp(p, CK_MAGIC, 8) ? 3 : !memcmp(p, CK_MAGIC2, 8) ? 2 : !memcmp(p, CK_MAGIC1, 8);
+    if (n < 28 || !c->version)
+        return em__fail(EM_EPARSE, "%s: not a windowcount checkpoint (bad magic or too short)", path);
+    if (get32(p + n - 4) != (uint32_t)crc32_z(0L, p, n - 4))
+        return em__fail(EM_EPARSE, "%s: bad crc: the checkpoint is corrupt", path);
+    ckrd r = {p + 8, p + n - 4, 0};
+    c->batch = ck_rd64(&r);
+    c->out_bytes = ck_rd64(&r);
+    c->window_ms = (int64_t)ck_rd64(&r);
+    c->slide_ms = (int64_t)ck_rd64(&r);
+    c->lateness_ms = (int64_t)ck_rd64(&r);
+    c->agg = ck_rd32(&r);
+    c->nlog = ck_rd32(&r);
+    c->offsets = ck_take(&r, 8 * (size_t)c->nlog);
+    c->max_seen = (int64_t)ck_rd64(&r);
+    c->wm = (int64_t)ck_rd64(&r);
+    c->events = ck_rd64(&r);
+    c->late = ck_rd64(&r);
+    c->bad = ck_rd64(&r);
+    c->rows = ck_rd64(&r);
+    c->out_len = ck_rd32(&r);
+    c->out_path = ck_take(&r, c->out_len);
+    if (c->version == 3) {
+        uint32_t K = ck_rd32(&r);
+        if (!r.bad && (K == 0 || K > EM__KPARTS_MAX))
+            return em__fail(EM_EPARSE, "%s: malformed checkpoint (%u key partitions)", path, K);
+        c->kparts = (int)K;
+        c->parts = ck_take(&r, 12 * (size_t)K);
+        if (!r.bad && r.p != r.end)
+            return em__fail(EM_EPARSE, "%s: malformed checkpoint (length fields disagree)", path);
+    } else {
+        c->kparts = kparts_default;
+        c->state = r.p;
+        c->state_end = r.end;
+    }
+    if (r.bad) return em__fail(EM_EPARSE, "%s: malformed checkpoint (length fields disagree)", path);
+    return 0;
+}
+
+char *em__state_path(const char *ckdir, uint64_t batch, int k)
+{
+    size_t n = strlen(ckdir) + 64;
+    char *p = em__malloc(n);
+    snprintf(p, n, "%s/state/%020" PRIu64 ".%d", ckdir, batch, k);
+    return p;
+}
+
+/* Reads a whole file into b. Returns 0, EM_ENOENT, or EM_EIO with the message set. */
+static int slurp(const char *path, em__buf *b)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? EM_ENOENT : em__fail(EM_EIO, "cannot open %s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) == 0 && sb.st_size > 0) em__buf_grow(b, (size_t)sb.st_size);
+    for (;;) {
+        em__buf_grow(b, 1 << 16);
+        ssize_t r = read(fd, b->p + b->len, b->cap - b->len);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            int e = errno;
+            close(fd);
+            return em__fail(EM_EIO, "cannot read %s: %s", path, strerror(e));
+        }
+        if (r == 0) break;
+        b->len += (size_t)r;
+    }
+    close(fd);
+    return 0;
+}
+
+/* ---- the keyed state on this rank ---- */
+
+typedef struct kbatch {
+    uint64_t batch;
+    int64_t wm;       /* the watermark after the batch */
+    em_records r;     /* its collected partials (none: r.n == 0) */
+    em__prun *runs;   /* em__partials_index of r */
+    size_t *first;
+} kbatch;
+
+typedef struct kpart {
+    em__wstate ws;
+    uint64_t batch;   /* the last batch folded in */
+    int valid;        /* 0: not held here (or abandoned halfway by a failed task) */
+} kpart;
+
+struct em__kstore {
+    em_ctx *ctx;
+    const em_stream_opts *o;
+    int K;
+    char *ckdir, *ckpt_path, *state_dir;
+    pthread_mutex_t mu; /* the close tasks (executor thread) and the main thread's add and trim */
+    kpart *parts;       /* [K] */
+    kbatch *b;          /* kept batches, by batch */
+    size_t nb, bcap;
+};
+
+em__kstore *em__kstore_new(em_ctx *ctx, const em_stream_opts *o, int kparts, const char *ckdir, const char *ckpt_path)
+{
+    em__kstore *ks = em__calloc(1, sizeof *ks);
+    ks->ctx = ctx;
+    ks->o = o;
+    ks->K = kparts;
+    ks->ckdir = em__strdup(ckdir);
+    ks->ckpt_path = em__strdup(ckpt_path);
+    size_t n = strlen(ckdir) + 8;
+    ks->state_dir = em__malloc(n);
+    snprintf(ks->state_dir, n, "%s/state", ckdir);
+    pthread_mutex_init(&ks->mu, NULL);
+    ks->parts = em__calloc((size_t)kparts, sizeof *ks->parts);
+    for (int k = 0; k < kparts; k++) ks->parts[k].ws = (em__wstate){.agg = o->agg, .window_ms = o->window_ms};
+    return ks;
+}
+
+static void kbatch_release(kbatch *b)
+{
+    em_records_free(&b->r);
+    free(b->runs);
+    free(b->first);
+}
+
+void em__kstore_free(em__kstore *ks)
+{
+    if (!ks) return;
+    for (int k = 0; k < ks->K; k++) em__wstate_release(&ks->parts[k].ws);
+    for (size_t i = 0; i < ks->nb; i++) kbatch_release(&ks->b[i]);
+    free(ks->b);
+    free(ks->parts);
+    pthread_mutex_destroy(&ks->mu);
+    free(ks->ckdir);
+    free(ks->ckpt_path);
+    free(ks->state_dir);
+    free(ks);
+}
+
+void em__kstore_add(em__kstore *ks, uint64_t batch, int64_t wm, em_records *r, em__prun *runs, size_t *first)
+{
+    kbatch kb = {.batch = batch, .wm = wm, .runs = runs, .first = first};
+    if (r) {
+        kb.r = *r;
+        memset(r, 0, sizeof *r);
+    } else {
+        em__wbatch unused;
+        em__partials_index(NULL, ks->K, &kb.runs, &kb.first, &unused);
+    }
+    pthread_mutex_lock(&ks->mu);
+    EM_ASSERT(!ks->nb || ks->b[ks->nb - 1].batch < batch);
+    if (ks->nb == ks->bcap) {
+        ks->bcap = ks->bcap ? 2 * ks->bcap : 8;
+        ks->b = em__realloc(ks->b, ks->bcap * sizeof *ks->b);
+    }
+    ks->b[ks->nb++] = kb;
+    pthread_mutex_unlock(&ks->mu);
+}
+
+void em__kstore_trim(em__kstore *ks, int64_t c)
+{
+    pthread_mutex_lock(&ks->mu);
+    size_t k = 0;
+    while (k < ks->nb && (int64_t)ks->b[k].batch <= c) kbatch_release(&ks->b[k++]);
+    memmove(ks->b, ks->b + k, (ks->nb - k) * sizeof *ks->b);
+    ks->nb -= k;
+    pthread_mutex_unlock(&ks->mu);
+}
+
+static const kbatch *find_batch(const em__kstore *ks, uint64_t batch)
+{
+    for (size_t i = 0; i < ks->nb; i++)
+        if (ks->b[i].batch == batch) return &ks->b[i];
+    return NULL;
+}
+
+/* Folds kept batch kb into the state of partition k and takes out the windows its watermark closed. */
+static void fold_batch(const kbatch *kb, int k, em__wstate *ws, em__win **closed, size_t *nclosed, uint64_t *nrows)
+{
+    em__wstate_merge(ws, &kb->r, kb->runs + kb->first[k], kb->first[k + 1] - kb->first[k]);
+    *nclosed = em__wstate_close(ws, kb->wm, closed, nrows);
+}
+
+/* Reads the state of key partition k from the state file the manifest c names into ws. */
+static int read_state_file(const em__kstore *ks, const em__ckpt *c, int k, em__wstate *ws)
+{
+    const uint8_t *e = c->parts + 12 * (size_t)k;
+    uint64_t size = get64(e);
+    uint32_t crc = get32(e + 8);
+    if (!size) return 0;
+    char *path = em__state_path(ks->ckdir, c->batch, k);
+    em__buf b;
+    em__buf_init(&b);
+    int rc = slurp(path, &b);
+    if (rc < 0) goto out;
+    int64_t bad_win = 0;
+    const uint8_t *p = b.p + ST_HEAD;
+    if (b.len != size || b.len < ST_HEAD + 4 || memcmp(b.p, ST_MAGIC, 8) != 0 || get32(b.p + b.len - 4) != crc ||
+        (uint32_t)crc32_z(0L, b.p, b.len - 4) != crc) {
+        rc = em__fail(EM_EPARSE, "%s: not the state file the checkpoint %s names (size %zu, want %" PRIu64 "; or a "
+                      "bad crc)", path, ks->ckpt_path, b.len, size);
+    } else if (get64(b.p + 8) != c->batch || (int)get32(b.p + 16) != k || (int)get32(b.p + 20) != ks->K) {
+        rc = em__fail(EM_EPARSE, "%s: the state file's batch or key partition is not its name's", path);
+    } else if ((rc = em__wstate_decode(ws, &p, b.p + b.len - 4, 0, 0, 0, &bad_win)) == -2) {
+        rc = em__fail(EM_EPARSE, "%s: malformed state file (a key twice in window %" PRId64 ")", path, bad_win);
+    } else if (rc < 0 || p != b.p + b.len - 4) {
+        rc = em__fail(EM_EPARSE, "%s: malformed state file (length fields disagree)", path);
+    }
+out:
+    em__buf_release(&b);
+    free(path);
+    return rc;
+}
+
+/* The state of partition k after batch `batch` - 1, on a rank that does not hold it: the checkpoint on disk (batch
+ * c), then the kept batches c + 1 .. batch - 1 (their closed windows were written by the tasks that first ran them:
+ * dropped here). Called with ks->mu held. */
+static int rebuild(em__kstore *ks, int k, uint64_t batch, kpart *kp)
+{
+    int rc = 0;
+    em__buf b;
+    em__buf_init(&b);
+    for (int tries = 0;; tries++) {
+        em__wstate_release(&kp->ws);
+        kp->valid = 0;
+        b.len = 0;
+        em__ckpt c = {.batch = 0, .kparts = ks->K};
+        rc = slurp(ks->ckpt_path, &b);
+        if (rc == EM_ENOENT) {
+            rc = 0; /* nothing committed yet: the query starts empty */
+        } else if (rc < 0 || (rc = em__ckpt_parse(b.p, b.len, ks->ckpt_path, ks->K, &c)) < 0) {
+            break;
+        } else if (c.kparts != ks->K) {
+            rc = em__fail(EM_EPARSE, "%s: %d key partitions, the query runs with %d: was it replaced?", ks->ckpt_path,
+                          c.kparts, ks->K);
+            break;
+        } else if (c.batch >= batch) {
+            rc = em__fail(EM_EINVAL, "stream: the task of key partition %d for batch %" PRIu64 " is stale: the "
+                          "checkpoint already holds batch %" PRIu64, k, batch, c.batch);
+            break;
+        } else if (c.version == 3) {
+            rc = read_state_file(ks, &c, k, &kp->ws);
+            if (rc == EM_ENOENT && tries < REBUILD_TRIES) continue; /* removed by a newer commit: read it again */
+            if (rc < 0) break;
+        } else {
+            const uint8_t *p = c.state;
+            int64_t bad_win = 0;
+            int d = em__wstate_decode(&kp->ws, &p, c.state_end, c.version == 1, ks->K, k, &bad_win);
+            if (d == -2) {
+                rc = em__fail(EM_EPARSE, "%s: malformed checkpoint (a key twice in window %" PRId64 ")",
+                              ks->ckpt_path, bad_win);
+                break;
+            }
+            if (d < 0 || p != c.state_end) {
+                rc = em__fail(EM_EPARSE, "%s: malformed checkpoint (length fields disagree)", ks->ckpt_path);
+                break;
+            }
+        }
+        for (uint64_t j = c.batch + 1; j < batch && rc == 0; j++) {
+            const kbatch *kb = find_batch(ks, j);
+            if (!kb) {
+                rc = em__fail(EM_EINVAL, "stream: cannot rebuild key partition %d: batch %" PRIu64 " is neither in "
+                              "the checkpoint (batch %" PRIu64 ") nor kept on this rank", k, j, c.batch);
+                break;
+            }
+            em__win *w;
+            size_t n;
+            uint64_t nrows;
+            fold_batch(kb, k, &kp->ws, &w, &n, &nrows);
+            em__wins_free(w, n);
+        }
+        if (rc == 0) EM_LOG_I("stream: rebuilt key partition %d from the checkpoint of batch %" PRIu64 " and %" PRIu64
+                              " kept batch(es): %" PRIu64 " keys", k, c.batch, batch - 1 - c.batch,
+                              em__wstate_keys(&kp->ws));
+        break;
+    }
+    em__buf_release(&b);
+    return rc;
+}
+
+/* Writes the state of partition k after `batch` to its state file (temporary name, then rename; the leader's
+ * commit fsyncs it). *size: its bytes, 0 when the state is empty (no file); *crc its crc32. */
+static int write_state_file(const em__kstore *ks, int k, uint64_t batch, const em__wstate *ws, uint64_t *size,
+                            uint32_t *crc)
+{
+    *size = 0;
+    *crc = 0;
+    if (!ws->n) return 0;
+    em__buf b;
+    em__buf_init(&b);
+    em__buf_add(&b, ST_MAGIC, 8);
+    add64(&b, batch);
+    add32(&b, (uint32_t)k);
+    add32(&b, (uint32_t)ks->K);
+    em__wstate_encode(ws, &b);
+    *crc = (uint32_t)crc32_z(0L, b.p, b.len);
+    add32(&b, *crc);
+    char *path = em__state_path(ks->ckdir, batch, k);
+    size_t tl = strlen(path) + 32;
+    char *tmp = em__malloc(tl);
+    snprintf(tmp, tl, "%s.tmp%d", path, em_rank(ks->ctx));
+    int rc = 0;
+    if (mkdir(ks->state_dir, 0755) < 0 && errno != EEXIST) {
+        rc = em__fail(EM_EIO, "cannot create %s: %s", ks->state_dir, strerror(errno));
+        goto out;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rc = em__fail(EM_EIO, "cannot create %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    for (size_t off = 0; off < b.len;) {
+        ssize_t w = write(fd, b.p + off, b.len - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) {
+            rc = em__fail(EM_EIO, "cannot write %s: %s", tmp, strerror(errno));
+            break;
+        }
+        off += (size_t)w;
+    }
+    if (close(fd) < 0 && rc == 0) rc = em__fail(EM_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    if (rc == 0 && rename(tmp, path) < 0) rc = em__fail(EM_EIO, "cannot rename %s: %s", tmp, strerror(errno));
+    if (rc < 0) unlink(tmp);
+    else *size = b.len;
+out:
+    free(tmp);
+    free(path);
+    em__buf_release(&b);
+    return rc;
+}
+
+/* ---- the close dataset ---- */
+
+typedef struct close_src {
+    em__kstore *ks;
+    uint64_t batch;
+} close_src;
+
+/* The counters record: key empty, value EM__KSTATS_LEN bytes: u32 k, u32 rank, u64 keys, u64 rows, u64 state file
+ * size, u32 its crc32, u32 0 (unused). */
+int em__kstats_get(const em_rec *x, em__kstats *st)
+{
+    if (x->klen != 0 || x->vlen != EM__KSTATS_LEN) return 0;
+    const uint8_t *v = x->val;
+    st->k = (int)get32(v);
+    st->rank = (int)get32(v + 4);
+    st->keys = get64(v + 8);
+    st->rows = get64(v + 16);
+    st->size = get64(v + 24);
+    st->crc = get32(v + 32);
+    return 1;
+}
+
+static int close_compute(const em__node *n, int k, em_emitter *sink)
+{
+    const close_src *cs = n->src;
+    em__kstore *ks = cs->ks;
+    em__win *closed = NULL;
+    size_t nclosed = 0;
+    uint64_t nrows = 0, size = 0;
+    uint32_t crc = 0;
+    int rc = 0;
+    pthread_mutex_lock(&ks->mu);
+    kpart *kp = &ks->parts[k];
+    const kbatch *kb = find_batch(ks, cs->batch);
+    if (!kb) {
+        rc = em__fail(EM_EINVAL, "stream: the task of key partition %d for batch %" PRIu64 " is stale: this rank no "
+                      "longer keeps the batch", k, cs->batch);
+        goto out;
+    }
+    if (!(kp->valid && kp->batch + 1 == cs->batch) && (rc = rebuild(ks, k, cs->batch, kp)) < 0) goto out;
+    kp->valid = 0; /* until the task is through */
+    fold_batch(kb, k, &kp->ws, &closed, &nclosed, &nrows);
+    if ((rc = em__wins_emit(ks->o->agg, closed, nclosed, sink)) < 0) goto out;
+    if ((rc = write_state_file(ks, k, cs->batch, &kp->ws, &size, &crc)) < 0) goto out;
+    uint8_t v[EM__KSTATS_LEN] = {0};
+    put32(v, (uint32_t)k);
+    put32(v + 4, (uint32_t)em_rank(ks->ctx));
+    put64(v + 8, em__wstate_keys(&kp->ws));
+    put64(v + 16, nrows);
+    put64(v + 24, size);
+    put32(v + 32, crc);
+    if ((rc = em_emit(sink, "", 0, v, sizeof v)) < 0) goto out;
+    kp->batch = cs->batch;
+    kp->valid = 1;
+out:
+    pthread_mutex_unlock(&ks->mu);
+    em__wins_free(closed, nclosed);
+    return rc < 0 ? rc : 0;
+}
+
+em_ds *em__kstore_close_ds(em__kstore *ks, uint64_t batch)
+{
+    em__node *n = em__node_add(ks->ctx, EM__K_SOURCE, NULL, ks->K);
+    close_src *cs = em__calloc(1, sizeof *cs);
+    cs->ks = ks;
+    cs->batch = batch;
+    n->src = cs;
+    n->src_free = free;
+    n->src_compute = close_compute;
+    n->pinned = 1;
+    return (em_ds *)n;
+}
