@@ -16,7 +16,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 enum { QUEUE_MAX_BYTES = 256 }; /* bigger records are applied at once (after the queue, to keep the order) */
 /* em__slot.off1 of an entry that has no arena record: a key of up to 12 bytes in acc_mode 1, whose key is the
@@ -28,27 +27,19 @@ enum { QUEUE_MAX_BYTES = 256 }; /* bigger records are applied at once (after the
  * up again (the map tasks of one job look alike). */
 static _Thread_local size_t cap_hint[2];
 
-/* Slot arrays of 2 MiB and more are their own mapping: fresh pages are zero already (no memset pass over
- * megabytes), and aligned to 2 MiB so transparent huge pages can back them (probes are random accesses: huge
- * pages save most of the TLB misses). */
+/* Slot arrays of 2 MiB and more are their own mapping (em__huge_alloc): fresh pages are zero already, and huge
+ * pages save most of the TLB misses of probes, which are random accesses. */
 static em__slot *slots_new(size_t cap)
 {
     size_t bytes = cap * sizeof(em__slot);
-    if (bytes < HUGE_PAGE) return em__calloc(cap, sizeof(em__slot));
-    uint8_t *m = mmap(NULL, bytes + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) em__oom(bytes);
-    size_t lead = (HUGE_PAGE - (uintptr_t)m % HUGE_PAGE) % HUGE_PAGE;
-    if (lead) munmap(m, lead);
-    munmap(m + lead + bytes, HUGE_PAGE - lead);
-    madvise(m + lead, bytes, MADV_HUGEPAGE);
-    return (em__slot *)(void *)(m + lead);
+    return bytes < HUGE_PAGE ? em__calloc(cap, sizeof(em__slot)) : em__huge_alloc(bytes);
 }
 
 static void slots_free(em__slot *s, size_t cap)
 {
     size_t bytes = cap * sizeof(em__slot);
     if (bytes < HUGE_PAGE) free(s);
-    else if (s) munmap(s, bytes);
+    else em__huge_free(s, bytes);
 }
 
 static int is_f64(int agg) { return agg >= EM_AGG_SUM_F64 && agg <= EM_AGG_MEAN_F64; }

@@ -3,7 +3,9 @@
 
 #include "runtime/log.h"
 
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 void em__buf_init(em__buf *b) { memset(b, 0, sizeof *b); }
 
@@ -21,4 +23,27 @@ void em__buf_grow(em__buf *b, size_t extra)
     while (cap < need) cap *= 2;
     b->p = em__realloc(b->p, cap);
     b->cap = cap;
+}
+
+#define HUGE_PAGE ((size_t)2 << 20)
+
+void *em__huge_alloc(size_t bytes)
+{
+    if (bytes < HUGE_PAGE) { /* no huge page fits: just a mapping */
+        void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) em__oom(bytes);
+        return p;
+    }
+    uint8_t *m = mmap(NULL, bytes + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) em__oom(bytes);
+    size_t lead = (HUGE_PAGE - (uintptr_t)m % HUGE_PAGE) % HUGE_PAGE;
+    if (lead) munmap(m, lead);
+    munmap(m + lead + bytes, HUGE_PAGE - lead);
+    madvise(m + lead, bytes, MADV_HUGEPAGE);
+    return m + lead;
+}
+
+void em__huge_free(void *p, size_t bytes)
+{
+    if (p) munmap(p, bytes);
 }

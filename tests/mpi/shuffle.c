@@ -45,6 +45,16 @@ static int to_strval(const em_rec *r, em_emitter *out, void *arg)
     return em_emit(out, k, 8, v, (uint32_t)n);
 }
 
+/* i -> (i mod 1000 * (1 + its eighth of [0, SKEW_N)), i): later partitions of the range have more distinct keys,
+ * so a map task's buckets outgrow those of the task before it on the same thread (the sizes it started from). */
+#define SKEW_N 400000
+static int to_skewed(const em_rec *r, em_emitter *out, void *arg)
+{
+    (void)arg;
+    int64_t i = em_i64_get(r->key);
+    return em_emit_i64(out, i % (1000 * (1 + i * 8 / SKEW_N)), i);
+}
+
 int main(int argc, char **argv)
 {
     em_ctx *ctx;
@@ -98,6 +108,23 @@ int main(int argc, char **argv)
     em_ds *twice = em_reduce_by_key_agg(pairs, EM_AGG_SUM, 6);
     int64_t c1 = 0, c2 = 0;
     if (em_count(twice, &c1) < 0 || em_count(twice, &c2) < 0 || c1 != NKEYS || c2 != NKEYS) bad |= 128;
+    /* map outputs of hundreds of kB per task, growing from task to task (operators/shuffle.c's bucket slab) */
+    em_records sk;
+    if (em_collect(em_reduce_by_key_agg(em_map(em_range(ctx, 0, SKEW_N, 8), to_skewed, NULL), EM_AGG_SUM, 5), &sk) < 0) {
+        bad |= 512;
+    } else {
+        static int64_t want[8000];
+        static char seen[8000];
+        memset(want, 0, sizeof want);
+        memset(seen, 0, sizeof seen);
+        for (int64_t i = 0; i < SKEW_N; i++) want[i % (1000 * (1 + i * 8 / SKEW_N))] += i;
+        if (sk.n != 8000) bad |= 1024;
+        for (size_t j = 0; j < sk.n; j++) {
+            int64_t k = em_i64_get(sk.recs[j].key);
+            if (k < 0 || k >= 8000 || seen[k]++ || em_i64_get(sk.recs[j].val) != want[k]) bad |= 1024;
+        }
+        em_records_free(&sk);
+    }
     /* collect above the limit fails cleanly with EM_ETOOBIG */
     em_records big;
     if (argc > 1 && strcmp(argv[1], "--small-limit") == 0) {
