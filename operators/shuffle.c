@@ -712,6 +712,22 @@ static int fetch_many(em_ctx *ctx, uint32_t s, uint32_t bucket, const uint32_t *
             rc = fetch_failed(s, fo->m, fo->owner); /* the owner lost it (e.g. restarted) */
             goto out;
         }
+        if (fo->off == 0 && resp->len - RESP_HDR == fo->size) { /* the whole bucket in one answer: no copy */
+            fo->active = 0;
+            nact--;
+            const uint8_t *p = resp->payload + RESP_HDR;
+            size_t len = fo->size;
+            if (fo->enc) {
+                plain.len = 0;
+                rc = unzlib(p, len, fo->raw, &plain);
+                p = plain.p;
+                len = plain.len;
+            }
+            if (rc == 0) rc = done(fo->m, p, len, arg);
+            em__msg_free(resp);
+            if (rc < 0) goto out;
+            continue;
+        }
         if (fo->off == 0) em__buf_grow(&fo->got, fo->size);
         em__buf_add(&fo->got, resp->payload + RESP_HDR, resp->len - RESP_HDR);
         fo->off += resp->len - RESP_HDR;

@@ -59,6 +59,7 @@ typedef struct em__msg {
     struct em__msg *next; /* queue link, owned by whichever queue holds the message */
     int dst;
     size_t len;       /* payload bytes */
+    size_t cap;       /* bytes allocated for the whole message (msg.c's pool) */
     uint8_t *payload; /* = data + sizeof(em__msghdr) */
     em__msghdr *hdr;  /* = data */
     _Alignas(16) uint8_t data[];

@@ -3,6 +3,7 @@
 #include "runtime/comm.h"
 #include "runtime/log.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,10 +15,51 @@ static const char *msg_names[] = {
 
 const char *em__msg_name(int type) { return type >= 0 && type < EM__MSG_NTYPES ? msg_names[type] : "UNKNOWN"; }
 
+/* Big messages (shuffle chunks, results) come from a small pool of recycled buffers: on these VMs the first touch
+ * of fresh pages (a new malloc of megabytes is a new mapping) cost more than moving the bytes, and bounded the
+ * shuffle at about 0.15 GB/s. At most POOL_N buffers of POOL_MIN..POOL_MAX bytes are kept. */
+#define POOL_MIN ((size_t)256 << 10)
+#define POOL_MAX (((size_t)4 << 20) + ((size_t)64 << 10))
+#define POOL_N 4
+static struct {
+    pthread_mutex_t mu;
+    em__msg *free[POOL_N];
+    int n;
+} pool = {PTHREAD_MUTEX_INITIALIZER, {NULL}, 0};
+
+static em__msg *pool_take(size_t bytes)
+{
+    em__msg *m = NULL;
+    pthread_mutex_lock(&pool.mu);
+    int best = -1;
+    for (int i = 0; i < pool.n; i++)
+        if (pool.free[i]->cap >= bytes && (best < 0 || pool.free[i]->cap < pool.free[best]->cap)) best = i;
+    if (best >= 0) {
+        m = pool.free[best];
+        pool.free[best] = pool.free[--pool.n];
+    }
+    pthread_mutex_unlock(&pool.mu);
+    return m;
+}
+
 em__msg *em__msg_new(int type, size_t len)
 {
-    em__msg *m = em__malloc(sizeof *m + sizeof(em__msghdr) + len);
+    size_t bytes = sizeof(em__msg) + sizeof(em__msghdr) + len;
+    em__msg *m = NULL;
+    if (bytes >= POOL_MIN && bytes <= POOL_MAX) {
+        m = pool_take(bytes);
+        if (!m) { /* sizes of one kind round up alike, so a freed buffer fits the next one */
+            size_t cap = (bytes + ((size_t)64 << 10) - 1) & ~(((size_t)64 << 10) - 1);
+            m = em__malloc(cap);
+            m->cap = cap;
+        }
+    } else {
+        m = em__malloc(bytes);
+        m->cap = bytes;
+    }
+    size_t cap = m->cap;
     memset(m, 0, sizeof *m + sizeof(em__msghdr));
+    m->cap = cap;
     m->hdr = (em__msghdr *)m->data;
     m->payload = m->data + sizeof(em__msghdr);
     m->len = len;
@@ -26,4 +68,15 @@ em__msg *em__msg_new(int type, size_t len)
     return m;
 }
 
-void em__msg_free(em__msg *m) { free(m); }
+void em__msg_free(em__msg *m)
+{
+    if (m && m->cap >= POOL_MIN && m->cap <= POOL_MAX) {
+        pthread_mutex_lock(&pool.mu);
+        if (pool.n < POOL_N) {
+            pool.free[pool.n++] = m;
+            m = NULL;
+        }
+        pthread_mutex_unlock(&pool.mu);
+    }
+    free(m);
+}

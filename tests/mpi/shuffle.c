@@ -55,6 +55,18 @@ static int to_skewed(const em_rec *r, em_emitter *out, void *arg)
     return em_emit_i64(out, i % (1000 * (1 + i * 8 / SKEW_N)), i);
 }
 
+/* i -> (a 120-byte key naming i, i): map outputs of about 10 MB in 2 buckets, each fetched in several chunks */
+static int to_wide_key(const em_rec *r, em_emitter *out, void *arg)
+{
+    (void)arg;
+    int64_t i = em_i64_get(r->key);
+    char k[121];
+    memset(k, 'w', sizeof k);
+    snprintf(k, 24, "%020lld", (long long)i);
+    k[20] = '-';
+    return em_emit_str_i64(out, k, 120, i);
+}
+
 int main(int argc, char **argv)
 {
     em_ctx *ctx;
@@ -125,6 +137,12 @@ int main(int argc, char **argv)
         }
         em_records_free(&sk);
     }
+    /* buckets bigger than a fetch chunk (4 MiB): fetched in pieces */
+    const int64_t WN = 160000;
+    em_ds *wide = em_reduce_by_key_agg(em_map(em_range(ctx, 0, WN, 2), to_wide_key, NULL), EM_AGG_SUM, 2);
+    int64_t wn = 0, wsum = 0;
+    if (em_count(wide, &wn) < 0 || wn != WN) bad |= 2048;
+    if (em_reduce_i64(wide, EM_AGG_SUM, &wsum) < 0 || wsum != WN * (WN - 1) / 2) bad |= 4096;
     /* collect above the limit fails cleanly with EM_ETOOBIG */
     em_records big;
     if (argc > 1 && strcmp(argv[1], "--small-limit") == 0) {

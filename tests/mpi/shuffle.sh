@@ -7,6 +7,9 @@ for np in 1 2 3 4; do
   out=$(mpirun_t 120 $np "$P" --small-limit --ember-max-result 300000 2>"$TMP/err"); rc=$?
   if [ $rc = 0 ] && [ "$out" = "ok shuffle np=$np" ]; then pass "shuffle np=$np"; else fail "shuffle np=$np (rc=$rc)"; tail -5 "$TMP/err"; fi
 done
+# compressed on the wire (--ember-compress zlib), whole buckets and chunked ones
+out=$(mpirun_t 120 3 "$P" --ember-compress zlib 2>"$TMP/err"); rc=$?
+if [ $rc = 0 ] && [ "$out" = "ok shuffle np=3" ]; then pass "shuffle np=3 --ember-compress zlib"; else fail "shuffle np=3 --ember-compress zlib (rc=$rc)"; tail -5 "$TMP/err"; fi
 # a memory budget far below the map outputs: blocks (and the slabs their buckets started in) go to disk
 out=$(mpirun_t 120 2 "$P" --ember-memory 1M 2>"$TMP/err"); rc=$?
 if [ $rc = 0 ] && [ "$out" = "ok shuffle np=2" ]; then pass "shuffle np=2 --ember-memory 1M"; else fail "shuffle np=2 --ember-memory 1M (rc=$rc)"; tail -5 "$TMP/err"; fi
