@@ -247,10 +247,11 @@ static int slurp(const char *path, em__buf *b)
 
 typedef struct kbatch {
     uint64_t batch;
-    int64_t wm;       /* the watermark after the batch */
+    int64_t wm;       /* the watermark after the batch (fused: at its start) */
     em_records r;     /* its collected partials (none: r.n == 0) */
     em__prun *runs;   /* em__partials_index of r */
     size_t *first;
+    uint64_t *from, *to; /* fused: [K] the log range of each partition (else NULL) */
 } kbatch;
 
 typedef struct kpart {
@@ -292,6 +293,8 @@ static void kbatch_release(kbatch *b)
     em_records_free(&b->r);
     free(b->runs);
     free(b->first);
+    free(b->from);
+    free(b->to);
 }
 
 void em__kstore_free(em__kstore *ks)
@@ -308,6 +311,28 @@ void em__kstore_free(em__kstore *ks)
     free(ks);
 }
 
+static void kstore_push(em__kstore *ks, const kbatch *kb)
+{
+    pthread_mutex_lock(&ks->mu);
+    EM_ASSERT(!ks->nb || ks->b[ks->nb - 1].batch < kb->batch);
+    if (ks->nb == ks->bcap) {
+        ks->bcap = ks->bcap ? 2 * ks->bcap : 8;
+        ks->b = em__realloc(ks->b, ks->bcap * sizeof *ks->b);
+    }
+    ks->b[ks->nb++] = *kb;
+    pthread_mutex_unlock(&ks->mu);
+}
+
+void em__kstore_add_fused(em__kstore *ks, uint64_t batch, int64_t wm0, const uint64_t *from, const uint64_t *to)
+{
+    kbatch kb = {.batch = batch, .wm = wm0};
+    kb.from = em__malloc((size_t)ks->K * sizeof *kb.from);
+    kb.to = em__malloc((size_t)ks->K * sizeof *kb.to);
+    memcpy(kb.from, from, (size_t)ks->K * sizeof *kb.from);
+    memcpy(kb.to, to, (size_t)ks->K * sizeof *kb.to);
+    kstore_push(ks, &kb);
+}
+
 void em__kstore_add(em__kstore *ks, uint64_t batch, int64_t wm, em_records *r, em__prun *runs, size_t *first)
 {
     kbatch kb = {.batch = batch, .wm = wm, .runs = runs, .first = first};
@@ -318,14 +343,7 @@ void em__kstore_add(em__kstore *ks, uint64_t batch, int64_t wm, em_records *r, e
         em__wbatch unused;
         em__partials_index(NULL, ks->K, &kb.runs, &kb.first, &unused);
     }
-    pthread_mutex_lock(&ks->mu);
-    EM_ASSERT(!ks->nb || ks->b[ks->nb - 1].batch < batch);
-    if (ks->nb == ks->bcap) {
-        ks->bcap = ks->bcap ? 2 * ks->bcap : 8;
-        ks->b = em__realloc(ks->b, ks->bcap * sizeof *ks->b);
-    }
-    ks->b[ks->nb++] = kb;
-    pthread_mutex_unlock(&ks->mu);
+    kstore_push(ks, &kb);
 }
 
 void em__kstore_trim(em__kstore *ks, int64_t c)
@@ -350,6 +368,53 @@ static void fold_batch(const kbatch *kb, int k, em__wstate *ws, em__win **closed
 {
     em__wstate_merge(ws, &kb->r, kb->runs + kb->first[k], kb->first[k + 1] - kb->first[k]);
     *nclosed = em__wstate_close(ws, kb->wm, closed, nrows);
+}
+
+/* An emitter into a buffer of records (em__frec_append format). */
+static int buf_push(em_emitter *self, const em_rec *r)
+{
+    em__frec_append(self->state, r->key, r->klen, r->val, r->vlen);
+    return 0;
+}
+
+/* Fused batch kb's log range of partition k, folded (wtask.c) and merged into the state; its counters record is
+ * copied to wstats (EM__WSTATS_LEN bytes, zeros when the range is empty). Fails when the range holds a key of
+ * another partition. */
+static int fold_range(const em__kstore *ks, const kbatch *kb, int k, em__wstate *ws, uint8_t *wstats)
+{
+    memset(wstats, 0, EM__WSTATS_LEN);
+    if (kb->from[k] >= kb->to[k]) return 0;
+    em__wtask_arg a = {ks->o, kb->wm, ks->K, NULL};
+    em__buf b;
+    em__buf_init(&b);
+    em_emitter e = {.push = buf_push, .state = &b};
+    int rc = em__wtask_fold(&a, k, kb->from[k], kb->to[k], &e);
+    size_t n = 0, pos = 0;
+    em_rec x;
+    while (rc == 0 && em__frec_next(b.p, b.len, &pos, &x) > 0) n++;
+    em_records r = {em__malloc((n ? n : 1) * sizeof(em_rec)), 0, NULL};
+    pos = 0;
+    while (rc == 0 && em__frec_next(b.p, b.len, &pos, &r.recs[r.n]) > 0) {
+        const em_rec *y = &r.recs[r.n++];
+        if (y->klen == 0 && y->vlen == EM__WSTATS_LEN) memcpy(wstats, y->val, EM__WSTATS_LEN);
+    }
+    if (rc == 0) {
+        em__prun *runs;
+        size_t *first;
+        em__wbatch wb;
+        em__partials_index(&r, ks->K, &runs, &first, &wb);
+        if (first[k + 1] - first[k] != first[ks->K])
+            rc = em__fail(EM_EINVAL, "%s: log partition %d holds keys that belong to other partitions (hash of the "
+                          "key mod %d): the streaming engine keeps each partition's window state on one rank and "
+                          "needs a log written by `ember log append`", ks->o->log_dir, k, ks->K);
+        else
+            em__wstate_merge(ws, &r, runs + first[k], first[k + 1] - first[k]);
+        free(runs);
+        free(first);
+    }
+    free(r.recs);
+    em__buf_release(&b);
+    return rc;
 }
 
 /* Reads the state of key partition k from the state file the manifest c names into ws. */
@@ -383,9 +448,34 @@ out:
     return rc;
 }
 
+/* Applies the kept batches after batch c up to batch - 1 to ws, the state of partition k after batch c: their
+ * closed windows were written by the tasks that first ran them (dropped here). Called with ks->mu held. */
+static int apply_kept(const em__kstore *ks, int k, em__wstate *ws, uint64_t c, uint64_t batch)
+{
+    int rc = 0;
+    for (uint64_t j = c + 1; j < batch && rc == 0; j++) {
+        const kbatch *kb = find_batch(ks, j);
+        if (!kb)
+            return em__fail(EM_EINVAL, "stream: cannot rebuild key partition %d: batch %" PRIu64 " is neither in the "
+                            "checkpoint (batch %" PRIu64 ") nor kept on this rank", k, j, c);
+        em__win *w;
+        size_t n;
+        uint64_t nrows;
+        uint8_t wstats[EM__WSTATS_LEN];
+        if (kb->from) { /* as part_compute: close by the watermark at its start, then read its range */
+            n = em__wstate_close(ws, kb->wm, &w, &nrows);
+            rc = fold_range(ks, kb, k, ws, wstats);
+        } else {
+            fold_batch(kb, k, ws, &w, &n, &nrows);
+        }
+        em__wins_free(w, n);
+    }
+    return rc;
+}
+
 /* The state of partition k after batch `batch` - 1, on a rank that does not hold it: the checkpoint on disk (batch
- * c), then the kept batches c + 1 .. batch - 1 (their closed windows were written by the tasks that first ran them:
- * dropped here). Called with ks->mu held. */
+ * c), then the kept batches c + 1 .. batch - 1 (their partials, or for fused batches their log ranges read again;
+ * their closed windows were written by the tasks that first ran them: dropped here). Called with ks->mu held. */
 static int rebuild(em__kstore *ks, int k, uint64_t batch, kpart *kp)
 {
     int rc = 0;
@@ -427,19 +517,7 @@ static int rebuild(em__kstore *ks, int k, uint64_t batch, kpart *kp)
                 break;
             }
         }
-        for (uint64_t j = c.batch + 1; j < batch && rc == 0; j++) {
-            const kbatch *kb = find_batch(ks, j);
-            if (!kb) {
-                rc = em__fail(EM_EINVAL, "stream: cannot rebuild key partition %d: batch %" PRIu64 " is neither in "
-                              "the checkpoint (batch %" PRIu64 ") nor kept on this rank", k, j, c.batch);
-                break;
-            }
-            em__win *w;
-            size_t n;
-            uint64_t nrows;
-            fold_batch(kb, k, &kp->ws, &w, &n, &nrows);
-            em__wins_free(w, n);
-        }
+        if (rc == 0) rc = apply_kept(ks, k, &kp->ws, c.batch, batch);
         if (rc == 0) EM_LOG_I("stream: rebuilt key partition %d from the checkpoint of batch %" PRIu64 " and %" PRIu64
                               " kept batch(es): %" PRIu64 " keys", k, c.batch, batch - 1 - c.batch,
                               em__wstate_keys(&kp->ws));
@@ -500,15 +578,29 @@ out:
     return rc;
 }
 
-/* ---- the close dataset ---- */
+/* ---- the close and batch datasets ---- */
 
 typedef struct close_src {
     em__kstore *ks;
     uint64_t batch;
+    int (*poll)(void *arg, em_emitter *sink); /* batch dataset: partition 0 emits the poll's record first */
+    void *poll_arg;
 } close_src;
 
-/* The counters record: key empty, value EM__KSTATS_LEN bytes: u32 k, u32 rank, u64 keys, u64 rows, u64 state file
- * size, u32 its crc32, u32 0 (unused). */
+/* The counters record: key empty, value EM__KSTATS_LEN bytes, little-endian:
+ *
+ *   offset  bytes  field
+ *   0       4      key partition
+ *   4       4      the rank that ran the task
+ *   8       8      (window, key) entries left in the state
+ *   16      8      rows of the windows it closed
+ *   24      8      bytes of its state file (0: none)
+ *   32      4      that file's crc32
+ *   36      4      flags: bit 0 set when the task saw an event time (the next field is valid)
+ *   40      24     events, late, bad: the task's log range (batch dataset; 0 for a close task)
+ *   64      8      largest event time seen
+ *   72      8      start of the first window left in the state (INT64_MAX: none)
+ */
 int em__kstats_get(const em_rec *x, em__kstats *st)
 {
     if (x->klen != 0 || x->vlen != EM__KSTATS_LEN) return 0;
@@ -519,10 +611,18 @@ int em__kstats_get(const em_rec *x, em__kstats *st)
     st->rows = get64(v + 16);
     st->size = get64(v + 24);
     st->crc = get32(v + 32);
+    st->events = get64(v + 40);
+    st->late = get64(v + 48);
+    st->bad = get64(v + 56);
+    st->max_t = get32(v + 36) & 1 ? (int64_t)get64(v + 64) : INT64_MIN;
+    st->min_start = (int64_t)get64(v + 72);
     return 1;
 }
 
-static int close_compute(const em__node *n, int k, em_emitter *sink)
+/* One task of a close or batch dataset: partition k's state (rebuilt first if this rank does not hold it after the
+ * previous batch) takes the batch, the windows it closes are emitted as row records, its state file is written,
+ * then the counters record. */
+static int part_compute(const em__node *n, int k, em_emitter *sink)
 {
     const close_src *cs = n->src;
     em__kstore *ks = cs->ks;
@@ -530,7 +630,9 @@ static int close_compute(const em__node *n, int k, em_emitter *sink)
     size_t nclosed = 0;
     uint64_t nrows = 0, size = 0;
     uint32_t crc = 0;
+    uint8_t wstats[EM__WSTATS_LEN] = {0};
     int rc = 0;
+    if (k == 0 && cs->poll && (rc = cs->poll(cs->poll_arg, sink)) < 0) return rc;
     pthread_mutex_lock(&ks->mu);
     kpart *kp = &ks->parts[k];
     const kbatch *kb = find_batch(ks, cs->batch);
@@ -539,11 +641,26 @@ static int close_compute(const em__node *n, int k, em_emitter *sink)
                       "longer keeps the batch", k, cs->batch);
         goto out;
     }
+    if (kp->valid && kp->batch + 1 < cs->batch && find_batch(ks, kp->batch + 1)) {
+        /* held here, but batches ran elsewhere since (or none did: --flush's batch of no events): catch up */
+        kp->valid = 0;
+        if (apply_kept(ks, k, &kp->ws, kp->batch, cs->batch) == 0) kp->valid = 1, kp->batch = cs->batch - 1;
+        else em__set_error("");
+    }
     if (!(kp->valid && kp->batch + 1 == cs->batch) && (rc = rebuild(ks, k, cs->batch, kp)) < 0) goto out;
     kp->valid = 0; /* until the task is through */
-    fold_batch(kb, k, &kp->ws, &closed, &nclosed, &nrows);
-    if ((rc = em__wins_emit(ks->o->agg, closed, nclosed, sink)) < 0) goto out;
-    if ((rc = write_state_file(ks, k, cs->batch, &kp->ws, &size, &crc)) < 0) goto out;
+    if (kb->from) {
+        /* fused: the previous batch's part first (the windows its watermark closed, its state file), then this
+         * batch's log range */
+        nclosed = em__wstate_close(&kp->ws, kb->wm, &closed, &nrows);
+        if ((rc = em__wins_emit(ks->o->agg, closed, nclosed, sink)) < 0) goto out;
+        if ((rc = write_state_file(ks, k, cs->batch - 1, &kp->ws, &size, &crc)) < 0) goto out;
+        if ((rc = fold_range(ks, kb, k, &kp->ws, wstats)) < 0) goto out;
+    } else {
+        fold_batch(kb, k, &kp->ws, &closed, &nclosed, &nrows);
+        if ((rc = em__wins_emit(ks->o->agg, closed, nclosed, sink)) < 0) goto out;
+        if ((rc = write_state_file(ks, k, cs->batch, &kp->ws, &size, &crc)) < 0) goto out;
+    }
     uint8_t v[EM__KSTATS_LEN] = {0};
     put32(v, (uint32_t)k);
     put32(v + 4, (uint32_t)em_rank(ks->ctx));
@@ -551,6 +668,12 @@ static int close_compute(const em__node *n, int k, em_emitter *sink)
     put64(v + 16, nrows);
     put64(v + 24, size);
     put32(v + 32, crc);
+    put32(v + 36, wstats[32] & 1);
+    put64(v + 40, em__get64(wstats));
+    put64(v + 48, em__get64(wstats + 8));
+    put64(v + 56, em__get64(wstats + 16));
+    put64(v + 64, em__get64(wstats + 24));
+    put64(v + 72, (uint64_t)(kp->ws.n ? kp->ws.wins[0].start : INT64_MAX));
     if ((rc = em_emit(sink, "", 0, v, sizeof v)) < 0) goto out;
     kp->batch = cs->batch;
     kp->valid = 1;
@@ -560,15 +683,24 @@ out:
     return rc < 0 ? rc : 0;
 }
 
-em_ds *em__kstore_close_ds(em__kstore *ks, uint64_t batch)
+static em_ds *part_node(em__kstore *ks, uint64_t batch, int (*poll)(void *, em_emitter *), void *poll_arg)
 {
     em__node *n = em__node_add(ks->ctx, EM__K_SOURCE, NULL, ks->K);
     close_src *cs = em__calloc(1, sizeof *cs);
     cs->ks = ks;
     cs->batch = batch;
+    cs->poll = poll;
+    cs->poll_arg = poll_arg;
     n->src = cs;
     n->src_free = free;
-    n->src_compute = close_compute;
+    n->src_compute = part_compute;
     n->pinned = 1;
     return (em_ds *)n;
+}
+
+em_ds *em__kstore_close_ds(em__kstore *ks, uint64_t batch) { return part_node(ks, batch, NULL, NULL); }
+
+em_ds *em__kstore_batch_ds(em__kstore *ks, uint64_t batch, int (*poll)(void *arg, em_emitter *sink), void *poll_arg)
+{
+    return part_node(ks, batch, poll, poll_arg);
 }

@@ -207,6 +207,13 @@ typedef struct stream {
     int64_t wm;        /* watermark, INT64_MIN: none */
     uint64_t events, late, bad, rows;
     int kparts;        /* key partitions of the window state */
+    int fused;         /* the key partitions are the log partitions: one action per batch (run_fused) */
+    int unfinished;    /* fused: batch s->batch read events, and the next action must finish it */
+    struct {           /* what the next commit records: the state after batch cv.batch (see snap) */
+        uint64_t batch, events, late, bad;
+        uint64_t *off;
+        int64_t max_seen, wm;
+    } cv;
     uint8_t *parts;    /* kparts x (u64 size, u32 crc32): the state files of batch `batch` (the manifest's) */
     em__kstore *ks;    /* the key partitions held on this rank, the kept partials */
     seg *segs;         /* output rows of batches not known to be committed, by batch */
@@ -234,15 +241,28 @@ static void trim_rows(stream *s, int64_t c)
 
 #define CK_HEAD 24
 
-/* The manifest of batch s->batch, unsealed (the committer sets the output length and the crc: em__ckpt_seal). */
+/* What the next commit records := the state as it is now, after batch s->batch. */
+static void snap(stream *s)
+{
+    s->cv.batch = s->batch;
+    memcpy(s->cv.off, s->off, (size_t)s->np * sizeof *s->off);
+    s->cv.max_seen = s->max_seen;
+    s->cv.wm = s->wm;
+    s->cv.events = s->events;
+    s->cv.late = s->late;
+    s->cv.bad = s->bad;
+}
+
+/* The manifest of batch s->cv.batch, unsealed (the committer sets the output length and the crc: em__ckpt_seal). */
 static void ck_encode(const stream *s, em__buf *b)
 {
     const em_stream_opts *o = s->o;
     uint8_t *offs = em__malloc(8 * (size_t)s->np);
-    for (int p = 0; p < s->np; p++) put64(offs + 8 * p, s->off[p]);
-    em__ckpt c = {.version = 3, .batch = s->batch, .window_ms = o->window_ms, .slide_ms = o->slide_ms,
+    for (int p = 0; p < s->np; p++) put64(offs + 8 * p, s->cv.off[p]);
+    em__ckpt c = {.version = 3, .batch = s->cv.batch, .window_ms = o->window_ms, .slide_ms = o->slide_ms,
                   .lateness_ms = o->lateness_ms, .agg = (uint32_t)o->agg, .nlog = (uint32_t)s->np, .offsets = offs,
-                  .max_seen = s->max_seen, .wm = s->wm, .events = s->events, .late = s->late, .bad = s->bad,
+                  .max_seen = s->cv.max_seen, .wm = s->cv.wm, .events = s->cv.events, .late = s->cv.late,
+                  .bad = s->cv.bad,
                   .rows = s->rows, .out_path = (const uint8_t *)s->out_abs, .out_len = (uint32_t)strlen(s->out_abs),
                   .kparts = s->kparts};
     em__ckpt_encode(&c, s->parts, b);
@@ -522,11 +542,11 @@ static void commit(stream *s, int sync)
     uint64_t ob = 0;
     if (ck_head(s, &c, &ob) < 0) c = -1, ob = 0;
     trim_rows(s, c);
-    if (c >= (int64_t)s->batch) return; /* a previous leader already got this far */
+    if (c >= (int64_t)s->cv.batch) return; /* a previous leader already got this far */
     if (!s->cm) s->cm = committer_start(s);
     committer *m = s->cm;
     commit_job *j = &m->job;
-    j->batch = s->batch;
+    j->batch = s->cv.batch;
     j->c = c;
     j->ob = ob;
     /* the rows left after trim_rows are exactly those of batches > c: hand them over (the job's previous rows are
@@ -546,7 +566,7 @@ static void commit(stream *s, int sync)
     j->parts = em__realloc(j->parts, 12 * (size_t)s->kparts);
     memcpy(j->parts, s->parts, 12 * (size_t)s->kparts);
     EM_LOG_D("stream: commit of batch %" PRIu64 " handed over: waited %.3f s for the previous one, encoded %zu "
-             "bytes of checkpoint in %.3f s", s->batch, t1 - t0, j->ck.len, em__now_s() - t1);
+             "bytes of checkpoint in %.3f s", s->cv.batch, t1 - t0, j->ck.len, em__now_s() - t1);
     pthread_mutex_lock(&m->mu);
     m->busy = 1;
     pthread_cond_broadcast(&m->cv);
@@ -627,27 +647,27 @@ static uint64_t split_size(const stream *s, const uint64_t *to, uint64_t total)
 
 static void publish_stop(stream *s);
 
-/* Runs the close tasks of batch s->batch (kept in s->ks): each key partition's state takes the batch's partials
- * and gives up the windows the watermark closed; their rows are kept for the commit, and the state files they wrote
- * for the manifest. COLLECTIVE. */
-static int close_batch(stream *s, double t0, const em__wbatch *wb)
+/* Takes the collected output r of batch s->batch's close or batch tasks: their counters (the state files for the
+ * manifest, where the state is, the events' counters into *wb), and keeps r for the commit (its row records).
+ * `phases` names the time spent, for the log line. */
+static void take_parts(stream *s, em_records *r, em__wbatch *wb, const char *phases)
 {
-    em_records r;
-    double t1 = em__now_s();
-    int rc = em_collect(em__kstore_close_ds(s->ks, s->batch), &r);
-    if (rc < 0) return rc;
     const int size = em_size(s->ctx);
     uint64_t *by_rank = em__calloc((size_t)size, sizeof *by_rank), keys = 0, rows = 0;
     int got = 0;
-    for (size_t i = 0; i < r.n; i++) {
+    for (size_t i = 0; i < r->n; i++) {
         em__kstats st;
-        if (!em__kstats_get(&r.recs[i], &st)) continue;
+        if (!em__kstats_get(&r->recs[i], &st)) continue;
         EM_ASSERT(st.k >= 0 && st.k < s->kparts && st.rank >= 0 && st.rank < size);
         put64(s->parts + 12 * (size_t)st.k, st.size);
         put32(s->parts + 12 * (size_t)st.k + 8, st.crc);
         by_rank[st.rank] += st.keys;
         keys += st.keys;
         rows += st.rows;
+        wb->events += st.events;
+        wb->late += st.late;
+        wb->bad += st.bad;
+        if (st.max_t > wb->max_t) wb->max_t = st.max_t;
         got++;
     }
     EM_ASSERT(got == s->kparts);
@@ -656,7 +676,8 @@ static int close_batch(stream *s, double t0, const em__wbatch *wb)
         s->scap = s->scap ? 2 * s->scap : 16;
         s->segs = em__realloc(s->segs, s->scap * sizeof *s->segs);
     }
-    s->segs[s->nsegs++] = (seg){s->batch, r};
+    s->segs[s->nsegs++] = (seg){s->cv.batch, *r};
+    memset(r, 0, sizeof *r);
     /* Where the state is: the event log's stream_state events (tests/e2e/windowcount.sh checks the split). */
     em__buf b;
     em__buf_init(&b);
@@ -667,20 +688,80 @@ static int close_batch(stream *s, double t0, const em__wbatch *wb)
     }
     em__buf_add(&b, "", 1);
     em__event("stream_state", "\"batch\":%" PRIu64 ",\"key_partitions\":%d,\"keys\":%" PRIu64 ",\"keys_by_rank\":[%s]",
-              s->batch, s->kparts, keys, (const char *)b.p);
-    EM_LOG_I("stream: batch %" PRIu64 ": %" PRIu64 " events (%" PRIu64 " late, %" PRIu64 " bad), watermark %" PRId64
-             ", %" PRIu64 " rows, %" PRIu64 " keys in the state (by rank: %s); partials %.3f s, close %.3f s",
-             s->batch, wb->events, wb->late, wb->bad, s->wm, rows, keys, (const char *)b.p, t1 - t0,
-             em__now_s() - t1);
+              s->cv.batch, s->kparts, keys, (const char *)b.p);
+    EM_LOG_I("stream: batch %" PRIu64 ": %" PRIu64 " events (%" PRIu64 " late, %" PRIu64 " bad), %" PRIu64 " rows, %"
+             PRIu64 " keys in the state (by rank: %s); %s", s->batch, wb->events, wb->late, wb->bad, rows, keys,
+             (const char *)b.p, phases);
     em__buf_release(&b);
     free(by_rank);
+}
+
+/* Runs the close tasks of batch s->batch (kept in s->ks): each key partition's state takes the batch's partials
+ * and gives up the windows the watermark closed; their rows are kept for the commit, and the state files they wrote
+ * for the manifest. COLLECTIVE. */
+static int close_batch(stream *s, double t0, const em__wbatch *wb)
+{
+    em_records r;
+    double t1 = em__now_s();
+    int rc = em_collect(em__kstore_close_ds(s->ks, s->batch), &r);
+    if (rc < 0) return rc;
+    em__wbatch logged = *wb; /* the close tasks add no events: the batch's counters, for the log line */
+    char ph[64];
+    snprintf(ph, sizeof ph, "partials %.3f s, close %.3f s", t1 - t0, em__now_s() - t1);
+    take_parts(s, &r, &logged, ph);
+    return 0;
+}
+
+/* The watermark after a batch whose events had the largest time max_t. */
+static void advance_wm(stream *s, int64_t max_t)
+{
+    if (max_t > s->max_seen) s->max_seen = max_t;
+    if (s->max_seen != INT64_MIN) {
+        int64_t w = s->max_seen - s->o->lateness_ms; /* |max_seen| <= 2^62 and lateness <= 2^61: no overflow */
+        if (w > s->wm) s->wm = w;
+    }
+}
+
+static int poll_emit(void *arg, em_emitter *sink) { return poll_compute(arg, 0, sink); }
+
+/* Fused mode (the log partitions are the key partitions: no transform): one action whose task p first finishes
+ * the previous batch for key partition p (takes out the windows its watermark closed: their rows; writes its state
+ * file), then reads partition p's range [s->off, to) of the new batch into the state of p, where it lives. So the
+ * commit after it is the previous batch's, and the new batch is committed by the next action; with to == s->off
+ * the action only finishes the previous batch. The poll rides along (*stop, s->ends). COLLECTIVE. */
+static int run_fused(stream *s, const uint64_t *to, em_ds *pn, int *stop)
+{
+    snap(s); /* this action's tasks finish batch s->batch: its closed windows and state files */
+    em__kstore_add_fused(s->ks, s->batch + 1, s->wm, s->off, to);
+    s->unfinished = 0;
+    for (int p = 0; p < s->np; p++) s->unfinished |= to[p] > s->off[p];
+    em_records r;
+    publish_stop(s);
+    double t0 = em__now_s();
+    int rc = em_collect(em__kstore_batch_ds(s->ks, s->batch + 1, poll_emit, (void *)pn), &r);
+    if (rc < 0) return rc;
+    if ((rc = take_poll(s, &r, stop, NULL, NULL)) < 0) {
+        em_records_free(&r);
+        return rc;
+    }
+    s->batch++;
+    memcpy(s->off, to, (size_t)s->np * sizeof *to);
+    em__wbatch wb = {0, 0, 0, INT64_MIN};
+    char ph[64];
+    snprintf(ph, sizeof ph, "batch %.3f s", em__now_s() - t0);
+    take_parts(s, &r, &wb, ph);
+    s->events += wb.events;
+    s->late += wb.late;
+    s->bad += wb.bad;
+    advance_wm(s, wb.max_t);
     return 0;
 }
 
 /* Runs the batch [s->off, to): its tasks' partials, collected with the next poll (*stop, s->ends), then its close
- * tasks. COLLECTIVE. */
+ * tasks (fused mode: run_fused). COLLECTIVE. */
 static int run_batch(stream *s, const uint64_t *to, uint64_t total, em_ds *pn, int *stop)
 {
+    if (s->fused) return run_fused(s, to, pn, stop);
     const em_stream_opts *o = s->o;
     em__wtask_arg *b = em__calloc(1, sizeof *b);
     b->o = o;
@@ -708,12 +789,9 @@ static int run_batch(stream *s, const uint64_t *to, uint64_t total, em_ds *pn, i
     s->events += wb.events;
     s->late += wb.late;
     s->bad += wb.bad;
-    if (wb.max_t > s->max_seen) s->max_seen = wb.max_t;
-    if (s->max_seen != INT64_MIN) {
-        int64_t w = s->max_seen - o->lateness_ms; /* |max_seen| <= 2^62 and lateness <= 2^61: no overflow */
-        if (w > s->wm) s->wm = w;
-    }
+    advance_wm(s, wb.max_t);
     s->batch++;
+    snap(s);
     em__kstore_add(s->ks, s->batch, s->wm, &r, runs, first);
     return close_batch(s, t0, &wb);
 }
@@ -740,6 +818,7 @@ static void stream_release(stream *s)
     committer_stop(s);
     em__kstore_free(s->ks);
     free(s->parts);
+    free(s->cv.off);
     free(s->off);
     free(s->ends);
     free(s->target);
@@ -845,9 +924,10 @@ int em_stream_run(em_ctx *ctx, const em_stream_opts *o, em_stream_stats *st)
     if ((rc = em_collect(load, &r)) < 0) goto out_to;
     if ((rc = take_poll(&s, &r, &stop, &ck, &cklen)) < 0) goto out_to;
     memcpy(s.target, s.ends, (size_t)s.np * sizeof *s.ends);
-    /* A new query cuts its keys into as many partitions as it has ranks; a checkpoint keeps its own number. */
-    s.kparts = em_size(ctx) < EM__KPARTS_MAX ? em_size(ctx) : EM__KPARTS_MAX;
+    /* The key partitions are the log's partitions (em__key_part), as the checkpoint records them. */
+    s.kparts = s.np < EM__KPARTS_MAX ? s.np : EM__KPARTS_MAX;
     s.parts = em__calloc((size_t)s.kparts, 12);
+    s.cv.off = em__calloc((size_t)s.np, sizeof *s.cv.off);
     if (ck) {
         uint64_t ob = 0;
         struct stat sb;
@@ -865,11 +945,13 @@ int em_stream_run(em_ctx *ctx, const em_stream_opts *o, em_stream_stats *st)
             commit_failed("truncate", s.out_abs);
         EM_LOG_I("stream: resumed from batch %" PRIu64 " (watermark %" PRId64 ", %d key partitions)", s.batch, s.wm,
                  s.kparts);
-    } else if (em_is_leader(ctx)) {
-        commit(&s, 1); /* batch 0: the header row and an empty state, so that a restart never finds an unknown file */
     }
+    snap(&s);
+    if (!ck && em_is_leader(ctx))
+        commit(&s, 1); /* batch 0: the header row and an empty state, so that a restart never finds an unknown file */
     em_records_free(&r);
     s.ks = em__kstore_new(ctx, o, s.kparts, o->checkpoint_dir, s.ckpt_path);
+    s.fused = !o->transform && s.kparts == s.np;
 
     /* Until the end of the log at start-up, or (follow mode) until a stop is agreed. */
     for (int polled = 1;;) { /* polled: s.ends and stop are fresh (the load, or a batch without a sleep after it) */
@@ -887,16 +969,37 @@ int em_stream_run(em_ctx *ctx, const em_stream_opts *o, em_stream_stats *st)
         if ((rc = run_batch(&s, to, n, pn, &stop)) < 0) goto out_to;
         after_batch(&s);
         if (st) st->batches++;
+        /* Fused mode: the next action finishes this batch (its rows, its commit). When it would not start at once
+         * (the end of the input for now, or a stop), an action that reads nothing does it now. */
+        if (s.unfinished && (stop || !capped)) {
+            memcpy(to, s.off, (size_t)s.np * sizeof *to);
+            if ((rc = run_batch(&s, to, 0, pn, &stop)) < 0) goto out_to;
+            after_batch(&s);
+        }
         if (!o->until_end && !capped) sleep_until(t0 + (double)o->trigger_ms / 1000);
         else polled = 1;
     }
+    memcpy(to, s.off, (size_t)s.np * sizeof *to);
+    if (s.unfinished) { /* fused: the last batch is not finished yet */
+        if ((rc = run_batch(&s, to, 0, pn, &stop)) < 0) goto out_to;
+        after_batch(&s);
+    }
     if (o->until_end && o->flush && !stop && s.wm != INT64_MAX) {
-        /* --flush: the input is over. The watermark goes to +infinity (recorded, so later events are all late). */
-        s.wm = INT64_MAX;
-        s.batch++;
-        em__kstore_add(s.ks, s.batch, s.wm, NULL, NULL, NULL);
-        em__wbatch none = {0, 0, 0, INT64_MIN};
-        if ((rc = close_batch(&s, em__now_s(), &none)) < 0) goto out_to;
+        /* --flush: the input is over. The watermark goes to +infinity (recorded, so later events are all late):
+         * a batch of no events after which every window is closed. */
+        if (s.fused) {
+            s.batch++; /* it reads nothing: kept as such, and the next action finishes it */
+            em__kstore_add_fused(s.ks, s.batch, s.wm, s.off, s.off);
+            s.wm = INT64_MAX;
+            if ((rc = run_batch(&s, to, 0, pn, &stop)) < 0) goto out_to;
+        } else {
+            s.wm = INT64_MAX;
+            s.batch++;
+            snap(&s);
+            em__kstore_add(s.ks, s.batch, s.wm, NULL, NULL, NULL);
+            em__wbatch none = {0, 0, 0, INT64_MIN};
+            if ((rc = close_batch(&s, em__now_s(), &none)) < 0) goto out_to;
+        }
         after_batch(&s);
     }
     /* One more action: if the leader died after the last batch but before its commit, the new leader (known once

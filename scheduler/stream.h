@@ -41,6 +41,7 @@
 
 #include "ember.h"
 
+#include "operators/sources/streamlog.h"
 #include "runtime/buf.h"
 
 #include <stddef.h>
@@ -96,7 +97,7 @@ static inline uint64_t em__load_be64(const uint8_t *p)
 #endif
 }
 
-/* The hash of a key's bytes: the task tables' hash (wtask.c) and, through em__key_part, the key partition. */
+/* The hash of a key's bytes: the task tables' hash (wtask.c). */
 static inline uint64_t em__hash_key(const void *p, size_t n)
 {
     const uint8_t *b = p;
@@ -116,12 +117,14 @@ static inline uint64_t em__hash_key(const void *p, size_t n)
     return h;
 }
 
-#define EM__KPARTS_MAX 1024 /* key partitions of the window state */
+#define EM__KPARTS_MAX 65535 /* key partitions of the window state (log partitions) */
 
-/* The key partition (0 .. K-1) of a key whose em__hash_key is hk: from the hash's high half (the task tables index
- * by its low bits). The hash is over the key's bytes only, so it is the same on every rank, in every run and on
- * every machine of one byte order (em__load64 is native order). */
-static inline int em__key_part(uint64_t hk, int K) { return (int)(((hk >> 32) * (uint64_t)(uint32_t)K) >> 32); }
+/* The key partition of a key: the log partition `ember log append` puts it in (em__log_hash mod K, K = the log's
+ * partitions), so that a task reading log partition p meets only keys of key partition p. */
+static inline int em__key_part(const void *key, size_t klen, int K)
+{
+    return K > 1 ? (int)(em__log_hash(key, klen) % (uint64_t)K) : 0;
+}
 
 /* Output order of keys: bytes (memcmp), then the shorter first. */
 static inline int em__key_cmp(const uint8_t *a, uint32_t al, const uint8_t *b, uint32_t bl)
@@ -184,6 +187,10 @@ typedef struct em__wtask_arg {
 /* The partials of the log ranges [from, to) (split as em__log_source does): a log source folding its raw records
  * into task tables, or, with o->transform, records transformed then aggregated in an em_map_partitions. LOCAL. */
 em_ds *em__wtask_dataset(em_ctx *ctx, em__wtask_arg *b, const uint64_t *from, const uint64_t *to, uint64_t split);
+/* The partials of log partition log_part's records [from, to), without a transform, emitted into out (as one task
+ * of em__wtask_dataset would), here and now. Returns 0, or the log's error (EM_EPARSE, ...) with the message set.
+ * LOCAL. */
+int em__wtask_fold(const em__wtask_arg *b, int log_part, uint64_t from, uint64_t to, em_emitter *out);
 
 /* ---- the window state of one key partition (window.c) ---- */
 
@@ -262,7 +269,33 @@ int em__wrun_seal(em__wrun *r, size_t as);
 
 /* ---- the window state partitioned by key (keystate.c) ---- */
 
-#define EM__KSTATS_LEN 40 /* a close task's counters record, see keystate.c */
+/* Records in a buffer: u32 key length, u32 value length (native order), the key, the value. */
+static inline void em__frec_append(em__buf *b, const void *k, uint32_t kl, const void *v, uint32_t vl)
+{
+    uint32_t h[2] = {kl, vl};
+    em__buf_grow(b, 8 + (size_t)kl + vl);
+    memcpy(b->p + b->len, h, 8);
+    if (kl) memcpy(b->p + b->len + 8, k, kl);
+    if (vl) memcpy(b->p + b->len + 8 + kl, v, vl);
+    b->len += 8 + (size_t)kl + vl;
+}
+/* The record at *pos of p[0, n) into *r (pointing into p): 1, 0 at the end, -1 when it does not fit. */
+static inline int em__frec_next(const uint8_t *p, size_t n, size_t *pos, em_rec *r)
+{
+    if (*pos == n) return 0;
+    if (n - *pos < 8) return -1;
+    uint32_t h[2];
+    memcpy(h, p + *pos, 8);
+    if (n - *pos - 8 < (size_t)h[0] + h[1]) return -1;
+    r->key = p + *pos + 8;
+    r->klen = h[0];
+    r->val = p + *pos + 8 + h[0];
+    r->vlen = h[1];
+    *pos += 8 + (size_t)h[0] + h[1];
+    return 1;
+}
+
+#define EM__KSTATS_LEN 80 /* a close task's counters record, see keystate.c */
 
 /* The checkpoint as read from its bytes (keystate.c draws the format). Pointers point into those bytes. */
 typedef struct em__ckpt {
@@ -306,13 +339,26 @@ void em__kstore_trim(em__kstore *ks, int64_t c);
  * with its counters record. Its tasks prefer the rank of their partition's home (em_cache-like placement), where
  * the state is; anywhere else they rebuild it. LOCAL (lazy). */
 em_ds *em__kstore_close_ds(em__kstore *ks, uint64_t batch);
-/* The counters record of a close task, decoded. */
+/* Keeps fused batch `batch`: its log ranges from[p], to[p] (p < K: K is the log's partitions) and the watermark at
+ * its start (it closes windows and drops late events). Main thread, between actions. LOCAL. */
+void em__kstore_add_fused(em__kstore *ks, uint64_t batch, int64_t wm0, const uint64_t *from, const uint64_t *to);
+/* The batch dataset of fused batch `batch` (used when the log partitions are the key partitions: no transform):
+ * partition p closes the windows the watermark at the batch's start closes (row records), reads its log range and
+ * merges it into the state, writes the state file and emits its counters record (with the events' counters and
+ * largest time). No partials travel: one action per batch. Partition 0 first emits what poll(poll_arg, sink) emits.
+ * Pinned like the close dataset; a task elsewhere rebuilds the state by reading the kept batches' ranges again.
+ * LOCAL (lazy). */
+em_ds *em__kstore_batch_ds(em__kstore *ks, uint64_t batch, int (*poll)(void *arg, em_emitter *sink), void *poll_arg);
+/* The counters record of a close or batch task, decoded. */
 typedef struct em__kstats {
     int k, rank;       /* key partition, the rank that ran the task (holds the partition now) */
     uint64_t keys;     /* (window, key) entries left in the state */
     uint64_t rows;     /* rows of the closed windows */
     uint64_t size;     /* bytes of the state file (0: none, the state is empty) */
     uint32_t crc;      /* its crc32 */
+    uint64_t events, late, bad; /* batch dataset: of the task's log range */
+    int64_t max_t;     /* largest event time seen (INT64_MIN: none) */
+    int64_t min_start; /* the first open window's start after the task (INT64_MAX: none) */
 } em__kstats;
 /* Decodes the counters record x of a close task: 1, 0 when x is not one. */
 int em__kstats_get(const em_rec *x, em__kstats *st);

@@ -821,7 +821,7 @@ int em__wstate_decode(em__wstate *s, const uint8_t **p, const uint8_t *end, int 
                 ap = rd_take(&r, as);
             }
             if (r.bad) break;
-            if (K > 1 && em__key_part(em__hash_key(kp, (size_t)kl), K) != k) continue;
+            if (K > 1 && em__key_part(kp, (size_t)kl, K) != k) continue;
             if (!wn) wn = em__wstate_win(s, start);
             em__wrun_push(&wn->run, kp, (uint32_t)kl, ap, as);
         }

@@ -194,7 +194,7 @@ static void wt_rehash(em__wtask *t, size_t nslot)
 }
 
 /* The slot of (win, key) with hash h, a zeroed entry inserted if absent. */
-static tslot *wt_get(em__wtask *t, uint64_t hk, uint64_t h, int64_t win, const void *k, uint32_t kl, uint64_t pre)
+static tslot *wt_get(em__wtask *t, uint64_t h, int64_t win, const void *k, uint32_t kl, uint64_t pre)
 {
     if (2 * (t->n + 1) > t->nslot) wt_rehash(t, t->nslot ? 2 * t->nslot : 4096);
     const size_t mask = t->nslot - 1;
@@ -217,7 +217,7 @@ static tslot *wt_get(em__wtask *t, uint64_t hk, uint64_t h, int64_t win, const v
     }
     if (kl) memcpy(t->keys + t->klen, k, kl);
     t->koff[t->n] = t->klen;
-    t->kp[t->n] = (uint16_t)em__key_part(hk, t->kparts);
+    t->kp[t->n] = (uint16_t)em__key_part(k, kl, t->kparts);
     t->klen += kl;
     if (!t->inline_acc) memset(t->accs + t->n * t->as, 0, t->as);
     *s = (tslot){win, pre, kl, (uint32_t)++t->n, 0};
@@ -271,7 +271,7 @@ static inline void wt_apply(em__wtask *t, uint64_t hk, uint64_t pre, int64_t tm,
 {
     const int64_t W = t->o->window_ms, S = t->o->slide_ms, wm = t->wm;
     for (int64_t s = last; s > tm - W && s + W > wm; s -= S) {
-        tslot *sl = wt_get(t, hk, win_hash(hk, s), s, key, klen, pre);
+        tslot *sl = wt_get(t, win_hash(hk, s), s, key, klen, pre);
         if (t->inline_acc) sl->cnt++;
         else em__acc_add(t->agg, t->accs + (size_t)(sl->idx - 1) * t->as, v);
     }
@@ -510,4 +510,20 @@ em_ds *em__wtask_dataset(em_ctx *ctx, em__wtask_arg *b, const uint64_t *from, co
     }
     em__log_fold f = {fold_open, fold_each, fold_close, b};
     return em__log_source_fold(ctx, o->log_dir, from, to, split, &f);
+}
+
+int em__wtask_fold(const em__wtask_arg *b, int log_part, uint64_t from, uint64_t to, em_emitter *out)
+{
+    char err[600] = "";
+    em__log_topic *lt = NULL;
+    int rc = em__log_open(b->o->log_dir, &lt, err, sizeof err);
+    em__wtask *t = NULL;
+    if (rc == 0) {
+        t = wtask_new(b, log_part, to - from);
+        rc = em__log_read(lt, log_part, from, to, fold_each, t, NULL, err, sizeof err);
+    }
+    if (rc < 0 && *err) em__fail(rc, "%s", err);
+    int frc = wtask_finish(t, rc < 0 ? NULL : out);
+    em__log_close(lt);
+    return rc < 0 ? rc : frc;
 }

@@ -175,9 +175,10 @@ for np in 1 2 3 4; do
 done
 
 # ---- the window state is partitioned by key: each rank holds about 1/n of it, together all of it ----
-# One batch of 20000 events over 3000 keys; the leader's event log has a stream_state event per batch with the
-# (window, key) entries each rank's close tasks left in the state. Those must sum to the open (window, key) pairs the
-# python3 model counts (the windows the watermark did not close), and each rank must hold 1/n of them within 15%.
+# One batch of 20000 events over 3000 keys in a log of 12 partitions; the leader's event log has a stream_state event
+# per batch with the (window, key) entries each rank's tasks left in the state it holds. The last one (after the
+# batch is finished) must sum to the open (window, key) pairs the python3 model counts (the windows the watermark did
+# not close), and each rank must hold 1/n of them within 15%.
 python3 - "$TMP/pk.csv" <<'PY'
 import random, sys
 r, t = random.Random(5), 1_700_000_000_000
@@ -186,7 +187,7 @@ with open(sys.argv[1], "w") as f:
         t += r.randint(0, 5)
         f.write("%d,key%d,1\n" % (t - r.randint(0, 2000), r.randrange(3000)))
 PY
-mklog "$TMP/pklog" 4 "$TMP/pk.csv"
+mklog "$TMP/pklog" 12 "$TMP/pk.csv" # key partitions = log partitions, homes p mod np: 6 + 6, 4 + 4 + 4
 for np in 2 3; do
   rm -rf "$TMP/pkck" "$TMP/pkout.csv" "$TMP/pkev.jsonl"
   run $np --ember-event-log="$TMP/pkev.jsonl" --log "$TMP/pklog" --window 10s --slide 5s --lateness 3s \
