@@ -450,6 +450,10 @@ size_t em__task_budget(const em_ctx *ctx)
 
 /* ---- map side ---- */
 
+/* Below this the buckets are separate buffers. Small enough that every test whose map tasks run twice on a
+ * thread goes through the slab (its moves and frees), big enough to skip a mapping for tiny outputs. */
+#define SLAB_MIN ((size_t)64 << 10)
+
 typedef struct map_state {
     em__ctab tab;
     em__buf *buckets;
@@ -462,6 +466,7 @@ typedef struct map_state {
     size_t limit; /* combine table bytes before a flush */
     uint8_t *slab; /* the buckets' first home, one slice each (NULL: each its own buffer) */
     size_t slab_bytes;
+    size_t *sizes; /* combine: [nb] bytes of each bucket, counted before the table is written out */
 } map_state;
 
 /* Appends a record to bucket b. A bucket that outgrows its slice of the slab moves to a buffer of its own. */
@@ -477,6 +482,34 @@ static inline void bucket_append(map_state *ms, uint32_t b, const em_rec *r)
         *bk = own;
     }
     em__rec_append(bk, r->key, r->klen, r->val, r->vlen);
+}
+
+/* Adds a record's bytes to the size of its bucket (ms->sizes). */
+static int size_entry(const em_rec *r, void *arg)
+{
+    map_state *ms = arg;
+    ms->sizes[em__hash(r->key, r->klen) % ms->nb] += 8 + (size_t)r->klen + r->vlen;
+    return 0;
+}
+
+/* Gives the (empty) buckets room for sz[b] bytes each: slices of one slab past SLAB_MIN in all. */
+static void buckets_place(map_state *ms, const size_t *sz)
+{
+    size_t total = 0;
+    for (uint32_t b = 0; b < ms->nb; b++) total += (sz[b] + 63) & ~(size_t)63;
+    if (total < SLAB_MIN) {
+        for (uint32_t b = 0; b < ms->nb; b++) em__buf_grow(&ms->buckets[b], sz[b]);
+        return;
+    }
+    ms->slab_bytes = total;
+    ms->slab = em__huge_alloc(total);
+    size_t off = 0;
+    for (uint32_t b = 0; b < ms->nb; b++) {
+        size_t n = (sz[b] + 63) & ~(size_t)63;
+        if (n) ms->buckets[b] = (em__buf){ms->slab + off, 0, n}; /* an empty one stays outside (a slice at the
+                                                                   * slab's end would look like its own buffer) */
+        off += n;
+    }
 }
 
 static int spill_entry(const em_rec *r, void *arg)
@@ -545,9 +578,6 @@ static int partition_push(em_emitter *self, const em_rec *r)
     return 0;
 }
 
-/* Below this the buckets are separate buffers. Small enough that every test whose map tasks run twice on a
- * thread goes through the slab (its moves and frees), big enough to skip a mapping for tiny outputs. */
-#define SLAB_MIN ((size_t)64 << 10)
 
 static _Thread_local struct {
     int shuffle;
@@ -567,18 +597,15 @@ int em__shuffle_map(em_ctx *ctx, em__node *wide, int side, int part, em__buf *si
      * doubling copied about their whole size again (and faulted in both copies' pages). Together past SLAB_MIN
      * they are slices of one mapping on huge pages: in word count, fresh 4 KiB pages of the buckets were half the
      * page faults of the job, and the faults about a third of its CPU time on these VMs. */
-    if (bucket_hint.shuffle == wide->id && bucket_hint.nb == ms.nb) {
+    int combine = wide->kind == EM__K_REDUCE, rc = 0;
+    if (!combine && bucket_hint.shuffle == wide->id && bucket_hint.nb == ms.nb) { /* combine: sized at the end */
         size_t per = (bucket_hint.bytes + bucket_hint.bytes / 8 + 63) & ~(size_t)63;
-        if (per * ms.nb >= SLAB_MIN) {
-            ms.slab_bytes = per * ms.nb;
-            ms.slab = em__huge_alloc(ms.slab_bytes);
-            for (uint32_t b = 0; b < ms.nb; b++) ms.buckets[b] = (em__buf){ms.slab + b * per, 0, per};
-        } else {
-            for (uint32_t b = 0; b < ms.nb; b++) em__buf_grow(&ms.buckets[b], per);
-        }
+        size_t *sz = em__malloc(ms.nb * sizeof *sz);
+        for (uint32_t b = 0; b < ms.nb; b++) sz[b] = per;
+        buckets_place(&ms, sz);
+        free(sz);
     }
     ms.rr = em__hash(&part, sizeof part); /* spread the round robin's start over partitions */
-    int combine = wide->kind == EM__K_REDUCE, rc = 0;
     if (combine) em__ctab_init(&ms.tab, wide, 1, ms.limit);
     if (wide->kind == EM__K_SORT) { /* the bounds came with the task */
         size_t pos = 0, cap = 0;
@@ -593,7 +620,19 @@ int em__shuffle_map(em_ctx *ctx, em__node *wide, int side, int part, em__buf *si
     if (combine) sink.push_i64 = combine_push_i64;
     em__node *in = em__wide_input(wide, side);
     if (rc == 0) rc = em__node_compute(in, part, &sink);
-    if (rc == 0 && combine) rc = em__ctab_each(&ms.tab, spill_entry, &ms);
+    if (rc == 0 && combine) {
+        /* The table's entries are the task's output: when they are all of it (the table was never drained before),
+         * the buckets are first sized exactly from them, so they never grow. */
+        int fresh = 1;
+        for (uint32_t b = 0; b < ms.nb; b++) fresh &= ms.buckets[b].len == 0;
+        if (fresh && ms.tab.n) {
+            ms.sizes = em__calloc(ms.nb, sizeof *ms.sizes);
+            rc = em__ctab_each(&ms.tab, size_entry, &ms);
+            if (rc == 0) buckets_place(&ms, ms.sizes);
+            free(ms.sizes);
+        }
+        if (rc == 0) rc = em__ctab_each(&ms.tab, spill_entry, &ms);
+    }
     if (combine) em__ctab_release(&ms.tab);
     if (rc == 0) { /* the buckets go to the store as they are: no copy into one block */
         size_t most = 0;
