@@ -370,13 +370,6 @@ static void fold_batch(const kbatch *kb, int k, em__wstate *ws, em__win **closed
     *nclosed = em__wstate_close(ws, kb->wm, closed, nrows);
 }
 
-/* An emitter into a buffer of records (em__frec_append format). */
-static int buf_push(em_emitter *self, const em_rec *r)
-{
-    em__frec_append(self->state, r->key, r->klen, r->val, r->vlen);
-    return 0;
-}
-
 /* Fused batch kb's log range of partition k, folded (wtask.c) and merged into the state; its counters record is
  * copied to wstats (EM__WSTATS_LEN bytes, zeros when the range is empty). Fails when the range holds a key of
  * another partition. */
@@ -385,35 +378,11 @@ static int fold_range(const em__kstore *ks, const kbatch *kb, int k, em__wstate 
     memset(wstats, 0, EM__WSTATS_LEN);
     if (kb->from[k] >= kb->to[k]) return 0;
     em__wtask_arg a = {ks->o, kb->wm, ks->K, NULL};
-    em__buf b;
-    em__buf_init(&b);
-    em_emitter e = {.push = buf_push, .state = &b};
-    int rc = em__wtask_fold(&a, k, kb->from[k], kb->to[k], &e);
-    size_t n = 0, pos = 0;
-    em_rec x;
-    while (rc == 0 && em__frec_next(b.p, b.len, &pos, &x) > 0) n++;
-    em_records r = {em__malloc((n ? n : 1) * sizeof(em_rec)), 0, NULL};
-    pos = 0;
-    while (rc == 0 && em__frec_next(b.p, b.len, &pos, &r.recs[r.n]) > 0) {
-        const em_rec *y = &r.recs[r.n++];
-        if (y->klen == 0 && y->vlen == EM__WSTATS_LEN) memcpy(wstats, y->val, EM__WSTATS_LEN);
-    }
-    if (rc == 0) {
-        em__prun *runs;
-        size_t *first;
-        em__wbatch wb;
-        em__partials_index(&r, ks->K, &runs, &first, &wb);
-        if (first[k + 1] - first[k] != first[ks->K])
-            rc = em__fail(EM_EINVAL, "%s: log partition %d holds keys that belong to other partitions (hash of the "
-                          "key mod %d): the streaming engine keeps each partition's window state on one rank and "
-                          "needs a log written by `ember log append`", ks->o->log_dir, k, ks->K);
-        else
-            em__wstate_merge(ws, &r, runs + first[k], first[k + 1] - first[k]);
-        free(runs);
-        free(first);
-    }
-    free(r.recs);
-    em__buf_release(&b);
+    em__win *w;
+    size_t n;
+    int rc = em__wtask_fold_runs(&a, k, kb->from[k], kb->to[k], &w, &n, wstats);
+    for (size_t i = 0; i < n && rc == 0; i++) em__wstate_merge_run(ws, &w[i]);
+    em__wins_free(w, n);
     return rc;
 }
 

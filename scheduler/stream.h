@@ -187,10 +187,12 @@ typedef struct em__wtask_arg {
 /* The partials of the log ranges [from, to) (split as em__log_source does): a log source folding its raw records
  * into task tables, or, with o->transform, records transformed then aggregated in an em_map_partitions. LOCAL. */
 em_ds *em__wtask_dataset(em_ctx *ctx, em__wtask_arg *b, const uint64_t *from, const uint64_t *to, uint64_t split);
-/* The partials of log partition log_part's records [from, to), without a transform, emitted into out (as one task
- * of em__wtask_dataset would), here and now. Returns 0, or the log's error (EM_EPARSE, ...) with the message set.
- * LOCAL. */
-int em__wtask_fold(const em__wtask_arg *b, int log_part, uint64_t from, uint64_t to, em_emitter *out);
+struct em__win;
+/* The partials of log partition log_part's records [from, to) (no transform), here and now, as runs, one per window (by start; *wins malloc'd, em__wins_free), and the counters record's
+ * bytes (EM__WSTATS_LEN) in wstats: no encoding for a collect. Fails with EM_EINVAL when a key belongs to another
+ * key partition than log_part (a log not written by `ember log append`), or with the log's error. LOCAL. */
+int em__wtask_fold_runs(const em__wtask_arg *b, int log_part, uint64_t from, uint64_t to, struct em__win **wins,
+                        size_t *nwins, uint8_t *wstats);
 
 /* ---- the window state of one key partition (window.c) ---- */
 
@@ -263,37 +265,15 @@ void em__wstate_encode(const em__wstate *s, em__buf *b);
  * window; *bad_win is that window). LOCAL. */
 int em__wstate_decode(em__wstate *s, const uint8_t **p, const uint8_t *end, int v1, int K, int k, int64_t *bad_win);
 
-/* Building a run from a checkpoint: append entries in any order, then seal (sorts; -1 if a key is there twice). */
+/* Building a run from a checkpoint: append entries in any order, then seal (sorts; -1 if a key is there twice).
+ * em__wrun_reserve makes room for n more entries and kbytes more key bytes first. */
+void em__wrun_reserve(em__wrun *r, size_t n, size_t kbytes, size_t as);
 void em__wrun_push(em__wrun *r, const void *key, uint32_t klen, const uint8_t *a, size_t as);
+/* Merges the sorted run of window pw (a fused task's partials, em__wtask_fold_runs) into the state. LOCAL. */
+void em__wstate_merge_run(em__wstate *s, em__win *pw);
 int em__wrun_seal(em__wrun *r, size_t as);
 
 /* ---- the window state partitioned by key (keystate.c) ---- */
-
-/* Records in a buffer: u32 key length, u32 value length (native order), the key, the value. */
-static inline void em__frec_append(em__buf *b, const void *k, uint32_t kl, const void *v, uint32_t vl)
-{
-    uint32_t h[2] = {kl, vl};
-    em__buf_grow(b, 8 + (size_t)kl + vl);
-    memcpy(b->p + b->len, h, 8);
-    if (kl) memcpy(b->p + b->len + 8, k, kl);
-    if (vl) memcpy(b->p + b->len + 8 + kl, v, vl);
-    b->len += 8 + (size_t)kl + vl;
-}
-/* The record at *pos of p[0, n) into *r (pointing into p): 1, 0 at the end, -1 when it does not fit. */
-static inline int em__frec_next(const uint8_t *p, size_t n, size_t *pos, em_rec *r)
-{
-    if (*pos == n) return 0;
-    if (n - *pos < 8) return -1;
-    uint32_t h[2];
-    memcpy(h, p + *pos, 8);
-    if (n - *pos - 8 < (size_t)h[0] + h[1]) return -1;
-    r->key = p + *pos + 8;
-    r->klen = h[0];
-    r->val = p + *pos + 8 + h[0];
-    r->vlen = h[1];
-    *pos += 8 + (size_t)h[0] + h[1];
-    return 1;
-}
 
 #define EM__KSTATS_LEN 80 /* a close task's counters record, see keystate.c */
 

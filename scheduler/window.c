@@ -244,6 +244,11 @@ static inline void run_append(em__wrun *r, const uint8_t *k, uint32_t kl, const 
     r->koff[++r->n] = o + kl;
 }
 
+void em__wrun_reserve(em__wrun *r, size_t n, size_t kbytes, size_t as)
+{
+    run_reserve(r, r->n + n, (r->koff ? r->koff[r->n] : 0) + kbytes, as);
+}
+
 void em__wrun_push(em__wrun *r, const void *key, uint32_t klen, const uint8_t *a, size_t as)
 {
     run_reserve(r, r->n + 1, klen, as);
@@ -434,6 +439,43 @@ static void merge_window(em__wstate *s, em__win *w, const em_records *r, const e
     }
     free(c);
     free(h);
+    run_release(&w->run);
+    w->run = out;
+}
+
+void em__wstate_merge_run(em__wstate *s, em__win *pw)
+{
+    const size_t as = em__acc_size(s->agg);
+    em__win *w = em__wstate_win(s, pw->start);
+    const em__wrun *a = &w->run, *b = &pw->run;
+    if (!a->n) { /* a new window: the partials are its run */
+        run_release(&w->run);
+        w->run = pw->run;
+        memset(&pw->run, 0, sizeof pw->run);
+        return;
+    }
+    em__wrun out = {0};
+    run_reserve(&out, a->n + b->n, a->koff[a->n] + (b->n ? b->koff[b->n] : 0), as);
+    size_t i = 0, j = 0;
+    /* a two-way merge, the state first on equal keys (as merge_window) */
+    while (i < a->n || j < b->n) {
+        const uint8_t *ak = a->keys + (i < a->n ? a->koff[i] : 0), *bk = b->keys + (j < b->n ? b->koff[j] : 0);
+        uint32_t al = i < a->n ? (uint32_t)(a->koff[i + 1] - a->koff[i]) : 0;
+        uint32_t bl = j < b->n ? (uint32_t)(b->koff[j + 1] - b->koff[j]) : 0;
+        int c = i == a->n ? 1 : j == b->n ? -1 : em__key_cmp(ak, al, bk, bl);
+        if (c < 0) {
+            run_append(&out, ak, al, a->accs + i * as, as);
+            i++;
+        } else if (c > 0) {
+            run_append(&out, bk, bl, b->accs + j * as, as);
+            j++;
+        } else {
+            run_append(&out, ak, al, a->accs + i * as, as);
+            acc_merge(s->agg, out.accs + (out.n - 1) * as, b->accs + j * as);
+            i++;
+            j++;
+        }
+    }
     run_release(&w->run);
     w->run = out;
 }

@@ -384,6 +384,81 @@ static int emit_part(const em__wtask *t, em_emitter *out, const em__sitem *it, s
     return rc;
 }
 
+/* Fused mode's end of a task (see em__wtask_fold_runs): the sorted items become one em__wrun per window, and the
+ * counters go to wstats. Frees t. Returns 0, or EM_EINVAL when a key is not of key partition t->part. */
+static int wtask_finish_runs(em__wtask *t, em__win **wins, size_t *nwins, uint8_t *wstats)
+{
+    fifo_drain(t);
+    const size_t n = t->n;
+    em__sitem *it = em__malloc((n ? n : 1) * sizeof *it);
+    int rc = 0;
+    size_t m = 0;
+    for (size_t j = 0; j < t->nslot; j++) {
+        const tslot *s = &t->slot[j];
+        if (!s->idx) continue;
+        if (t->kparts > 1 && t->kp[s->idx - 1] != t->part) rc = -1;
+        /* idx: the entry (its accumulator), or for a count the item's place in cnt below */
+        const uint32_t idx = t->inline_acc ? (uint32_t)m : s->idx - 1;
+        it[m++] = (em__sitem){(uint64_t)s->win ^ 0x8000000000000000ULL, s->pre, t->keys + t->koff[s->idx - 1],
+                              s->klen, idx};
+    }
+    EM_ASSERT(m == n);
+    uint64_t *cnt = NULL;
+    if (t->inline_acc) { /* counts by item, in slot order as the items were made */
+        cnt = em__malloc((n ? n : 1) * sizeof *cnt);
+        size_t q = 0;
+        for (size_t j = 0; j < t->nslot; j++)
+            if (t->slot[j].idx) cnt[q++] = t->slot[j].cnt;
+    }
+    slots_put(t->slot, t->nslot);
+    t->slot = NULL;
+    t->nslot = 0;
+    em__sort_items(it, n);
+    size_t nw = 0;
+    for (size_t i = 0; i < n; i++) nw += !i || it[i].hi != it[i - 1].hi;
+    em__win *w = em__calloc(nw ? nw : 1, sizeof *w);
+    uint8_t acc8[8];
+    for (size_t i = 0, k = 0, j; i < n; i = j, k++) {
+        size_t kb = 0;
+        for (j = i; j < n && it[j].hi == it[i].hi; j++) kb += it[j].kl;
+        w[k].start = (int64_t)(it[i].hi ^ 0x8000000000000000ULL);
+        em__wrun_reserve(&w[k].run, j - i, kb, t->as);
+        for (size_t q = i; q < j; q++) {
+            uint8_t kbuf[8];
+            const uint8_t *key = it[q].k;
+            if (it[q].kl <= 8) { /* its prefix is the key: no trip to the arena */
+                for (uint32_t b = 0; b < it[q].kl; b++) kbuf[b] = (uint8_t)(it[q].lo >> (56 - 8 * b));
+                key = kbuf;
+            }
+            const uint8_t *a = t->accs + (size_t)it[q].idx * t->as;
+            if (cnt) {
+                em__put64(acc8, cnt[it[q].idx]);
+                a = acc8;
+            }
+            em__wrun_push(&w[k].run, key, it[q].kl, a, t->as);
+        }
+    }
+    free(it);
+    free(cnt);
+    memset(wstats, 0, EM__WSTATS_LEN);
+    em__put64(wstats, t->events);
+    em__put64(wstats + 8, t->late);
+    em__put64(wstats + 16, t->bad);
+    em__put64(wstats + 24, (uint64_t)t->max_t);
+    wstats[32] = (uint8_t)t->has_max;
+    if (t->bad > BAD_REPORT_MAX)
+        EM_LOG_W("%s: %" PRIu64 " more bad events in this task were skipped and not listed", t->o->log_dir,
+                 t->bad - BAD_REPORT_MAX);
+    *wins = w;
+    *nwins = nw;
+    if (rc < 0)
+        rc = em__fail(EM_EINVAL, "%s: log partition %" PRId64 " holds keys that belong to other partitions (hash of "
+                      "the key mod %d): the streaming engine keeps each partition's window state on one rank and "
+                      "needs a log written by `ember log append`", t->o->log_dir, t->part, t->kparts);
+    wt_free(t);
+    return rc;
+}
+
 /* Emits the partials grouped by key partition, each group in (window, key) order, then the counters record; frees
  * t (also when out is NULL: nothing is emitted). Returns 0 or em_emit's error. */
 static int wtask_finish(em__wtask *t, em_emitter *out)
@@ -422,8 +497,15 @@ static int wtask_finish(em__wtask *t, em_emitter *out)
     em__buf blk;
     em__buf_init(&blk);
     em__buf_grow(&blk, BLOCK_BYTES + 5 + (size_t)maxk + 8 + t->as);
-    if (t->kparts <= 1) {
-        rc = emit_part(t, out, it, n, 0, cnt, &blk);
+    int only = t->kparts <= 1 ? 0 : -1; /* the key partition of every item, if they all have one */
+    if (only < 0 && n) {
+        only = ip[it[0].idx];
+        for (size_t i = 1; i < n && only >= 0; i++)
+            if (ip[it[i].idx] != only) only = -1;
+    }
+    if (only >= 0 || !n) {
+        /* one group (a task reading one log partition: the usual case), no scatter */
+        rc = emit_part(t, out, it, n, only < 0 ? 0 : only, cnt, &blk);
     } else {
         /* a stable scatter by key partition keeps each group in (window, key) order */
         const int K = t->kparts;
@@ -512,18 +594,25 @@ em_ds *em__wtask_dataset(em_ctx *ctx, em__wtask_arg *b, const uint64_t *from, co
     return em__log_source_fold(ctx, o->log_dir, from, to, split, &f);
 }
 
-int em__wtask_fold(const em__wtask_arg *b, int log_part, uint64_t from, uint64_t to, em_emitter *out)
+int em__wtask_fold_runs(const em__wtask_arg *b, int log_part, uint64_t from, uint64_t to, em__win **wins,
+                        size_t *nwins, uint8_t *wstats)
 {
     char err[600] = "";
     em__log_topic *lt = NULL;
+    *wins = NULL;
+    *nwins = 0;
+    memset(wstats, 0, EM__WSTATS_LEN);
     int rc = em__log_open(b->o->log_dir, &lt, err, sizeof err);
     em__wtask *t = NULL;
     if (rc == 0) {
         t = wtask_new(b, log_part, to - from);
         rc = em__log_read(lt, log_part, from, to, fold_each, t, NULL, err, sizeof err);
     }
-    if (rc < 0 && *err) em__fail(rc, "%s", err);
-    int frc = wtask_finish(t, rc < 0 ? NULL : out);
     em__log_close(lt);
-    return rc < 0 ? rc : frc;
+    if (rc < 0) {
+        if (*err) em__fail(rc, "%s", err);
+        wtask_finish(t, NULL);
+        return rc;
+    }
+    return wtask_finish_runs(t, wins, nwins, wstats);
 }
