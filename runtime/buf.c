@@ -27,8 +27,15 @@ void em__buf_grow(em__buf *b, size_t extra)
 
 #define HUGE_PAGE ((size_t)2 << 20)
 
+/* The size actually mapped: from 1 MiB up, whole huge pages (a partial one at the end would be 4 KiB pages). */
+static size_t huge_round(size_t bytes)
+{
+    return bytes < HUGE_PAGE / 2 ? bytes : (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+}
+
 void *em__huge_alloc(size_t bytes)
 {
+    bytes = huge_round(bytes);
     if (bytes < HUGE_PAGE) { /* no huge page fits: just a mapping */
         void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED) em__oom(bytes);
@@ -45,5 +52,5 @@ void *em__huge_alloc(size_t bytes)
 
 void em__huge_free(void *p, size_t bytes)
 {
-    if (p) munmap(p, bytes);
+    if (p) munmap(p, huge_round(bytes));
 }

@@ -33,7 +33,8 @@ static inline void em__buf_bytes(em__buf *b, const void *p, uint32_t n)
 
 /* Big memory as its own mapping, aligned to 2 MiB and advised to transparent huge pages: zero already (no memset
  * pass), and first touched 2 MiB at a time. On these VMs a fresh 4 KiB page costs tens of microseconds, a huge
- * page little more than its zeroing. em__huge_free takes the same size. OOM exits. */
+ * page little more than its zeroing. From 1 MiB up the size is rounded up to whole huge pages. em__huge_free
+ * takes the size given to em__huge_alloc. OOM exits. */
 void *em__huge_alloc(size_t bytes);
 void em__huge_free(void *p, size_t bytes);
 
