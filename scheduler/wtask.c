@@ -32,6 +32,8 @@ static int sitem_cmp(const void *pa, const void *pb)
     return em__key_cmp(a->k, a->kl, b->k, b->kl);
 }
 
+static em__sitem *items_get(int w, size_t n);
+
 /* LSD radix over the bytes of (hi, lo) that are not the same in every item, then each group of equal (hi, lo) by
  * the full key. */
 void em__sort_items(em__sitem *it, size_t n)
@@ -49,7 +51,7 @@ void em__sort_items(em__sitem *it, size_t n)
             int b = pos[q];
             cnt[b][((b < 8 ? it[i].lo : it[i].hi) >> (8 * (b & 7))) & 255]++;
         }
-    em__sitem *tmp = em__malloc(n * sizeof *tmp), *src = it, *dst = tmp;
+    em__sitem *tmp = items_get(1, n), *src = it, *dst = tmp;
     for (int q = 0; q < npos; q++) {
         const int b = pos[q];
         size_t *c = cnt[b], sum = 0;
@@ -68,7 +70,6 @@ void em__sort_items(em__sitem *it, size_t n)
         dst = t;
     }
     if (src != it) memcpy(it, src, n * sizeof *it);
-    free(tmp);
     free(cnt);
     for (size_t i = 0, j; i < n; i = j) {
         for (j = i + 1; j < n && it[j].hi == it[i].hi && it[j].lo == it[i].lo; j++) {}
@@ -137,23 +138,61 @@ static inline uint64_t win_hash(uint64_t hk, int64_t win)
     return h ^ (h >> 32);
 }
 
-/* The slot array of this thread's last table, kept for the next task: a batch's tasks look alike, and zeroing
- * memory the thread already has costs far less than faulting in fresh pages (each task would otherwise fault in
- * its whole table: tens of MB per batch, and page faults are slow in a VM). */
-static _Thread_local tslot *spare;
-static _Thread_local size_t spare_n;
-static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
-static pthread_key_t spare_key; /* frees the spare when its thread ends */
+/* Memory a thread keeps from task to task: the slot array of its last table and the item arrays of the sort. A
+ * batch's tasks look alike, and reusing memory the thread already has costs far less than faulting in fresh pages
+ * (each task would otherwise fault in its whole table and item arrays: tens of MB per batch, and page faults are
+ * slow in a VM). Freed when the thread ends. */
+typedef struct tscratch {
+    tslot *slot;
+    size_t slot_n;
+    em__sitem *items[2]; /* [0]: a task's items, [1]: the radix sort's second array */
+    size_t items_n[2];
+} tscratch;
 
-static void spare_key_make(void) { EM_ASSERT(pthread_key_create(&spare_key, free) == 0); }
+static _Thread_local tscratch *scr;
+static pthread_once_t scr_once = PTHREAD_ONCE_INIT;
+static pthread_key_t scr_key;
+
+static void scr_free(void *p)
+{
+    tscratch *t = p;
+    free(t->slot);
+    free(t->items[0]);
+    free(t->items[1]);
+    free(t);
+}
+static void scr_key_make(void) { EM_ASSERT(pthread_key_create(&scr_key, scr_free) == 0); }
+
+static tscratch *scratch(void)
+{
+    if (!scr) {
+        scr = em__calloc(1, sizeof *scr);
+        pthread_once(&scr_once, scr_key_make);
+        pthread_setspecific(scr_key, scr);
+    }
+    return scr;
+}
+
+/* This thread's item array w (0 or 1), room for n items; valid until the next call with the same w. */
+static em__sitem *items_get(int w, size_t n)
+{
+    tscratch *t = scratch();
+    if (t->items_n[w] < n) {
+        free(t->items[w]);
+        t->items_n[w] = n + n / 8;
+        t->items[w] = em__malloc(t->items_n[w] * sizeof(em__sitem));
+    }
+    return t->items[w];
+}
 
 /* Zeroed slots, at least n (a power of two) of them: *got says how many. */
 static tslot *slots_get(size_t n, size_t *got)
 {
-    if (spare && spare_n >= n && spare_n <= 4 * n) {
-        tslot *s = spare;
-        *got = spare_n;
-        spare = NULL;
+    tscratch *t = scratch();
+    if (t->slot && t->slot_n >= n && t->slot_n <= 4 * n) {
+        tslot *s = t->slot;
+        *got = t->slot_n;
+        t->slot = NULL;
         memset(s, 0, *got * sizeof *s);
         return s;
     }
@@ -161,19 +200,18 @@ static tslot *slots_get(size_t n, size_t *got)
     return em__calloc(n, sizeof(tslot));
 }
 
-/* Gives slots back: kept as the spare if it is the bigger one. */
+/* Gives slots back: kept if they are the bigger ones. */
 static void slots_put(tslot *s, size_t n)
 {
     if (!s) return;
-    if (n < spare_n) {
+    tscratch *t = scratch();
+    if (n < t->slot_n) {
         free(s);
         return;
     }
-    free(spare);
-    spare = s;
-    spare_n = n;
-    pthread_once(&spare_once, spare_key_make);
-    pthread_setspecific(spare_key, s);
+    free(t->slot);
+    t->slot = s;
+    t->slot_n = n;
 }
 
 static void wt_rehash(em__wtask *t, size_t nslot)
@@ -390,7 +428,7 @@ static int wtask_finish_runs(em__wtask *t, em__win **wins, size_t *nwins, uint8_
 {
     fifo_drain(t);
     const size_t n = t->n;
-    em__sitem *it = em__malloc((n ? n : 1) * sizeof *it);
+    em__sitem *it = items_get(0, n ? n : 1);
     int rc = 0;
     size_t m = 0;
     for (size_t j = 0; j < t->nslot; j++) {
@@ -417,28 +455,26 @@ static int wtask_finish_runs(em__wtask *t, em__win **wins, size_t *nwins, uint8_
     size_t nw = 0;
     for (size_t i = 0; i < n; i++) nw += !i || it[i].hi != it[i - 1].hi;
     em__win *w = em__calloc(nw ? nw : 1, sizeof *w);
-    uint8_t acc8[8];
     for (size_t i = 0, k = 0, j; i < n; i = j, k++) {
         size_t kb = 0;
         for (j = i; j < n && it[j].hi == it[i].hi; j++) kb += it[j].kl;
         w[k].start = (int64_t)(it[i].hi ^ 0x8000000000000000ULL);
-        em__wrun_reserve(&w[k].run, j - i, kb, t->as);
+        em__wrun *r = &w[k].run;
+        em__wrun_reserve(r, j - i, kb + 8, t->as); /* 8 spare key bytes: a short key is stored as 8 */
+        size_t o = 0;
         for (size_t q = i; q < j; q++) {
-            uint8_t kbuf[8];
-            const uint8_t *key = it[q].k;
-            if (it[q].kl <= 8) { /* its prefix is the key: no trip to the arena */
-                for (uint32_t b = 0; b < it[q].kl; b++) kbuf[b] = (uint8_t)(it[q].lo >> (56 - 8 * b));
-                key = kbuf;
-            }
-            const uint8_t *a = t->accs + (size_t)it[q].idx * t->as;
-            if (cnt) {
-                em__put64(acc8, cnt[it[q].idx]);
-                a = acc8;
-            }
-            em__wrun_push(&w[k].run, key, it[q].kl, a, t->as);
+            const uint32_t kl = it[q].kl;
+            if (kl <= 8) /* its prefix is the key: no trip to the arena */
+                for (int b = 0; b < 8; b++) r->keys[o + (size_t)b] = (uint8_t)(it[q].lo >> (56 - 8 * b));
+            else
+                memcpy(r->keys + o, it[q].k, kl);
+            o += kl;
+            uint8_t *a = r->accs + r->n * t->as;
+            if (cnt) em__put64(a, cnt[it[q].idx]);
+            else memcpy(a, t->accs + (size_t)it[q].idx * t->as, t->as);
+            r->koff[++r->n] = o;
         }
     }
-    free(it);
     free(cnt);
     memset(wstats, 0, EM__WSTATS_LEN);
     em__put64(wstats, t->events);
