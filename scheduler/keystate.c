@@ -2,23 +2,33 @@
  * key) to the owners of the window state"), and the checkpoint's format: a manifest plus one state file per key
  * partition. The micro-batch loop that drives it is stream.c; the state of one partition is window.c's em__wstate.
  *
- * Keys are cut into K key partitions by em__key_part (a hash of the key bytes; K is fixed when the checkpoint is
- * created: the number of ranks then). A batch's tasks (wtask.c) emit their partials grouped by key partition and
- * em_collect hands them to every rank, which keeps them until the checkpoint on disk covers the batch. Then the
- * batch's "close" dataset (K partitions) runs: its task for partition k merges the batch's partials of k into the
- * state of k, takes out the windows the watermark has closed (their rows are the task's output, collected), and
- * writes the state of k to a state file. Its node is pinned (scheduler/driver.c): the task of partition k runs on
- * rank k mod size (or the next live rank), its home, so the state of k lives there from batch to batch and no other
- * rank holds or merges it. A task that runs anywhere else (the home died, or a retry) rebuilds the state of k first:
- * the checkpoint on disk (its state file of k) plus the partials of the later batches, which every rank keeps. So
- * an executor's death costs a rebuild of its partitions, not a restart. The checkpoint directory must therefore be
- * on a file system every rank sees (as in Spark and Flink): tasks read and write state files there.
+ * Keys are cut into K key partitions by em__key_part: K is the log's number of partitions and a key's partition is
+ * the one `ember log append` puts it in (em__log_hash mod K), so a log partition is a key partition (Kafka Streams
+ * and Flink key groups work the same way). The tasks that touch partition k's state are those of a pinned dataset
+ * (scheduler/driver.c): they run on rank k mod size (or the next live rank), its home, so the state of k lives there
+ * from batch to batch in this rank's em__kstore and no other rank holds or merges it.
+ *
+ *   fused mode (no transform)   one "batch" dataset per batch (em__kstore_batch_ds): task k finishes the previous
+ *                               batch of k (the windows its watermark closed become row records, the task's output;
+ *                               the state file of that batch), then folds log partition k's new range (wtask.c) and
+ *                               merges it into the state. A range holding a key of another partition (a log not
+ *                               written by `ember log append`) fails the task with a message saying so.
+ *   with a transform            a batch's tasks emit their partials grouped by key partition; em_collect hands them
+ *                               to every rank, which keeps them until the checkpoint on disk covers the batch; then
+ *                               the batch's "close" dataset runs: task k merges the partials of k into the state,
+ *                               takes out the closed windows (row records) and writes the state file.
+ *
+ * Every rank keeps what each uncommitted batch was (its log ranges, or its partials), so a task that runs anywhere
+ * else than the home of k (the home died, or a retry) or that missed batches rebuilds the state of k first: the
+ * checkpoint on disk (its state file of k) plus the kept batches after it, their log ranges read again. An
+ * executor's death costs a rebuild of its partitions, not a restart. The checkpoint directory must therefore be on a
+ * file system every rank sees (as in Spark and Flink): tasks read and write state files there.
  *
  * Exactly once: a task writes CHECKPOINT/state/<batch>.<k> (temporary name, then rename) before it finishes, so
- * when the batch's collect returns every state file of the batch is complete; the leader's commit fsyncs them, then
- * renames the manifest that names them over the old one. Files of batches older than the previous commit are
- * removed after a commit (a rebuild that reads the manifest just before a commit still finds its files; if not,
- * it reads the manifest again).
+ * when its action returns every state file of the batch is complete; the leader's commit fsyncs them, then renames
+ * the manifest that names them (with their sizes and crcs) over the old one. Files of batches older than the
+ * previous commit are removed after a commit (a rebuild that reads the manifest just before a commit still finds
+ * its files; if not, it reads the manifest again).
  */
 #include "scheduler/stream.h"
 

@@ -1,36 +1,42 @@
 /* stream.c — the micro-batch driver of the streaming engine: agreeing on batch boundaries, running a batch, the
- * checkpoint and the exactly-once commit, follow mode and stopping (shared DESIGN.md §7; the semantics are in the
- * em_stream_* section of include/ember.h; windows, accumulators and the window state are in window.c).
+ * exactly-once commit, follow mode and stopping (shared DESIGN.md §7; the semantics are in the em_stream_* section
+ * of include/ember.h; windows and accumulators are in window.c, the keyed window state and the checkpoint's format
+ * in keystate.c).
  *
  * How one query runs (every rank runs this same code, SPMD, DESIGN §2):
  *
  *   1. Agreement. Batch boundaries must be the same on every rank, and only actions give every rank the same bytes.
  *      So a 1-partition source node (the "poll") reads the end offsets of the log (and whether a stop was
  *      requested) inside a task, and em_collect hands its one record to every rank. The first such action (the
- *      "load") also carries the bytes of the checkpoint file, so every rank starts from the same checkpoint even if
- *      the leader commits a new one before a slow rank gets to read the disk. Later polls ride in the batches'
- *      actions (an em_union of the batch and the poll node): one action per batch, not two.
- *   2. A batch is a log source over [committed offsets, agreed ends) (capped at max_batch_events) whose tasks fold
- *      the raw records straight into sorted partial aggregates per (window start, key) (wtask.c), then em_collect
- *      of those partials. No shuffle: the log is partitioned by key, so one task that reads a partition's
- *      range already holds every event of its keys; partials of the same (window, key) from pieces of one split
- *      range are merged in step 3. (A shuffle would also leave its map output in the block store for the life of
- *      the job: unbounded growth in follow mode.)
- *   3. Replicated state. Every rank merges the collected partials, in collect order, into its own copy of the window
- *      state, advances the watermark and takes the newly closed windows out as the batch's rows (kept as sorted
- *      runs; only the leader's commit thread prints them as CSV). All of it is a deterministic function of bytes
- *      every rank received, so every rank holds the same state and the same rows.
- *      This deviates from the issue's "window state lives with executors partitioned by key": it is simpler, makes a
- *      leader change trivial (any survivor holds everything), and costs memory (state on every rank) and CPU (every
- *      rank merges every partial; window.c keeps that a linear merge of sorted runs).
- *   4. Commit. The leader appends the rows to the output file, fsyncs it, then writes the checkpoint (offsets,
- *      watermark, window state, counters, output length) to a temporary file, fsyncs and renames it over the old one;
- *      on a commit thread, while the next batch runs (see "the commit" below).
- *      On start the output is cut back to the length the checkpoint records: rows appended by a run that died before
- *      its commit disappear and are written again, exactly once. Every rank keeps the rows of batches not yet known
- *      to be committed (it reads the checkpoint's header after each batch), so a new leader elected after the old one
- *      died between a batch and its commit writes them itself: a commit always writes "rows of every batch after the
- *      one on disk".
+ *      "load") also carries the bytes of the checkpoint's manifest, so every rank starts from the same checkpoint
+ *      even if the leader commits a new one before a slow rank gets to read the disk. Later polls ride in the
+ *      batches' actions: one action per batch, not two.
+ *   2. State partitioned by key. The window state is cut into K key partitions, K = the log's partitions, a key's
+ *      partition being the one `ember log append` puts it in (em__key_part). Partition p's state lives on its home,
+ *      rank p mod size: the tasks that touch it are pinned there (scheduler/driver.c), so no other rank holds or
+ *      merges it (keystate.c). A task that runs elsewhere (its home died) first rebuilds the state from the
+ *      checkpoint and the kept batches. Each task writes its partition's state file into the checkpoint directory,
+ *      which must therefore be on a file system every rank sees.
+ *   3. A batch, fused mode (no transform: the usual case). One action, its poll riding along in task 0: task p
+ *      first finishes the previous batch of partition p (takes out the windows that batch's watermark closed: their
+ *      rows are the task's output; writes the state file), then folds log partition p's new range straight into
+ *      sorted partials (wtask.c) and merges them into the state. No partials travel. The commit after the action is
+ *      the previous batch's; an action that reads nothing finishes the last batch when no batch follows at once
+ *      (the input's end, a stop, a follow-mode pause), so rows are not held back.
+ *      With a transform (which may change keys) a batch is two actions: its tasks' partials, grouped by key
+ *      partition, collected by every rank (kept until committed, so that any rank can rebuild any partition), then
+ *      a close task per key partition on its home that merges its group, takes out the closed windows and writes
+ *      the state file. (No shuffle either way: a shuffle leaves its map output in the block store for the life of
+ *      the job, unbounded growth in follow mode.)
+ *   4. Commit. The leader merges the rows of the key partitions (window by window, by key: the output is the same
+ *      as if one rank held all the state), appends them to the output file, fsyncs it and the state files of the
+ *      batch, then writes the manifest (offsets, watermark, counters, output length, the state files' sizes and
+ *      crcs) to a temporary file, fsyncs and renames it over the old one; on a commit thread, while the next batch
+ *      runs (see "the commit" below). On start the output is cut back to the length the checkpoint records: rows
+ *      appended by a run that died before its commit disappear and are written again, exactly once. Every rank
+ *      keeps the rows (as collected) of batches not yet known to be committed (it reads the manifest's header after
+ *      each batch), so a new leader elected after the old one died between a batch and its commit writes them
+ *      itself: a commit always writes "rows of every batch after the one on disk".
  *
  * Stopping: a signal handler only sets a flag (em_stream_stop); the main loop of that rank then creates
  * CHECKPOINT/stop, and the next poll task (on whatever rank it runs) reports it, so all ranks agree to stop at the
