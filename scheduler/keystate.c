@@ -578,7 +578,6 @@ typedef struct close_src {
  *   36      4      flags: bit 0 set when the task saw an event time (the next field is valid)
  *   40      24     events, late, bad: the task's log range (batch dataset; 0 for a close task)
  *   64      8      largest event time seen
- *   72      8      start of the first window left in the state (INT64_MAX: none)
  */
 int em__kstats_get(const em_rec *x, em__kstats *st)
 {
@@ -594,7 +593,6 @@ int em__kstats_get(const em_rec *x, em__kstats *st)
     st->late = get64(v + 48);
     st->bad = get64(v + 56);
     st->max_t = get32(v + 36) & 1 ? (int64_t)get64(v + 64) : INT64_MIN;
-    st->min_start = (int64_t)get64(v + 72);
     return 1;
 }
 
@@ -652,7 +650,6 @@ static int part_compute(const em__node *n, int k, em_emitter *sink)
     put64(v + 48, em__get64(wstats + 8));
     put64(v + 56, em__get64(wstats + 16));
     put64(v + 64, em__get64(wstats + 24));
-    put64(v + 72, (uint64_t)(kp->ws.n ? kp->ws.wins[0].start : INT64_MAX));
     if ((rc = em_emit(sink, "", 0, v, sizeof v)) < 0) goto out;
     kp->batch = cs->batch;
     kp->valid = 1;

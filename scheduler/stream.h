@@ -7,8 +7,9 @@
  *   scheduler/window.c   numbers and accumulators, the window state of one key partition (one sorted run of keys
  *                        per open window) that partials are merged into, closed windows as row records, and the
  *                        CSV rows of closed windows merged across key partitions.
- *   scheduler/keystate.c the window state partitioned by key: each rank keeps the partitions whose "close" tasks
- *                        it runs; the close task; the checkpoint's format (manifest and per-partition state files).
+ *   scheduler/keystate.c the window state partitioned by key: each rank keeps the key partitions whose home it is;
+ *                        the batch and close tasks that update them; the checkpoint's format (manifest and
+ *                        per-partition state files).
  *   scheduler/stream.c   the micro-batch driver: agreeing on batch boundaries, running a batch, the exactly-once
  *                        commit, follow mode and stopping.
  *
@@ -32,8 +33,8 @@
  * so one record carries many (window, key) entries: collecting 1M partials costs a few hundred records, not 1M.
  * Last, one record with an empty key: the task's counters (EM__WSTATS_LEN bytes).
  *
- * Row records (a close task's closed windows, collected by every rank) have the same value layout with an 8-byte
- * key (em_i64_put(window start)); each close task emits its windows in start order, then its counters record
+ * Row records (a batch or close task's closed windows, collected by every rank) have the same value layout with an
+ * 8-byte key (em_i64_put(window start)); each task emits its windows in start order, then its counters record
  * (EM__KSTATS_LEN bytes, keystate.c).
  */
 #ifndef EM_SCHEDULER_STREAM_H
@@ -275,7 +276,7 @@ int em__wrun_seal(em__wrun *r, size_t as);
 
 /* ---- the window state partitioned by key (keystate.c) ---- */
 
-#define EM__KSTATS_LEN 80 /* a close task's counters record, see keystate.c */
+#define EM__KSTATS_LEN 72 /* a batch or close task's counters record, see keystate.c */
 
 /* The checkpoint as read from its bytes (keystate.c draws the format). Pointers point into those bytes. */
 typedef struct em__ckpt {
@@ -303,9 +304,9 @@ void em__ckpt_seal(em__buf *b, uint64_t out_bytes);
 /* CHECKPOINT/state/<batch>.<k>: the state file of key partition k after `batch`. malloc'd. */
 char *em__state_path(const char *ckdir, uint64_t batch, int k);
 
-/* The keyed state of one query on this rank: the partitions whose close tasks ran here last, and the partial
- * records of the batches the checkpoint on disk does not cover yet (every rank keeps those, so that any rank can
- * rebuild any partition: checkpoint + those batches). */
+/* The keyed state of one query on this rank: the partitions whose tasks ran here last, and what the batches the
+ * checkpoint on disk does not cover yet were (their log ranges, or their collected partials; every rank keeps those,
+ * so that any rank can rebuild any partition: checkpoint + those batches). */
 typedef struct em__kstore em__kstore;
 em__kstore *em__kstore_new(em_ctx *ctx, const em_stream_opts *o, int kparts, const char *ckdir, const char *ckpt_path);
 void em__kstore_free(em__kstore *ks);
@@ -338,7 +339,6 @@ typedef struct em__kstats {
     uint32_t crc;      /* its crc32 */
     uint64_t events, late, bad; /* batch dataset: of the task's log range */
     int64_t max_t;     /* largest event time seen (INT64_MIN: none) */
-    int64_t min_start; /* the first open window's start after the task (INT64_MAX: none) */
 } em__kstats;
 /* Decodes the counters record x of a close task: 1, 0 when x is not one. */
 int em__kstats_get(const em_rec *x, em__kstats *st);
