@@ -93,34 +93,16 @@
 #define ST_HEAD 24
 #define REBUILD_TRIES 5 /* a rebuild that loses its state file to a newer commit reads the manifest again */
 
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 static void add64(em__buf *b, uint64_t v)
 {
     uint8_t t[8];
-    put64(t, v);
+    em__put64(t, v);
     em__buf_add(b, t, 8);
 }
 static void add32(em__buf *b, uint32_t v)
 {
     uint8_t t[4];
-    put32(t, v);
+    em__put32(t, v);
     em__buf_add(b, t, 4);
 }
 
@@ -149,35 +131,8 @@ void em__ckpt_encode(const em__ckpt *c, const uint8_t *part_size_crc, em__buf *b
 
 void em__ckpt_seal(em__buf *b, uint64_t out_bytes)
 {
-    put64(b->p + EM__CK_OUT_BYTES, out_bytes);
+    em__put64(b->p + EM__CK_OUT_BYTES, out_bytes);
     add32(b, (uint32_t)crc32_z(0L, b->p, b->len));
-}
-
-/* A bounds-checked reader over the checkpoint's bytes. */
-typedef struct ckrd {
-    const uint8_t *p, *end;
-    int bad;
-} ckrd;
-static const uint8_t *ck_take(ckrd *r, size_t n)
-{
-    if ((size_t)(r->end - r->p) < n) {
-        r->bad = 1;
-        r->p = r->end;
-        return NULL;
-    }
-    const uint8_t *q = r->p;
-    r->p += n;
-    return q;
-}
-static uint64_t ck_rd64(ckrd *r)
-{
-    const uint8_t *q = ck_take(r, 8);
-    return q ? get64(q) : 0;
-}
-static uint32_t ck_rd32(ckrd *r)
-{
-    const uint8_t *q = ck_take(r, 4);
-    return q ? get32(q) : 0;
 }
 
 int em__ckpt_parse(const uint8_t *p, size_t n, const char *path, int kparts_default, em__ckpt *c)
@@ -186,39 +141,40 @@ int em__ckpt_parse(const uint8_t *p, size_t n, const char *path, int kparts_defa
     if (n >= 8) c->version = !memcmp(p, CK_MAGIC, 8) ? 3 : !memcmp(p, CK_MAGIC2, 8) ? 2 : !memcmp(p, CK_MAGIC1, 8);
     if (n < 28 || !c->version)
         return em__fail(EM_EPARSE, "%s: not a windowcount checkpoint (bad magic or too short)", path);
-    if (get32(p + n - 4) != (uint32_t)crc32_z(0L, p, n - 4))
+    if (em__get32(p + n - 4) != (uint32_t)crc32_z(0L, p, n - 4))
         return em__fail(EM_EPARSE, "%s: bad crc: the checkpoint is corrupt", path);
-    ckrd r = {p + 8, p + n - 4, 0};
-    c->batch = ck_rd64(&r);
-    c->out_bytes = ck_rd64(&r);
-    c->window_ms = (int64_t)ck_rd64(&r);
-    c->slide_ms = (int64_t)ck_rd64(&r);
-    c->lateness_ms = (int64_t)ck_rd64(&r);
-    c->agg = ck_rd32(&r);
-    c->nlog = ck_rd32(&r);
-    c->offsets = ck_take(&r, 8 * (size_t)c->nlog);
-    c->max_seen = (int64_t)ck_rd64(&r);
-    c->wm = (int64_t)ck_rd64(&r);
-    c->events = ck_rd64(&r);
-    c->late = ck_rd64(&r);
-    c->bad = ck_rd64(&r);
-    c->rows = ck_rd64(&r);
-    c->out_len = ck_rd32(&r);
-    c->out_path = ck_take(&r, c->out_len);
+    em__rd r;
+    em__rd_init(&r, p + 8, n - 12);
+    c->batch = em__rd_le64(&r);
+    c->out_bytes = em__rd_le64(&r);
+    c->window_ms = (int64_t)em__rd_le64(&r);
+    c->slide_ms = (int64_t)em__rd_le64(&r);
+    c->lateness_ms = (int64_t)em__rd_le64(&r);
+    c->agg = em__rd_le32(&r);
+    c->nlog = em__rd_le32(&r);
+    c->offsets = em__rd_take(&r, 8 * (size_t)c->nlog);
+    c->max_seen = (int64_t)em__rd_le64(&r);
+    c->wm = (int64_t)em__rd_le64(&r);
+    c->events = em__rd_le64(&r);
+    c->late = em__rd_le64(&r);
+    c->bad = em__rd_le64(&r);
+    c->rows = em__rd_le64(&r);
+    c->out_len = em__rd_le32(&r);
+    c->out_path = em__rd_take(&r, c->out_len);
     if (c->version == 3) {
-        uint32_t K = ck_rd32(&r);
-        if (!r.bad && (K == 0 || K > EM__KPARTS_MAX))
+        uint32_t K = em__rd_le32(&r);
+        if (!r.err && (K == 0 || K > EM__KPARTS_MAX))
             return em__fail(EM_EPARSE, "%s: malformed checkpoint (%u key partitions)", path, K);
         c->kparts = (int)K;
-        c->parts = ck_take(&r, 12 * (size_t)K);
-        if (!r.bad && r.p != r.end)
+        c->parts = em__rd_take(&r, 12 * (size_t)K);
+        if (!r.err && r.p != r.end)
             return em__fail(EM_EPARSE, "%s: malformed checkpoint (length fields disagree)", path);
     } else {
         c->kparts = kparts_default;
         c->state = r.p;
         c->state_end = r.end;
     }
-    if (r.bad) return em__fail(EM_EPARSE, "%s: malformed checkpoint (length fields disagree)", path);
+    if (r.err) return em__fail(EM_EPARSE, "%s: malformed checkpoint (length fields disagree)", path);
     return 0;
 }
 
@@ -400,8 +356,8 @@ static int fold_range(const em__kstore *ks, const kbatch *kb, int k, em__wstate 
 static int read_state_file(const em__kstore *ks, const em__ckpt *c, int k, em__wstate *ws)
 {
     const uint8_t *e = c->parts + 12 * (size_t)k;
-    uint64_t size = get64(e);
-    uint32_t crc = get32(e + 8);
+    uint64_t size = em__get64(e);
+    uint32_t crc = em__get32(e + 8);
     if (!size) return 0;
     char *path = em__state_path(ks->ckdir, c->batch, k);
     em__buf b;
@@ -410,11 +366,11 @@ static int read_state_file(const em__kstore *ks, const em__ckpt *c, int k, em__w
     if (rc < 0) goto out;
     int64_t bad_win = 0;
     const uint8_t *p = b.p + ST_HEAD;
-    if (b.len != size || b.len < ST_HEAD + 4 || memcmp(b.p, ST_MAGIC, 8) != 0 || get32(b.p + b.len - 4) != crc ||
+    if (b.len != size || b.len < ST_HEAD + 4 || memcmp(b.p, ST_MAGIC, 8) != 0 || em__get32(b.p + b.len - 4) != crc ||
         (uint32_t)crc32_z(0L, b.p, b.len - 4) != crc) {
         rc = em__fail(EM_EPARSE, "%s: not the state file the checkpoint %s names (size %zu, want %" PRIu64 "; or a "
                       "bad crc)", path, ks->ckpt_path, b.len, size);
-    } else if (get64(b.p + 8) != c->batch || (int)get32(b.p + 16) != k || (int)get32(b.p + 20) != ks->K) {
+    } else if (em__get64(b.p + 8) != c->batch || (int)em__get32(b.p + 16) != k || (int)em__get32(b.p + 20) != ks->K) {
         rc = em__fail(EM_EPARSE, "%s: the state file's batch or key partition is not its name's", path);
     } else if ((rc = em__wstate_decode(ws, &p, b.p + b.len - 4, 0, 0, 0, &bad_win)) == -2) {
         rc = em__fail(EM_EPARSE, "%s: malformed state file (a key twice in window %" PRId64 ")", path, bad_win);
@@ -583,16 +539,16 @@ int em__kstats_get(const em_rec *x, em__kstats *st)
 {
     if (x->klen != 0 || x->vlen != EM__KSTATS_LEN) return 0;
     const uint8_t *v = x->val;
-    st->k = (int)get32(v);
-    st->rank = (int)get32(v + 4);
-    st->keys = get64(v + 8);
-    st->rows = get64(v + 16);
-    st->size = get64(v + 24);
-    st->crc = get32(v + 32);
-    st->events = get64(v + 40);
-    st->late = get64(v + 48);
-    st->bad = get64(v + 56);
-    st->max_t = get32(v + 36) & 1 ? (int64_t)get64(v + 64) : INT64_MIN;
+    st->k = (int)em__get32(v);
+    st->rank = (int)em__get32(v + 4);
+    st->keys = em__get64(v + 8);
+    st->rows = em__get64(v + 16);
+    st->size = em__get64(v + 24);
+    st->crc = em__get32(v + 32);
+    st->events = em__get64(v + 40);
+    st->late = em__get64(v + 48);
+    st->bad = em__get64(v + 56);
+    st->max_t = em__get32(v + 36) & 1 ? (int64_t)em__get64(v + 64) : INT64_MIN;
     return 1;
 }
 
@@ -639,17 +595,17 @@ static int part_compute(const em__node *n, int k, em_emitter *sink)
         if ((rc = write_state_file(ks, k, cs->batch, &kp->ws, &size, &crc)) < 0) goto out;
     }
     uint8_t v[EM__KSTATS_LEN] = {0};
-    put32(v, (uint32_t)k);
-    put32(v + 4, (uint32_t)em_rank(ks->ctx));
-    put64(v + 8, em__wstate_keys(&kp->ws));
-    put64(v + 16, nrows);
-    put64(v + 24, size);
-    put32(v + 32, crc);
-    put32(v + 36, wstats[32] & 1);
-    put64(v + 40, em__get64(wstats));
-    put64(v + 48, em__get64(wstats + 8));
-    put64(v + 56, em__get64(wstats + 16));
-    put64(v + 64, em__get64(wstats + 24));
+    em__put32(v, (uint32_t)k);
+    em__put32(v + 4, (uint32_t)em_rank(ks->ctx));
+    em__put64(v + 8, em__wstate_keys(&kp->ws));
+    em__put64(v + 16, nrows);
+    em__put64(v + 24, size);
+    em__put32(v + 32, crc);
+    em__put32(v + 36, wstats[32] & 1);
+    em__put64(v + 40, em__get64(wstats));
+    em__put64(v + 48, em__get64(wstats + 8));
+    em__put64(v + 56, em__get64(wstats + 16));
+    em__put64(v + 64, em__get64(wstats + 24));
     if ((rc = em_emit(sink, "", 0, v, sizeof v)) < 0) goto out;
     kp->batch = cs->batch;
     kp->valid = 1;

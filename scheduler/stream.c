@@ -71,21 +71,6 @@ __extension__ typedef unsigned __int128 u128;
 static volatile sig_atomic_t stop_requested;
 void em_stream_stop(void) { stop_requested = 1; }
 
-/* Little-endian fixed-width fields: the checkpoint and the poll record use these. */
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
 
 static char *path_join(const char *dir, const char *name)
 {
@@ -149,7 +134,7 @@ static int poll_compute(const em__node *n, int part, em_emitter *sink)
         b.p[0] = access(s->stop_path, F_OK) == 0;
         uint64_t *ends = em__calloc((size_t)np, sizeof *ends);
         rc = em__log_end_offsets(t, ends, err, sizeof err);
-        for (int p = 0; p < np; p++) put64(b.p + 1 + 8 * p, ends[p]);
+        for (int p = 0; p < np; p++) em__put64(b.p + 1 + 8 * p, ends[p]);
         b.len = 1 + 8 * (size_t)np;
         free(ends);
     }
@@ -264,7 +249,7 @@ static void ck_encode(const stream *s, em__buf *b)
 {
     const em_stream_opts *o = s->o;
     uint8_t *offs = em__malloc(8 * (size_t)s->np);
-    for (int p = 0; p < s->np; p++) put64(offs + 8 * p, s->cv.off[p]);
+    for (int p = 0; p < s->np; p++) em__put64(offs + 8 * p, s->cv.off[p]);
     em__ckpt c = {.version = 3, .batch = s->cv.batch, .window_ms = o->window_ms, .slide_ms = o->slide_ms,
                   .lateness_ms = o->lateness_ms, .agg = (uint32_t)o->agg, .nlog = (uint32_t)s->np, .offsets = offs,
                   .max_seen = s->cv.max_seen, .wm = s->cv.wm, .events = s->cv.events, .late = s->cv.late,
@@ -298,7 +283,7 @@ static int ck_load(stream *s, const uint8_t *p, size_t n, uint64_t *out_bytes)
                         (int)c.out_len, (const char *)c.out_path, s->out_abs);
     s->batch = c.batch;
     *out_bytes = c.out_bytes;
-    for (int q = 0; q < s->np; q++) s->off[q] = get64(c.offsets + 8 * q);
+    for (int q = 0; q < s->np; q++) s->off[q] = em__get64(c.offsets + 8 * q);
     s->max_seen = c.max_seen;
     s->wm = c.wm;
     s->events = c.events;
@@ -321,8 +306,8 @@ static int ck_head(const stream *s, int64_t *batch, uint64_t *out_bytes)
     ssize_t r = pread(fd, h, sizeof h, 0);
     close(fd);
     if (r != (ssize_t)sizeof h || memcmp(h, "EMWCKPT", 7) != 0 || h[7] < '1' || h[7] > '3') return EM_ENOENT;
-    *batch = (int64_t)get64(h + 8);
-    *out_bytes = get64(h + 16);
+    *batch = (int64_t)em__get64(h + 8);
+    *out_bytes = em__get64(h + 16);
     return 0;
 }
 
@@ -438,7 +423,7 @@ static void commit_write(committer *m, commit_job *j)
     /* the state files the manifest names were written (not synced) by the close tasks, on whatever rank */
     int nfiles = 0;
     for (int k = 0; k < j->kparts; k++) {
-        if (!get64(j->parts + 12 * (size_t)k)) continue;
+        if (!em__get64(j->parts + 12 * (size_t)k)) continue;
         char *sp = em__state_path(m->ckdir, j->batch, k);
         int sfd = open(sp, O_RDONLY | O_CLOEXEC);
         if (sfd < 0 || fsync(sfd) < 0) commit_failed("fsync", sp);
@@ -604,7 +589,7 @@ static int take_poll(stream *s, const em_records *r, int *stop, const uint8_t **
         if (x->klen == 1 && *(const char *)x->key == 'E' && x->vlen == 1 + 8 * (uint32_t)s->np) {
             const uint8_t *v = x->val;
             *stop = v[0];
-            for (int p = 0; p < s->np; p++) s->ends[p] = get64(v + 1 + 8 * p);
+            for (int p = 0; p < s->np; p++) s->ends[p] = em__get64(v + 1 + 8 * p);
             got = 1;
         } else if (x->klen == 1 && *(const char *)x->key == 'C' && ck) {
             *ck = x->val;
@@ -665,8 +650,8 @@ static void take_parts(stream *s, em_records *r, em__wbatch *wb, const char *pha
         em__kstats st;
         if (!em__kstats_get(&r->recs[i], &st)) continue;
         EM_ASSERT(st.k >= 0 && st.k < s->kparts && st.rank >= 0 && st.rank < size);
-        put64(s->parts + 12 * (size_t)st.k, st.size);
-        put32(s->parts + 12 * (size_t)st.k + 8, st.crc);
+        em__put64(s->parts + 12 * (size_t)st.k, st.size);
+        em__put32(s->parts + 12 * (size_t)st.k + 8, st.crc);
         by_rank[st.rank] += st.keys;
         keys += st.keys;
         rows += st.rows;

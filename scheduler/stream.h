@@ -87,6 +87,38 @@ static inline uint64_t em__get64(const uint8_t *p)
     return v;
 #endif
 }
+static inline void em__put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint32_t em__get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+/* The checkpoint's and state files' fields through the runtime's bounds-checked reader (em__rd, runtime/buf.h):
+ * past the end they read 0 and set r->err. LEB128: at most 10 bytes. */
+static inline uint64_t em__rd_le64(em__rd *r)
+{
+    const uint8_t *q = em__rd_take(r, 8);
+    return q ? em__get64(q) : 0;
+}
+static inline uint32_t em__rd_le32(em__rd *r)
+{
+    const uint8_t *q = em__rd_take(r, 4);
+    return q ? em__get32(q) : 0;
+}
+static inline uint64_t em__rd_leb(em__rd *r)
+{
+    uint64_t v = 0;
+    for (int sh = 0; sh < 64; sh += 7) {
+        const uint8_t *q = em__rd_take(r, 1);
+        if (!q) return 0;
+        v |= (uint64_t)(*q & 127) << sh;
+        if (!(*q & 128)) return v;
+    }
+    r->err = 1;
+    return 0;
+}
 static inline uint64_t em__load_be64(const uint8_t *p)
 {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__

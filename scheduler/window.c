@@ -803,76 +803,38 @@ void em__wstate_encode(const em__wstate *s, em__buf *b)
     b->len = (size_t)(d - b->p);
 }
 
-/* A bounds-checked reader. */
-typedef struct rd {
-    const uint8_t *p, *end;
-    int bad;
-} rd;
-static const uint8_t *rd_take(rd *r, size_t n)
-{
-    if ((size_t)(r->end - r->p) < n) {
-        r->bad = 1;
-        r->p = r->end;
-        return NULL;
-    }
-    const uint8_t *q = r->p;
-    r->p += n;
-    return q;
-}
-static uint64_t rd_u64(rd *r)
-{
-    const uint8_t *q = rd_take(r, 8);
-    return q ? em__get64(q) : 0;
-}
-static uint32_t rd_u32(rd *r)
-{
-    const uint8_t *q = rd_take(r, 4);
-    return q ? (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24 : 0;
-}
-static uint64_t rd_leb(rd *r)
-{
-    uint64_t v = 0;
-    for (int sh = 0; sh < 64; sh += 7) {
-        const uint8_t *q = rd_take(r, 1);
-        if (!q) return 0;
-        v |= (uint64_t)(*q & 127) << sh;
-        if (!(*q & 128)) return v;
-    }
-    r->bad = 1;
-    return 0;
-}
-
 int em__wstate_decode(em__wstate *s, const uint8_t **p, const uint8_t *end, int v1, int K, int k, int64_t *bad_win)
 {
     const size_t as = em__acc_size(s->agg);
-    rd r = {*p, end, 0};
-    uint64_t nw = rd_u64(&r);
-    for (uint64_t i = 0; i < nw && !r.bad; i++) {
-        int64_t start = (int64_t)rd_u64(&r);
-        uint64_t nk = rd_u64(&r);
+    em__rd r;
+    em__rd_init(&r, *p, (size_t)(end - *p));
+    uint64_t nw = em__rd_le64(&r);
+    for (uint64_t i = 0; i < nw && !r.err; i++) {
+        int64_t start = (int64_t)em__rd_le64(&r);
+        uint64_t nk = em__rd_le64(&r);
         em__win *wn = NULL;
-        for (uint64_t j = 0; j < nk && !r.bad; j++) {
-            uint64_t kl = v1 ? rd_u32(&r) : rd_leb(&r);
-            if (kl > UINT32_MAX) r.bad = 1;
-            const uint8_t *kp = rd_take(&r, (size_t)kl), *ap;
+        for (uint64_t j = 0; j < nk && !r.err; j++) {
+            uint64_t kl = v1 ? em__rd_le32(&r) : em__rd_leb(&r);
+            if (kl > UINT32_MAX) r.err = 1;
+            const uint8_t *kp = em__rd_take(&r, (size_t)kl), *ap;
             uint8_t cnt[8];
             if (!v1 && s->agg == EM_STREAM_COUNT) {
-                em__put64(cnt, rd_leb(&r));
+                em__put64(cnt, em__rd_leb(&r));
                 ap = cnt;
             } else {
-                ap = rd_take(&r, as);
+                ap = em__rd_take(&r, as);
             }
-            if (r.bad) break;
+            if (r.err) break;
             if (K > 1 && em__key_part(kp, (size_t)kl, K) != k) continue;
             if (!wn) wn = em__wstate_win(s, start);
             em__wrun_push(&wn->run, kp, (uint32_t)kl, ap, as);
         }
-        if (!r.bad && wn && em__wrun_seal(&wn->run, as) < 0) {
+        if (!r.err && wn && em__wrun_seal(&wn->run, as) < 0) {
             *bad_win = start;
             return -2;
         }
     }
-    if (r.bad) return -1;
+    if (r.err) return -1;
     *p = r.p;
     return 0;
 }
