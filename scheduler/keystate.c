@@ -186,8 +186,7 @@ char *em__state_path(const char *ckdir, uint64_t batch, int k)
     return p;
 }
 
-/* Reads a whole file into b. Returns 0, EM_ENOENT, or EM_EIO with the message set. */
-static int slurp(const char *path, em__buf *b)
+int em__read_file(const char *path, em__buf *b)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return errno == ENOENT ? EM_ENOENT : em__fail(EM_EIO, "cannot open %s: %s", path, strerror(errno));
@@ -362,7 +361,7 @@ static int read_state_file(const em__kstore *ks, const em__ckpt *c, int k, em__w
     char *path = em__state_path(ks->ckdir, c->batch, k);
     em__buf b;
     em__buf_init(&b);
-    int rc = slurp(path, &b);
+    int rc = em__read_file(path, &b);
     if (rc < 0) goto out;
     int64_t bad_win = 0;
     const uint8_t *p = b.p + ST_HEAD;
@@ -421,7 +420,7 @@ static int rebuild(em__kstore *ks, int k, uint64_t batch, kpart *kp)
         kp->valid = 0;
         b.len = 0;
         em__ckpt c = {.batch = 0, .kparts = ks->K};
-        rc = slurp(ks->ckpt_path, &b);
+        rc = em__read_file(ks->ckpt_path, &b);
         if (rc == EM_ENOENT) {
             rc = 0; /* nothing committed yet: the query starts empty */
         } else if (rc < 0 || (rc = em__ckpt_parse(b.p, b.len, ks->ckpt_path, ks->K, &c)) < 0) {

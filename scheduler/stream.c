@@ -98,26 +98,6 @@ static void poll_free(void *p)
     free(s);
 }
 
-/* Reads a whole file into b. Returns 0, EM_ENOENT or EM_EIO (message set). */
-static int read_file(const char *path, em__buf *b)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return errno == ENOENT ? EM_ENOENT : em__fail(EM_EIO, "cannot open %s: %s", path, strerror(errno));
-    char tmp[1 << 16];
-    for (;;) {
-        ssize_t r = read(fd, tmp, sizeof tmp);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) {
-            int e = errno;
-            close(fd);
-            return em__fail(EM_EIO, "cannot read %s: %s", path, strerror(e));
-        }
-        if (r == 0) break;
-        em__buf_add(b, tmp, (size_t)r);
-    }
-    close(fd);
-    return 0;
-}
 
 static int poll_compute(const em__node *n, int part, em_emitter *sink)
 {
@@ -146,7 +126,7 @@ static int poll_compute(const em__node *n, int part, em_emitter *sink)
     if ((rc = em_emit(sink, "E", 1, b.p, (uint32_t)b.len)) < 0) goto out;
     if (s->with_ckpt) {
         b.len = 0;
-        rc = read_file(s->ckpt_path, &b);
+        rc = em__read_file(s->ckpt_path, &b);
         if (rc == EM_ENOENT) rc = 0;
         else if (rc == 0 && b.len > UINT32_MAX) rc = em__fail(EM_ETOOBIG, "%s: checkpoint over 4 GiB", s->ckpt_path);
         else if (rc == 0) rc = em_emit(sink, "C", 1, b.p, (uint32_t)b.len);

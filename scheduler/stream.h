@@ -335,6 +335,8 @@ void em__ckpt_encode(const em__ckpt *c, const uint8_t *part_size_crc, em__buf *b
 void em__ckpt_seal(em__buf *b, uint64_t out_bytes);
 /* CHECKPOINT/state/<batch>.<k>: the state file of key partition k after `batch`. malloc'd. */
 char *em__state_path(const char *ckdir, uint64_t batch, int k);
+/* Reads a whole file into b (keystate.c). Returns 0, EM_ENOENT, or EM_EIO with the message set. */
+int em__read_file(const char *path, em__buf *b);
 
 /* The keyed state of one query on this rank: the partitions whose tasks ran here last, and what the batches the
  * checkpoint on disk does not cover yet were (their log ranges, or their collected partials; every rank keeps those,
