@@ -7,8 +7,11 @@
  * found from the tag alone (tag & (cap - 1)), so growing never rehashes a key.
  *
  * Each entry's record (u32 klen, u32 vlen, key, value) lives in the arena; readers get those records, with the
- * slot's running value written into them first. Adds are queued EM__CTAB_BATCH at a time with their slots
- * prefetched: a big table's probes are cache (and TLB) misses, and a batch lets them overlap.
+ * slot's running value written into them first. COUNT and SUM keys of up to 12 bytes are the exception: the slot
+ * is the whole entry (SLOT_ONLY; key from the prefix, value from acc), queued as the prefix and the int64 to add
+ * and hashed from the prefix (em__prefix_hash; longer keys with em__hash), and their record is made when read.
+ * Adds are queued EM__CTAB_BATCH at a time with their slots prefetched: a big table's probes are cache (and TLB)
+ * misses, and a batch lets them overlap.
  */
 #include "operators/shuffle.h"
 
