@@ -87,11 +87,14 @@ static const uint8_t *bk_ptr(const em__block *b, uint32_t i)
     return b->bufs ? b->bufs[i].p : b->data.p + b->offs[i];
 }
 
+/* Whether buffer bytes p are a slice of a slab (a mapping of `bytes` at slab, or none), freed with it. */
+static int in_slab(const uint8_t *slab, size_t bytes, const uint8_t *p) { return slab && p >= slab && p < slab + bytes; }
+
 /* Frees a block's bucket buffers (and their slab). */
 static void block_free_bufs(em__block *b)
 {
     for (uint32_t i = 0; b->bufs && i < b->nbuckets; i++)
-        if (!b->slab || b->bufs[i].p < b->slab || b->bufs[i].p >= b->slab + b->slab_bytes) em__buf_release(&b->bufs[i]);
+        if (!in_slab(b->slab, b->slab_bytes, b->bufs[i].p)) em__buf_release(&b->bufs[i]);
     free(b->bufs);
     b->bufs = NULL;
     em__huge_free(b->slab, b->slab_bytes);
@@ -474,7 +477,7 @@ static inline void bucket_append(map_state *ms, uint32_t b, const em_rec *r)
 {
     em__buf *bk = &ms->buckets[b];
     size_t need = 8 + (size_t)r->klen + r->vlen;
-    if (bk->len + need > bk->cap && ms->slab && bk->p >= ms->slab && bk->p < ms->slab + ms->slab_bytes) {
+    if (bk->len + need > bk->cap && in_slab(ms->slab, ms->slab_bytes, bk->p)) {
         em__buf own;
         em__buf_init(&own);
         em__buf_grow(&own, 2 * bk->cap + need);
@@ -651,7 +654,7 @@ int em__shuffle_map(em_ctx *ctx, em__node *wide, int side, int part, em__buf *si
         ms.slab = NULL;
     }
     for (uint32_t b = 0; ms.buckets && b < ms.nb; b++)
-        if (!ms.slab || ms.buckets[b].p < ms.slab || ms.buckets[b].p >= ms.slab + ms.slab_bytes) em__buf_release(&ms.buckets[b]);
+        if (!in_slab(ms.slab, ms.slab_bytes, ms.buckets[b].p)) em__buf_release(&ms.buckets[b]);
     em__huge_free(ms.slab, ms.slab_bytes);
     free(ms.buckets);
     free(ms.bounds);
