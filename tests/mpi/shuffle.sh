@@ -4,15 +4,17 @@
 . "$(dirname "$0")/../e2e/lib.sh"
 P="$ROOT/build/tests/mpi/shuffle"
 for np in 1 2 3 4; do
-  out=$(mpirun_t 120 $np "$P" --small-limit --ember-max-result 300000 2>"$TMP/err"); rc=$?
+  out=$(mpirun_t 120 $np "$P" --small-limit --wide --ember-max-result 300000 2>"$TMP/err"); rc=$?
   if [ $rc = 0 ] && [ "$out" = "ok shuffle np=$np" ]; then pass "shuffle np=$np"; else fail "shuffle np=$np (rc=$rc)"; tail -5 "$TMP/err"; fi
 done
 # compressed on the wire (--ember-compress zlib), whole buckets and chunked ones
-out=$(mpirun_t 120 3 "$P" --ember-compress zlib 2>"$TMP/err"); rc=$?
+out=$(mpirun_t 120 3 "$P" --wide --ember-compress zlib 2>"$TMP/err"); rc=$?
 if [ $rc = 0 ] && [ "$out" = "ok shuffle np=3" ]; then pass "shuffle np=3 --ember-compress zlib"; else fail "shuffle np=3 --ember-compress zlib (rc=$rc)"; tail -5 "$TMP/err"; fi
 # a memory budget far below the map outputs: blocks (and the slabs their buckets started in) go to disk
-out=$(mpirun_t 120 2 "$P" --ember-memory 1M 2>"$TMP/err"); rc=$?
+out=$(mpirun_t 120 2 "$P" --wide --ember-memory 1M 2>"$TMP/err"); rc=$?
 if [ $rc = 0 ] && [ "$out" = "ok shuffle np=2" ]; then pass "shuffle np=2 --ember-memory 1M"; else fail "shuffle np=2 --ember-memory 1M (rc=$rc)"; tail -5 "$TMP/err"; fi
+# (Without --wide: a rank that dies while a peer reads a message of megabytes from it through vader's single copy
+# (CMA) can leave that peer inside MPI long enough for its sentinel to fence it; see the README.)
 for fault in kill:rank=2:during=fetch exit:rank=3:code=1:during=fetch kill:rank=1:stage=1:after-tasks=1 kill:leader:during=fetch; do
   out=$(timeout -k 5 120 mpirun --enable-recovery --mca async_mpi_finalize 1 --mca orte_allowed_exit_without_sync 1 \
     --oversubscribe --allow-run-as-root -np 4 "$P" --ember-heartbeat-ms=100 --ember-timeout-ms=600 --ember-fault=$fault 2>"$TMP/err"); rc=$?
