@@ -34,7 +34,83 @@ static int sitem_cmp(const void *pa, const void *pb)
 
 static em__sitem *items_get(int w, size_t n);
 
-/* LSD radix over the bytes of (hi, lo) that are not the same in every item, then each group of equal (hi, lo) by
+/* Byte b of an item's (hi, lo) as one 128-bit number: 0-7 are lo's, 8-15 hi's, 0 the least significant. */
+static inline unsigned ibyte(const em__sitem *x, int b)
+{
+    return (unsigned)(((b < 8 ? x->lo : x->hi) >> (8 * (b & 7))) & 255);
+}
+
+#define SORT_CACHED 16384 /* items (512 KiB): the LSD passes over a bucket this small stay in the L2 cache */
+
+/* LSD radix of it[0, n) over the bytes pos[0, np) (least significant first; those the same in every item of
+ * it are skipped), tmp as scratch: the result is in it. */
+static void sort_lsd(em__sitem *it, em__sitem *tmp, size_t n, const int *pos, int np)
+{
+    size_t cnt[16][256];
+    memset(cnt, 0, (size_t)np * sizeof cnt[0]);
+    for (size_t i = 0; i < n; i++)
+        for (int q = 0; q < np; q++) cnt[q][ibyte(&it[i], pos[q])]++;
+    em__sitem *src = it, *dst = tmp;
+    for (int q = 0; q < np; q++) {
+        size_t *c = cnt[q], sum = 0;
+        if (c[ibyte(&it[0], pos[q])] == n) continue; /* one value: nothing to do */
+        for (int v = 0; v < 256; v++) {
+            size_t x = c[v];
+            c[v] = sum;
+            sum += x;
+        }
+        const int b = pos[q];
+        for (size_t i = 0; i < n; i++) dst[c[ibyte(&src[i], b)]++] = src[i];
+        em__sitem *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != it) memcpy(it, src, n * sizeof *it);
+}
+
+/* Sorts the n items held in a by the bytes pos[0, np) (most significant last); the result goes to a when into_a,
+ * else to b; the other array is scratch. Big arrays take MSD passes on the most significant byte until a bucket
+ * fits the cache (SORT_CACHED), where the rest are LSD passes: two or three passes over memory instead of one per
+ * byte. Every pass is stable. */
+static void sort_msd(em__sitem *a, em__sitem *b, size_t n, const int *pos, int np, int into_a)
+{
+    if (np == 0 || n < 2 || n <= SORT_CACHED) {
+        if (n >= 2 && n <= 32) { /* insertion, stable: cheaper than histograms of 256 */
+            for (size_t i = 1; i < n; i++) {
+                em__sitem x = a[i];
+                size_t j = i;
+                for (; j > 0 && (a[j - 1].hi > x.hi || (a[j - 1].hi == x.hi && a[j - 1].lo > x.lo)); j--)
+                    a[j] = a[j - 1];
+                a[j] = x;
+            }
+        } else if (np && n >= 2) {
+            sort_lsd(a, b, n, pos, np);
+        }
+        if (!into_a && n) memcpy(b, a, n * sizeof *a);
+        return;
+    }
+    const int top = pos[np - 1];
+    size_t c[256] = {0}, at[256];
+    for (size_t i = 0; i < n; i++) c[ibyte(&a[i], top)]++;
+    if (c[ibyte(&a[0], top)] == n) { /* one value here (the window, in one of a batch's windows): on to the next */
+        sort_msd(a, b, n, pos, np - 1, into_a);
+        return;
+    }
+    size_t sum = 0;
+    for (int v = 0; v < 256; v++) at[v] = sum, sum += c[v];
+    for (size_t i = 0; i < n; i++) {
+        const unsigned v = ibyte(&a[i], top);
+        b[at[v]++] = a[i];
+    }
+    /* the buckets are in b now: each is sorted on, its result back in a when into_a */
+    size_t o = 0;
+    for (int v = 0; v < 256; v++) {
+        if (c[v]) sort_msd(b + o, a + o, c[v], pos, np - 1, !into_a);
+        o += c[v];
+    }
+}
+
+/* Radix sort on the bytes of (hi, lo) that are not the same in every item, then each group of equal (hi, lo) by
  * the full key. */
 void em__sort_items(em__sitem *it, size_t n)
 {
@@ -45,35 +121,11 @@ void em__sort_items(em__sitem *it, size_t n)
     int pos[16], npos = 0;
     for (int b = 0; b < 16; b++)
         if (((b < 8 ? dlo : dhi) >> (8 * (b & 7))) & 255) pos[npos++] = b;
-    size_t(*cnt)[256] = em__calloc(16, sizeof *cnt);
-    for (size_t i = 0; i < n; i++)
-        for (int q = 0; q < npos; q++) {
-            int b = pos[q];
-            cnt[b][((b < 8 ? it[i].lo : it[i].hi) >> (8 * (b & 7))) & 255]++;
-        }
-    em__sitem *tmp = items_get(1, n), *src = it, *dst = tmp;
-    for (int q = 0; q < npos; q++) {
-        const int b = pos[q];
-        size_t *c = cnt[b], sum = 0;
-        for (int v = 0; v < 256; v++) {
-            size_t x = c[v];
-            c[v] = sum;
-            sum += x;
-        }
-        const int sh = 8 * (b & 7);
-        for (size_t i = 0; i < n; i++) {
-            uint64_t w = b < 8 ? src[i].lo : src[i].hi;
-            dst[c[(w >> sh) & 255]++] = src[i];
-        }
-        em__sitem *t = src;
-        src = dst;
-        dst = t;
-    }
-    if (src != it) memcpy(it, src, n * sizeof *it);
-    free(cnt);
+    sort_msd(it, items_get(1, n), n, pos, npos, 1);
     for (size_t i = 0, j; i < n; i = j) {
-        for (j = i + 1; j < n && it[j].hi == it[i].hi && it[j].lo == it[i].lo; j++) {}
-        if (j - i > 1) qsort(it + i, j - i, sizeof *it, sitem_cmp);
+        int same = it[i].kl <= 8; /* keys of at most 8 bytes with one prefix and one length are one key */
+        for (j = i + 1; j < n && it[j].hi == it[i].hi && it[j].lo == it[i].lo; j++) same &= it[j].kl == it[i].kl;
+        if (j - i > 1 && !same) qsort(it + i, j - i, sizeof *it, sitem_cmp);
     }
 }
 
@@ -94,6 +146,15 @@ typedef struct tslot {
     uint32_t idx;  /* entry + 1; 0: empty */
     uint64_t cnt;  /* the accumulator when it is a count (as == 8), native order */
 } tslot;
+
+/* Sort mode, for a fused task that counts (em__wtask_fold_runs), instead of the table: each (window, event) is
+ * appended as an item, and at the end the items are sorted (em__sort_items) and equal keys added up. In the
+ * benchmark's case nearly every event of a task is a key of its own (a quarter million events over a million keys),
+ * so the table bought little combining for a cache miss per event: the appends are sequential, and the sort was
+ * needed anyway. Used when the task's items are bounded by its record count times at most 2 windows per event
+ * (tumbling windows, or a slide of at least half the window) and fit SORT_MAX_ITEMS; more windows per event
+ * repeat keys that the table combines. */
+#define SORT_MAX_ITEMS ((uint64_t)1 << 21)
 
 #define PIPE 8         /* events in flight between the prefetch of their slot and the probe */
 #define PIPE_KEY 32    /* key bytes a FIFO entry holds; an event with a longer key drains the FIFO first */
@@ -126,6 +187,11 @@ typedef struct em__wtask {
     size_t klen, kcap;
     pend fifo[PIPE];
     unsigned fhead, fn;
+    /* Sort mode (SORT_MAX_ITEMS): no table; every (window, event) is an item, its key bytes in `keys` (item k:
+     * the offset there until the end), its count in idx. */
+    int sorted;
+    em__sitem *it;
+    size_t ni, icap;
     uint64_t events, late, bad;
     int64_t max_t;
     int has_max;
@@ -262,8 +328,9 @@ static tslot *wt_get(em__wtask *t, uint64_t h, int64_t win, const void *k, uint3
     return s;
 }
 
-/* `nrec`: the records the task will read (0: unknown), to size the table once instead of growing it. */
-static em__wtask *wtask_new(const em__wtask_arg *b, int64_t part, uint64_t nrec)
+/* `nrec`: the records the task will read (0: unknown), to size the table once instead of growing it. With
+ * `may_sort`, a task that counts takes sort mode when its items fit (SORT_MAX_ITEMS). */
+static em__wtask *wtask_new(const em__wtask_arg *b, int64_t part, uint64_t nrec, int may_sort)
 {
     const em_stream_opts *o = b->o;
     em__wtask *t = em__calloc(1, sizeof *t);
@@ -274,6 +341,13 @@ static em__wtask *wtask_new(const em__wtask_arg *b, int64_t part, uint64_t nrec)
     t->as = em__acc_size(o->agg);
     t->inline_acc = t->as == 8;
     t->wm = b->wm;
+    const uint64_t wins = (uint64_t)((o->window_ms + o->slide_ms - 1) / o->slide_ms); /* windows per event, at most */
+    if (may_sort && t->inline_acc && nrec && wins <= 2 && nrec * wins <= SORT_MAX_ITEMS) {
+        t->sorted = 1;
+        t->icap = (size_t)(nrec * wins);
+        t->it = items_get(0, t->icap);
+        return t;
+    }
     /* entries expected: at most one per record and window it falls in (capped: keys usually repeat) */
     uint64_t per = (uint64_t)(o->window_ms / o->slide_ms), want = nrec * (per < 4 ? per : 4);
     if (want > ((uint64_t)1 << 22)) want = (uint64_t)1 << 22;
@@ -329,6 +403,24 @@ static void fifo_drain(em__wtask *t)
     while (t->fn) fifo_pop(t);
 }
 
+/* Sort mode: appends the event's items, one per window of it still open. */
+static inline void wt_append(em__wtask *t, int64_t tm, int64_t last, const void *key, uint32_t klen)
+{
+    const int64_t W = t->o->window_ms, S = t->o->slide_ms, wm = t->wm;
+    if (t->klen + klen > t->kcap) {
+        while (t->klen + klen > t->kcap) t->kcap = t->kcap ? 2 * t->kcap : 65536;
+        t->keys = em__realloc(t->keys, t->kcap);
+    }
+    if (klen) memcpy(t->keys + t->klen, key, klen);
+    const uint64_t pre = em__key_prefix(key, klen);
+    for (int64_t s = last; s > tm - W && s + W > wm; s -= S) {
+        EM_ASSERT(t->ni < t->icap); /* icap bounds the windows of every record the task reads */
+        t->it[t->ni++] = (em__sitem){(uint64_t)s ^ 0x8000000000000000ULL, pre, (const uint8_t *)(uintptr_t)t->klen,
+                                     klen, 1};
+    }
+    t->klen += klen;
+}
+
 /* Adds one event (bytes borrowed). The partition and `off` name it in the message if it is bad (or, when `rec` is
  * not NULL, the tuple fields [2] and [3] of rec->val do). Never fails: bad and late events are counted. */
 static void wtask_add(em__wtask *t, int64_t tm, const void *key, uint32_t klen, const void *val, uint32_t vlen,
@@ -351,6 +443,10 @@ static void wtask_add(em__wtask *t, int64_t tm, const void *key, uint32_t klen, 
     em__num v = {1, 0, 0};
     if (t->agg != EM_STREAM_COUNT && em__num_parse(val, vlen, &v) < 0) {
         report_bad(t, off, rec, "value is not a number:", val, vlen);
+        return;
+    }
+    if (t->sorted) {
+        wt_append(t, tm, last, key, klen);
         return;
     }
     const uint64_t hk = em__hash_key(key, klen), pre = em__key_prefix(key, klen);
@@ -422,36 +518,10 @@ static int emit_part(const em__wtask *t, em_emitter *out, const em__sitem *it, s
     return rc;
 }
 
-/* Fused mode's end of a task (see em__wtask_fold_runs): the sorted items become one em__wrun per window, and the
- * counters go to wstats. Frees t. Returns 0, or EM_EINVAL when a key is not of key partition t->part. */
-static int wtask_finish_runs(em__wtask *t, em__win **wins, size_t *nwins, uint8_t *wstats)
+/* The sorted items it[0, n) as one em__wrun per window. An item's count is cnt[idx], or idx itself when cnt is NULL
+ * in sort mode; otherwise idx is its entry in t->accs. */
+static em__win *items_runs(const em__wtask *t, const em__sitem *it, size_t n, const uint64_t *cnt, size_t *nwins)
 {
-    fifo_drain(t);
-    const size_t n = t->n;
-    em__sitem *it = items_get(0, n ? n : 1);
-    int rc = 0;
-    size_t m = 0;
-    for (size_t j = 0; j < t->nslot; j++) {
-        const tslot *s = &t->slot[j];
-        if (!s->idx) continue;
-        if (t->kparts > 1 && t->kp[s->idx - 1] != t->part) rc = -1;
-        /* idx: the entry (its accumulator), or for a count the item's place in cnt below */
-        const uint32_t idx = t->inline_acc ? (uint32_t)m : s->idx - 1;
-        it[m++] = (em__sitem){(uint64_t)s->win ^ 0x8000000000000000ULL, s->pre, t->keys + t->koff[s->idx - 1],
-                              s->klen, idx};
-    }
-    EM_ASSERT(m == n);
-    uint64_t *cnt = NULL;
-    if (t->inline_acc) { /* counts by item, in slot order as the items were made */
-        cnt = em__malloc((n ? n : 1) * sizeof *cnt);
-        size_t q = 0;
-        for (size_t j = 0; j < t->nslot; j++)
-            if (t->slot[j].idx) cnt[q++] = t->slot[j].cnt;
-    }
-    slots_put(t->slot, t->nslot);
-    t->slot = NULL;
-    t->nslot = 0;
-    em__sort_items(it, n);
     size_t nw = 0;
     for (size_t i = 0; i < n; i++) nw += !i || it[i].hi != it[i - 1].hi;
     em__win *w = em__calloc(nw ? nw : 1, sizeof *w);
@@ -471,11 +541,74 @@ static int wtask_finish_runs(em__wtask *t, em__win **wins, size_t *nwins, uint8_
             o += kl;
             uint8_t *a = r->accs + r->n * t->as;
             if (cnt) em__put64(a, cnt[it[q].idx]);
+            else if (t->sorted) em__put64(a, it[q].idx);
             else memcpy(a, t->accs + (size_t)it[q].idx * t->as, t->as);
             r->koff[++r->n] = o;
         }
     }
-    free(cnt);
+    *nwins = nw;
+    return w;
+}
+
+/* Sort mode's items: key offsets become pointers, then sorted, equal keys of a window made one item (counts
+ * added). Returns the items left; *bad when a key is not of key partition t->part. */
+static size_t sorted_combine(em__wtask *t, int *bad)
+{
+    em__sitem *it = t->it;
+    const size_t n = t->ni;
+    for (size_t i = 0; i < n; i++) it[i].k = t->keys + (uintptr_t)it[i].k;
+    em__sort_items(it, n);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        em__sitem *p = m ? &it[m - 1] : NULL;
+        if (p && p->hi == it[i].hi && p->lo == it[i].lo && p->kl == it[i].kl &&
+            (it[i].kl <= 8 || memcmp(p->k, it[i].k, it[i].kl) == 0)) {
+            p->idx += it[i].idx;
+            continue;
+        }
+        it[m++] = it[i];
+    }
+    if (t->kparts > 1) /* a loop of its own: the hashes of successive keys overlap */
+        for (size_t i = 0; i < m; i++) *bad |= em__key_part(it[i].k, it[i].kl, t->kparts) != t->part;
+    return m;
+}
+
+/* Fused mode's end of a task (see em__wtask_fold_runs): the sorted items become one em__wrun per window, and the
+ * counters go to wstats. Frees t. Returns 0, or EM_EINVAL when a key is not of key partition t->part. */
+static int wtask_finish_runs(em__wtask *t, em__win **wins, size_t *nwins, uint8_t *wstats)
+{
+    int bad = 0;
+    if (t->sorted) {
+        *wins = items_runs(t, t->it, sorted_combine(t, &bad), NULL, nwins);
+    } else {
+        fifo_drain(t);
+        const size_t n = t->n;
+        em__sitem *it = items_get(0, n ? n : 1);
+        size_t m = 0;
+        for (size_t j = 0; j < t->nslot; j++) {
+            const tslot *s = &t->slot[j];
+            if (!s->idx) continue;
+            if (t->kparts > 1 && t->kp[s->idx - 1] != t->part) bad = 1;
+            /* idx: the entry (its accumulator), or for a count the item's place in cnt below */
+            const uint32_t idx = t->inline_acc ? (uint32_t)m : s->idx - 1;
+            it[m++] = (em__sitem){(uint64_t)s->win ^ 0x8000000000000000ULL, s->pre, t->keys + t->koff[s->idx - 1],
+                                  s->klen, idx};
+        }
+        EM_ASSERT(m == n);
+        uint64_t *cnt = NULL;
+        if (t->inline_acc) { /* counts by item, in slot order as the items were made */
+            cnt = em__malloc((n ? n : 1) * sizeof *cnt);
+            size_t q = 0;
+            for (size_t j = 0; j < t->nslot; j++)
+                if (t->slot[j].idx) cnt[q++] = t->slot[j].cnt;
+        }
+        slots_put(t->slot, t->nslot);
+        t->slot = NULL;
+        t->nslot = 0;
+        em__sort_items(it, n);
+        *wins = items_runs(t, it, n, cnt, nwins);
+        free(cnt);
+    }
     memset(wstats, 0, EM__WSTATS_LEN);
     em__put64(wstats, t->events);
     em__put64(wstats + 8, t->late);
@@ -485,9 +618,8 @@ static int wtask_finish_runs(em__wtask *t, em__win **wins, size_t *nwins, uint8_
     if (t->bad > BAD_REPORT_MAX)
         EM_LOG_W("%s: %" PRIu64 " more bad events in this task were skipped and not listed", t->o->log_dir,
                  t->bad - BAD_REPORT_MAX);
-    *wins = w;
-    *nwins = nw;
-    if (rc < 0)
+    int rc = 0;
+    if (bad)
         rc = em__fail(EM_EINVAL, "%s: log partition %" PRId64 " holds keys that belong to other partitions (hash of "
                       "the key mod %d): the streaming engine keeps each partition's window state on one rank and "
                       "needs a log written by `ember log append`", t->o->log_dir, t->part, t->kparts);
@@ -582,7 +714,7 @@ static void *fold_open(int part, int log_part, uint64_t nrec, void *arg)
 {
     (void)part;
     const em__wtask_arg *b = arg;
-    return wtask_new(b, log_part, nrec);
+    return wtask_new(b, log_part, nrec, 0);
 }
 
 static int fold_each(void *state, const em__log_rec *r)
@@ -597,7 +729,7 @@ static void *task_open(int part, void *arg)
 {
     (void)part;
     const em__wtask_arg *b = arg;
-    return wtask_new(b, -1, 0);
+    return wtask_new(b, -1, 0, 0);
 }
 
 static int task_each(void *state, const em_rec *in, em_emitter *out, void *arg)
@@ -641,7 +773,7 @@ int em__wtask_fold_runs(const em__wtask_arg *b, int log_part, uint64_t from, uin
     int rc = em__log_open(b->o->log_dir, &lt, err, sizeof err);
     em__wtask *t = NULL;
     if (rc == 0) {
-        t = wtask_new(b, log_part, to - from);
+        t = wtask_new(b, log_part, to - from, 1);
         rc = em__log_read(lt, log_part, from, to, fold_each, t, NULL, err, sizeof err);
     }
     em__log_close(lt);

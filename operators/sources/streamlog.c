@@ -97,17 +97,6 @@ static uint32_t crc_of(const unsigned char *p, size_t n)
     return (uint32_t)c;
 }
 
-uint64_t em__log_hash(const void *key, size_t len)
-{
-    const unsigned char *p = key;
-    uint64_t h = 14695981039346656037ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
 int em__log_partition_of(const em__log_topic *t, const void *key, size_t len)
 {
     return (int)(em__log_hash(key, len) % (uint64_t)t->nparts);

@@ -251,3 +251,130 @@ Test(keystate, fused_fold_of_a_key_in_the_wrong_partition_is_einval)
     cr_assert(strstr(em_last_error(), "belong to other partitions"), "%s", em_last_error());
     em__wins_free(w, nw);
 }
+
+/* ---- the sort of items, and a fused task's fold at sizes that take its big-array paths ---- */
+
+static uint64_t rng_next(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* A key from a small alphabet with NUL and 0xFF bytes, lengths 0..14, many sharing their first 8 bytes. */
+static uint32_t rand_key(uint64_t *s, uint8_t *k)
+{
+    static const uint8_t abc[] = {0, 1, 'a', 'b', 0xFF};
+    uint32_t kl = (uint32_t)(rng_next(s) % 15);
+    int common = rng_next(s) % 3 == 0;
+    for (uint32_t i = 0; i < kl; i++) k[i] = common && i < 8 ? 'p' : abc[rng_next(s) % sizeof abc];
+    return kl;
+}
+
+typedef struct wk {
+    int64_t win;
+    uint32_t kl;
+    uint8_t k[16];
+} wk;
+
+static int wk_cmp(const void *pa, const void *pb)
+{
+    const wk *a = pa, *b = pb;
+    if (a->win != b->win) return a->win < b->win ? -1 : 1;
+    return em__key_cmp(a->k, a->kl, b->k, b->kl);
+}
+
+Test(keystate, sort_items_orders_like_qsort_by_window_then_key)
+{
+    static const size_t sizes[] = {0, 1, 2, 31, 33, 1000, 20000, 70000};
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        const size_t n = sizes[si];
+        for (uint64_t seed = 1; seed <= 3; seed++) {
+            uint64_t s = seed * 0x9E3779B97F4A7C15ULL + n;
+            wk *want = calloc(n + 1, sizeof *want), *keys = calloc(n + 1, sizeof *keys); /* keys: the items' bytes */
+            em__sitem *it = calloc(n + 1, sizeof *it);
+            for (size_t i = 0; i < n; i++) {
+                want[i].kl = rand_key(&s, want[i].k);
+                want[i].win = seed == 3 ? (int64_t)(rng_next(&s) % 1000) * 977 - 300000 : 10000 * (int64_t)(rng_next(&s) % 2);
+                keys[i] = want[i];
+                it[i] = (em__sitem){(uint64_t)want[i].win ^ 0x8000000000000000ULL, em__key_prefix(keys[i].k, keys[i].kl),
+                                    keys[i].k, keys[i].kl, (uint32_t)i};
+            }
+            em__sort_items(it, n);
+            qsort(want, n, sizeof *want, wk_cmp);
+            for (size_t i = 0; i < n; i++) {
+                wk got = {(int64_t)(it[i].hi ^ 0x8000000000000000ULL), it[i].kl, {0}};
+                memcpy(got.k, it[i].k, it[i].kl);
+                cr_assert_eq(wk_cmp(&got, &want[i]), 0, "n=%zu seed=%" PRIu64 ": item %zu out of order", n, seed, i);
+            }
+            free(want);
+            free(keys);
+            free(it);
+        }
+    }
+}
+
+/* The fold of one log partition against a count made by qsort, for tumbling windows, a slide of half the window
+ * (both: the sort mode) and a slide of a fifth (the table), with more items than one cached sort bucket. */
+Test(keystate, fused_fold_of_many_events_matches_a_naive_count)
+{
+    enum { N = 60000 };
+    em__log_topic *t;
+    cr_assert_eq(em__log_create(topic, 1, 0, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(em__log_open(topic, &t, err, sizeof err), 0, "%s", err);
+    em__log_rec *recs = calloc(N, sizeof *recs);
+    uint8_t(*kb)[16] = calloc(N, sizeof *kb);
+    uint64_t s = 42;
+    for (size_t i = 0; i < N; i++) {
+        uint32_t kl;
+        if (i % 3) { /* many repeats */
+            kl = (uint32_t)snprintf((char *)kb[i], sizeof kb[i], "k%d", (int)(rng_next(&s) % 3000));
+        } else {
+            kl = rand_key(&s, kb[i]);
+        }
+        recs[i] = (em__log_rec){0, (int64_t)(rng_next(&s) % 40000), (const char *)kb[i], kl, "1", 1};
+    }
+    cr_assert_eq(em__log_append(t, 0, recs, N, NULL, err, sizeof err), 0, "%s", err);
+    em__log_close(t);
+    static const int64_t slides[] = {10000, 5000, 2000};
+    for (int si = 0; si < 3; si++) {
+        const int64_t W = 10000, S = slides[si];
+        /* naive: every (window, key) of every event, sorted, runs counted */
+        wk *all = malloc(sizeof *all * N * (size_t)(W / S));
+        size_t na = 0;
+        for (size_t i = 0; i < N; i++)
+            for (int64_t st = recs[i].time_ms / S * S; st > recs[i].time_ms - W; st -= S) {
+                all[na] = (wk){st, recs[i].klen, {0}};
+                memcpy(all[na].k, recs[i].key, recs[i].klen);
+                na++;
+            }
+        qsort(all, na, sizeof *all, wk_cmp);
+        em_stream_opts o = {.log_dir = topic, .window_ms = W, .slide_ms = S, .agg = EM_STREAM_COUNT};
+        em__wtask_arg a = {&o, INT64_MIN, 1, NULL};
+        em__win *w;
+        size_t nw;
+        uint8_t st[EM__WSTATS_LEN];
+        cr_assert_eq(em__wtask_fold_runs(&a, 0, 0, N, &w, &nw, st), 0, "%s", em_last_error());
+        size_t q = 0;
+        for (size_t wi = 0; wi < nw; wi++) {
+            const em__wrun *r = &w[wi].run;
+            for (size_t j = 0; j < r->n; j++) {
+                cr_assert_lt(q, na, "slide %" PRId64 ": more entries than the naive count", S);
+                size_t e = q;
+                while (e < na && wk_cmp(&all[e], &all[q]) == 0) e++;
+                wk got = {w[wi].start, (uint32_t)(r->koff[j + 1] - r->koff[j]), {0}};
+                memcpy(got.k, r->keys + r->koff[j], got.kl);
+                cr_assert_eq(wk_cmp(&got, &all[q]), 0, "slide %" PRId64 ": window %zu entry %zu is another key", S, wi, j);
+                cr_assert_eq(em__get64(r->accs + 8 * j), (uint64_t)(e - q), "slide %" PRId64 ": a wrong count", S);
+                q = e;
+            }
+        }
+        cr_assert_eq(q, na, "slide %" PRId64 ": entries missing", S);
+        cr_assert_eq(em__get64(st), (uint64_t)N, "the counters record counts every event");
+        em__wins_free(w, nw);
+        free(all);
+    }
+    free(recs);
+    free(kb);
+}
