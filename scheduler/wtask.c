@@ -3,12 +3,14 @@
  * window.c to merge into the window state.
  *
  * Where the time goes (1M distinct keys per window is the benchmark's case): without a transform the log source
- * hands the raw records to the task's table (em__log_source_fold: no record or tuple per event). The table is open
- * addressing keyed by (window, key): the key is hashed once per event (sliding windows reuse that hash), key bytes go
- * to one arena, accumulators are encoded in place (a count is one 8-byte add). At the end the task sorts its entries
- * by (window, key bytes) with an LSD radix sort on a 16-byte prefix (window, first 8 key bytes) that skips constant
- * bytes, and emits them packed into blocks of about 64 KiB: a collect of a million partials moves a few hundred
- * records.
+ * hands the raw records to the task (em__log_source_fold: no record or tuple per event). A fused task that counts
+ * over at most 2 windows per event appends an item per (window, event) and sorts them at the end (sort mode, see
+ * SORT_MAX_ITEMS); otherwise the task's table, open addressing keyed by (window, key): the key is hashed once per
+ * event (sliding windows reuse that hash), key bytes go to one arena, accumulators are encoded in place (a count is
+ * one 8-byte add). Either way the task sorts by (window, key bytes) with a radix sort on a 16-byte prefix (window,
+ * first 8 key bytes) that skips constant bytes (MSD passes down to cache-sized buckets, LSD passes inside them), and
+ * emits its entries packed into blocks of about 64 KiB (a collect of a million partials moves a few hundred
+ * records) or, fused, as sorted runs per window.
  */
 #include "scheduler/stream.h"
 
