@@ -275,13 +275,21 @@ python3 "$TMP/wc.py" gen 4 3 800 20 30000 4000 4000 0 "$D/f"
 "$EMBER" log create "$TMP/flog" --partitions 2 >/dev/null
 rm -rf "$TMP/fck"
 mpirun --oversubscribe --allow-run-as-root -np 2 "$WC" --log "$TMP/flog" --window 5s --lateness 5s \
-  --checkpoint "$TMP/fck" --out "$TMP/follow.csv" --trigger 100ms >"$TMP/fo" 2>"$TMP/fe" &
+  --checkpoint "$TMP/fck" --out "$TMP/follow.csv" --trigger 100ms --ember-log-level info >"$TMP/fo" 2>"$TMP/fe" &
 mp=$!
 for st in 0 1 2; do
   sleep 0.5
   "$EMBER" log append "$TMP/flog" "$D/f.$st.csv" >/dev/null
 done
-sleep 1.5
+# SIGTERM once the batches the leader logged so far hold all 2400 events (at most 15 s: a busy machine is slow, not wrong)
+i=0
+while [ $i -lt 150 ]; do
+  n=$(sed -n 's/^\[r0 lead\] .*stream: batch [0-9]*: \([0-9]*\) events.*/\1/p' "$TMP/fe" | awk '{s += $1} END {print s + 0}')
+  [ "$n" -ge 2400 ] && break
+  sleep 0.1
+  i=$((i + 1))
+done
+sleep 0.3
 for p in $(pgrep -P $mp); do kill -TERM "$p" 2>/dev/null; done
 i=0
 while kill -0 $mp 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
