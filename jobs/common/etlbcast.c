@@ -172,7 +172,8 @@ static void group_tuple(const etl_plan *pl, const em_field *l, const em_field *r
     const em_field *side_f[2] = {l, r};
     em_tup_clear(t);
     em_tup_i64(t, 0);
-    for (int g = 0; g < pl->ng; g++) etl_field_put(t, side_f[pl->gside[g]] ? &side_f[pl->gside[g]][pl->gpos[g]] : &null_field);
+    for (int g = 0; g < pl->ng; g++)
+        etl_field_put(t, side_f[pl->gside[g]] ? &side_f[pl->gside[g]][pl->gpos[g]] : &null_field);
 }
 
 int etl_bcast_build(etl_plan *pl, etl_bcast *bc, em_records *res)

@@ -23,7 +23,8 @@ int etl_join_pair(const etl_plan *pl, const em_field *l, const em_field *r, em_e
     int rc;
     em_tup_clear(&tg);
     em_tup_i64(&tg, 0);
-    for (int g = 0; g < pl->ng; g++) etl_field_put(&tg, side_f[pl->gside[g]] ? &side_f[pl->gside[g]][pl->gpos[g]] : &null_field);
+    for (int g = 0; g < pl->ng; g++)
+        etl_field_put(&tg, side_f[pl->gside[g]] ? &side_f[pl->gside[g]][pl->gpos[g]] : &null_field);
     st[0] = 'M';
     for (int a = 0; a < pl->na; a++) {
         const etl_agg *ag = &pl->agg[a];
@@ -65,7 +66,8 @@ int etl_join_rows(const void *key, uint32_t klen, em_values *a, em_values *b, em
             while ((rc = em_values_next(s ? b : a, &v, &vl)) > 0) {
                 etl_badrow r = {etl_field_i64(v, vl, 0), etl_field_i64(v, vl, 1), etl_field_i64(v, vl, 2), ""};
                 em_field f;
-                if (em_tup_get(v, vl, 3, &f) == 0 && f.type == EM_F_STR) snprintf(r.msg, sizeof r.msg, "%.*s", (int)f.len, f.str);
+                if (em_tup_get(v, vl, 3, &f) == 0 && f.type == EM_F_STR)
+                    snprintf(r.msg, sizeof r.msg, "%.*s", (int)f.len, f.str);
                 etl_badsum_count(&bs, r.side, r.file, 1);
                 etl_badsum_list(&bs, &r);
             }
@@ -96,7 +98,8 @@ int etl_join_rows(const void *key, uint32_t klen, em_values *a, em_values *b, em
             continue;
         }
         for (size_t i = 0; i < nr && rc >= 0; i++)
-            if (etl_payload_fields(rows.p + off[2 * i], (uint32_t)(off[2 * i + 1] - off[2 * i]), rf, ETL_MAXF, &rown) < 0) rc = -1;
+            if (etl_payload_fields(rows.p + off[2 * i], (uint32_t)(off[2 * i + 1] - off[2 * i]), rf, ETL_MAXF, &rown) < 0)
+                rc = -1;
             else rc = etl_join_pair(pl, lf, rf, out);
         if (rc < 0) break;
     }

@@ -42,7 +42,8 @@ int etl_combine(const void *a, uint32_t alen, const void *b, uint32_t blen, em_v
     em_tup t = {0};
     etl_badsum_encode(&x, &t);
     etl_bytes val = {0};
-    int rc = etl_bytes_add(&val, "B", 1) < 0 || etl_bytes_add(&val, t.p, t.len) < 0 ? -1 : em_value_set(out, val.p, (uint32_t)val.len);
+    int rc = etl_bytes_add(&val, "B", 1) < 0 || etl_bytes_add(&val, t.p, t.len) < 0 ? -1
+             : em_value_set(out, val.p, (uint32_t)val.len);
     em_tup_free(&t);
     free(val.p);
     return rc;
