@@ -83,7 +83,9 @@ int em__comm_progress(void);
 em__msg *em__comm_poll(void);
 /* Host name of this process (for heartbeats and same-host decisions). */
 const char *em__comm_host(void);
-/* Ends MPI. May hang after failures: callers arm the watchdog first. */
-void em__comm_finalize(void);
+/* Ends MPI (MPI_Finalize, returns 1; it may hang after failures: callers arm the watchdog first), or, when `status`
+ * is 0 and the launch allows it (see comm.c), returns 0 without: the caller then exits, which ends MPI for this
+ * rank without the ~60 ms of MPI_Finalize. Either way no MPI call may follow. */
+int em__comm_finalize(int status);
 
 #endif

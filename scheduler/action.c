@@ -450,7 +450,7 @@ int em_finalize(em_ctx *ctx, int status)
     em__tracker_free(ctx);
     em__graph_release(ctx);
     em__config_release(&rt->cfg);
-    em__comm_finalize();
+    em__comm_finalize(status);
     free(ctx);
     return status;
 }
