@@ -198,6 +198,11 @@ int em_ds_partitions(const em_ds *ds);
  * nparts: minimum number of splits (0: default). A missing input fails the first action that reads it with
  * EM_ENOENT naming the path. LOCAL (lazy). */
 em_ds *em_text(em_ctx *ctx, const char *const *paths, int npaths, int nparts);
+/* em_text's input and splits, but a record is a run of whole lines as the file holds them (each with its '\n' and
+ * any '\r'; only a file's last line may lack the '\n'): key = the bytes, empty value; about 1 MiB per record, more
+ * only for a longer line. Every line is in exactly one record. For jobs that scan text for tokens (word count):
+ * a record per line costs more than the scan. LOCAL (lazy). */
+em_ds *em_text_chunks(em_ctx *ctx, const char *const *paths, int npaths, int nparts);
 
 /* Records from memory: recs[0..n) are copied now (on every rank; pass the same data everywhere, e.g. constants
  * or data every rank read) and spread over nparts partitions. LOCAL (lazy). */

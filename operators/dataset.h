@@ -66,6 +66,7 @@ struct em__node {
     em_cogroup_fn cogroup; /* COGROUP */
     struct em__split *splits; /* text */
     int nsplits;
+    int text_chunks;          /* text: a record is a run of whole lines (em_text_chunks), not one line */
     em__buf data;         /* parallelize: records; aggregateByKey: the zero value */
     uint64_t *offs;       /* parallelize: [nparts+1] partition boundaries in data */
     char *err;            /* a source that could not be planned: actions reading it fail with this */

@@ -320,10 +320,11 @@ int em__line_reader_open(em__line_reader *r, const char *path, uint64_t start, u
     return 0;
 }
 
-int em__line_reader_next(em__line_reader *r, const char **line, size_t *len, uint64_t *lineno)
+/* Moves past the line a split that does not start the file starts in (it belongs to the split before). Returns
+ * 0, 1 when the file ends first (nothing is owned), or an error. */
+static int skip_first(em__line_reader *r)
 {
     int rc;
-    if (r->done) return 0;
     while (r->skipping) {
         char *nl = memchr(r->buf + r->pos, '\n', r->len - r->pos);
         if (nl) {
@@ -331,12 +332,55 @@ int em__line_reader_next(em__line_reader *r, const char **line, size_t *len, uin
             r->skipping = 0;
         } else if (r->eof) {
             r->done = 1;
-            return 0;
+            return 1;
         } else {
             r->pos = r->len; /* nothing before here matters: let the fill drop it */
             if ((rc = em__line_reader_fill(r)) < 0) return rc;
         }
     }
+    return 0;
+}
+
+int em__line_reader_chunk(em__line_reader *r, const char **chunk, size_t *len)
+{
+    int rc;
+    if (r->done) return 0;
+    if ((rc = skip_first(r)) != 0) return rc < 0 ? rc : 0;
+    for (;;) {
+        if (r->off + r->pos >= r->end) break; /* the next line starts in the following split */
+        char *b = r->buf + r->pos;
+        char *nl = memrchr(b, '\n', r->len - r->pos);
+        if (nl) {
+            size_t stop = (size_t)(nl - r->buf) + 1, limit = (size_t)(r->end - r->off);
+            /* Lines that start at limit or later are the next split's: ours end with the first '\n' at limit - 1
+             * or later (pos <= limit - 1 < stop - 1 here, so there is one). */
+            if (stop > limit) stop = (size_t)((char *)memchr(r->buf + limit - 1, '\n', stop - (limit - 1)) - r->buf) + 1;
+            *chunk = b;
+            *len = stop - r->pos;
+            r->pos = stop;
+            return 1;
+        }
+        if (!r->eof) {
+            if ((rc = em__line_reader_fill(r)) < 0) return rc;
+            continue;
+        }
+        if (r->pos < r->len) { /* the file's last line, without a final newline */
+            *chunk = b;
+            *len = r->len - r->pos;
+            r->pos = r->len;
+            return 1;
+        }
+        break;
+    }
+    r->done = 1;
+    return 0;
+}
+
+int em__line_reader_next(em__line_reader *r, const char **line, size_t *len, uint64_t *lineno)
+{
+    int rc;
+    if (r->done) return 0;
+    if ((rc = skip_first(r)) != 0) return rc < 0 ? rc : 0;
     for (;;) {
         char *b = r->buf + r->pos, *nl;
         size_t n;

@@ -102,6 +102,13 @@ int em__line_reader_open(em__line_reader *r, const char *path, uint64_t start, u
  * or EM_EIO (message in r->err) / EM_ENOMEM. */
 int em__line_reader_next(em__line_reader *r, const char **line, size_t *len, uint64_t *lineno);
 
+/* Next run of whole owned lines, as bytes of the file: 1 and (*chunk, *len), 0 at the end of the split, or
+ * EM_EIO / EM_ENOMEM. The run is every owned line the buffer holds complete, each with its '\n' (and any '\r'
+ * before it); only the split's last line may lack a '\n', at the end of the file. Longer than the buffer only when
+ * one line is. Valid until the next call. Do not mix with em__line_reader_next on one reader (lineno is not
+ * kept). */
+int em__line_reader_chunk(em__line_reader *r, const char **chunk, size_t *len);
+
 /* Low-level, for other readers that reuse this buffer management (the CSV reader): drops buf[0, pos), grows the
  * buffer if it is full, then appends what pread() gives at off + len; sets r->eof at end of file.
  * Returns 0, EM_EIO or EM_ENOMEM (message in r->err). */

@@ -117,6 +117,30 @@ static void read_plan(const em__split *sp, int n, size_t bufsize, int count_line
     }
 }
 
+/* Reads every split of a plan in order as chunks (em__line_reader_chunk), cut into lines by the naive model. Each
+ * chunk must be whole lines: it ends with '\n' unless it ends the file. */
+static void read_plan_chunks(const em__split *sp, int n, size_t bufsize, lines *out)
+{
+    for (int i = 0; i < n; i++) {
+        em__line_reader r;
+        const char *chunk;
+        size_t len;
+        int rc = em__line_reader_open(&r, sp[i].path, sp[i].start, sp[i].end, bufsize, 0);
+        cr_assert_eq(rc, 0, "open: %s", r.err);
+        while ((rc = em__line_reader_chunk(&r, &chunk, &len)) > 0) {
+            cr_assert_gt(len, 0, "an empty chunk");
+            if (chunk[len - 1] != '\n') { /* then it is the file's last line: nothing may follow */
+                const char *more;
+                size_t ml;
+                cr_assert_eq(em__line_reader_chunk(&r, &more, &ml), 0, "a chunk without '\\n' before more text");
+            }
+            naive_lines(chunk, len, out);
+        }
+        cr_assert_eq(rc, 0, "chunk: %s", r.err);
+        em__line_reader_release(&r);
+    }
+}
+
 static void assert_same(const lines *want, const lines *got, int check_no, const char *what)
 {
     cr_assert_eq(got->n, want->n, "%s: %zu lines, want %zu", what, got->n, want->n);
@@ -163,12 +187,14 @@ static void check_all_split_sizes(const char *const *paths, int npaths, const ch
         char err[256] = "";
         int rc = em__text_plan(paths, npaths, sz, 0, &sp, &n, err, sizeof err);
         cr_assert_eq(rc, 0, "plan: %s", err);
-        for (int c = 0; c < 2; c++) {
+        for (int c = 0; c < 3; c++) { /* c == 2: chunks */
             lines got = {0};
             char what[64];
-            snprintf(what, sizeof what, "split %llu count_lines %d", (unsigned long long)sz, c);
-            read_plan(sp, n, bufsize, c, &got);
-            assert_same(&want, &got, c, what);
+            snprintf(what, sizeof what, "split %llu %s", (unsigned long long)sz,
+                     c == 2 ? "chunks" : c ? "count_lines 1" : "count_lines 0");
+            if (c == 2) read_plan_chunks(sp, n, bufsize, &got);
+            else read_plan(sp, n, bufsize, c, &got);
+            assert_same(&want, &got, c == 1, what);
             lines_free(&got);
         }
         em__text_plan_free(sp);
