@@ -106,6 +106,9 @@ a
 -np
 9"
 check "mpirun command line is the recipe; args after PROGRAM untouched" "$exp" "$(sed '$d' "$FAKE_MPIRUN_ARGS")"
+check "on one host hwloc skips PCI discovery" "HWLOC_COMPONENTS=-pci,-linuxio" "$(cat "$FAKE_MPIRUN_ARGS.env")"
+FAKE_MPIRUN_MODE="exit 0" EMBER_MPIRUN="$FIX/fake_mpirun.sh" HWLOC_COMPONENTS=-gl run 20 -np 2 "$JOB"
+check "the user's HWLOC_COMPONENTS is left alone" "HWLOC_COMPONENTS=-gl" "$(cat "$FAKE_MPIRUN_ARGS.env")"
 # Shared-memory transports only when every rank is on this host and the user chose none.
 FAKE_MPIRUN_MODE="exit 0" EMBER_MPIRUN="$FIX/fake_mpirun.sh" OMPI_MCA_btl=self,tcp run 20 -np 2 "$JOB"
 check "a transport chosen by the user (OMPI_MCA_btl) is left alone" 0 "$(grep -c '^pml$' "$FAKE_MPIRUN_ARGS")"
@@ -118,6 +121,7 @@ FAKE_MPIRUN_MODE="exit 0" EMBER_MPIRUN="$FIX/fake_mpirun.sh" run 20 --hostfile "
 grep -qx -- "--hostfile" "$FAKE_MPIRUN_ARGS" && grep -qx "$TMP/hosts" "$FAKE_MPIRUN_ARGS" \
   && pass "--hostfile passed to mpirun" || fail "--hostfile passed to mpirun"
 check "with a hostfile Open MPI chooses the transports" 0 "$(grep -c '^pml$' "$FAKE_MPIRUN_ARGS")"
+check "with a hostfile hwloc finds PCI devices (network locality)" "HWLOC_COMPONENTS=unset" "$(cat "$FAKE_MPIRUN_ARGS.env")"
 SLURM_NTASKS=7 FAKE_MPIRUN_MODE="exit 0" EMBER_MPIRUN="$FIX/fake_mpirun.sh" run 20 "$JOB"
 check "default -np from SLURM_NTASKS" 7 "$(grep -A1 -x -- -np "$FAKE_MPIRUN_ARGS" | tail -1)"
 (unset SLURM_NTASKS; FAKE_MPIRUN_MODE="exit 0" EMBER_MPIRUN="$FIX/fake_mpirun.sh" timeout 20 "$EMBER" run "$JOB")
