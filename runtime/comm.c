@@ -148,7 +148,10 @@ int em__comm_finalize(int status)
     free(sends);
     sends = NULL;
     nsends = capsends = 0;
-    if (status == 0 && may_skip_finalize()) return 0;
+    if (status == 0 && may_skip_finalize()) {
+        EM_LOG_D("leaving without MPI_Finalize (ember run on one host)");
+        return 0;
+    }
     MPI_Finalize();
     return 1;
 }
