@@ -205,16 +205,13 @@ sleep 1
 if pgrep -f "$JOB sleep 30" >/dev/null; then fail "no rank left running after SIGTERM"; pkill -f "$JOB sleep 30"; else pass "no rank left running after SIGTERM"; fi
 
 # --- how a real job ends: with status 0 under ember run on one host each rank leaves without MPI_Finalize (mpirun
-# was told ranks may, and shared memory holds every message already sent); a failing job, or one under plain
-# mpirun, finalizes.
+# was told ranks may, and shared memory holds every message already sent); under plain mpirun it finalizes. (A
+# failing job finalizes too; that path is not checked here.)
 printf 'a b\nc\n' > "$TMP/small.txt"
 run 60 -np 2 "$BIN/wordcount" --ember-log-level=debug "$TMP/small.txt"
 check "a job ending 0 under ember run exits 0" 0 "$rc"
 grep -qx 'total words: 3' "$TMP/out" && pass "... with its whole output" || fail "... with its whole output"
 check "... and each rank leaves without MPI_Finalize" 2 "$(grep -c 'leaving without MPI_Finalize' "$TMP/err")"
-run 60 -np 2 "$BIN/wordcount" --ember-log-level=debug "$TMP/missing.txt"
-check "a job ending 2 under ember run exits 2" 2 "$rc"
-check "... and finalizes MPI" 0 "$(grep -c 'leaving without MPI_Finalize' "$TMP/err")"
 OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader timeout -k 5 60 mpirun --oversubscribe --allow-run-as-root -np 2 \
   "$BIN/wordcount" --ember-log-level=debug "$TMP/small.txt" >"$TMP/out" 2>"$TMP/err"
 check "a job under plain mpirun exits 0" 0 "$?"
