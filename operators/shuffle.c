@@ -1,34 +1,26 @@
-/* shuffle.c — hash partitioning with map-side combine, the per-rank block store, and pull fetch of buckets
- * through the owner's progress thread (DESIGN section 5).
+/* shuffle.c — the two sides of a shuffle, run on the executor thread (DESIGN section 5), and em_cache, which
+ * keeps partitions in the block store the same way (DESIGN section 4).
  *
  * A map task pushes its records into a combine table (one entry per distinct key, values combined on arrival);
  * when the table passes a size limit, or at the end, entries are appended to one of R bucket buffers by key hash.
- * The buckets go to this rank's block store under (shuffle, map partition), and the task reports their sizes.
- * A reduce task for bucket r reads it from every map output: locally straight from the store, remotely with
- * FETCH_REQ/FETCH_RESP in chunks of up to 4 MiB served by the owner's progress thread (so serving never waits for
- * the owner's executor). If an owner is fenced, the fetch fails with EM__FETCH_FAILED naming the lost output;
- * the driver re-runs that map task from lineage and retries the reduce.
- *
- * Past --ember-memory / 2 bytes of map output on a rank, further blocks go to local disk zlib-compressed; buckets
- * travel zlib-compressed when asked (--ember-compress) or when they are on disk anyway.
+ * The buckets go to this rank's block store (operators/store.c) under (shuffle, map partition), and the task
+ * reports their sizes. A reduce task for bucket r reads it from every map output: locally straight from the store,
+ * remotely through operators/fetch.c; then it combines, sorts or groups the records into its sink. If an owner is
+ * fenced, the read fails with EM__FETCH_FAILED naming the lost output; the driver re-runs that map task from
+ * lineage and retries the reduce.
  */
 #include "operators/shuffle.h"
 
+#include "operators/fetch.h"
 #include "operators/sorter.h"
+#include "operators/store.h"
 #include "runtime/log.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
-#include <zlib.h>
 #include <string.h>
 
-_Thread_local em__fetch_fail em__last_fetch_fail;
 _Thread_local uint64_t em__task_spilled, em__task_records, em__task_bytes_out;
 _Thread_local double em__task_fetch_wait;
-void (*em__fetch_hook)(void);
 
 int em__rec_next(const uint8_t *p, size_t n, size_t *pos, em_rec *r)
 {
@@ -45,379 +37,6 @@ int em__rec_next(const uint8_t *p, size_t n, size_t *pos, em_rec *r)
     *pos += 8 + (size_t)kl + vl;
     return 1;
 }
-
-/* ---- block store ----
- * Map outputs stay in memory until the store holds --ember-memory / 2 bytes; later outputs are written to local
- * disk, each bucket zlib-compressed on its own (so one bucket can be read or served without the others), and
- * deleted when the store is dropped. Serving a bucket to another rank sends either its raw bytes or its zlib
- * form: the zlib form when the block is on disk (it is already compressed) or when the fetcher asks for it
- * (--ember-compress zlib, or auto between hosts); a compressed in-memory bucket is kept for the next chunk. */
-
-struct em__block {
-    uint32_t shuffle, map_part, nbuckets;
-    int refs;
-    em__buf data;    /* in memory: the buckets back to back (or bufs) */
-    em__buf *bufs;   /* in memory: [nbuckets] one buffer per bucket, as the map task filled them (no copy) */
-    uint64_t *offs;  /* [nbuckets+1] raw bucket boundaries (prefix sums of the sizes, whatever the layout) */
-    uint64_t bytes;  /* in memory: bytes held */
-    char *path;      /* on disk: the file of compressed buckets */
-    uint64_t *zoffs; /* on disk: [nbuckets+1] boundaries of the compressed buckets in the file */
-    em__buf *zcache; /* in memory: [nbuckets] compressed buckets made for fetchers that asked for zlib */
-    uint8_t *slab;     /* the map task's mapping that bufs started in (em__huge_alloc), or NULL: a buf whose */
-    size_t slab_bytes; /*   bytes are inside it is a slice, freed with the slab, not on its own */
-    em__block *next; /* hash chain */
-};
-
-#define STORE_HASH 4096
-static struct {
-    pthread_mutex_t mu;
-    em__block *tab[STORE_HASH];
-    em__rt *rt;
-    uint64_t mem;    /* bytes of in-memory blocks */
-    uint64_t budget; /* beyond it, new blocks go to disk */
-    const char *dir;
-    uint64_t spilled;
-} store = {PTHREAD_MUTEX_INITIALIZER, {0}, NULL, 0, 0, NULL, 0};
-
-static size_t store_slot(uint32_t s, uint32_t m) { return (size_t)(em__hash(&(uint64_t){(uint64_t)s << 32 | m}, 8) % STORE_HASH); }
-
-/* Bucket i of an in-memory block. */
-static const uint8_t *bk_ptr(const em__block *b, uint32_t i)
-{
-    return b->bufs ? b->bufs[i].p : b->data.p + b->offs[i];
-}
-
-/* Whether buffer bytes p are a slice of a slab (a mapping of `bytes` at slab, or none), freed with it. */
-static int in_slab(const uint8_t *slab, size_t bytes, const uint8_t *p) { return slab && p >= slab && p < slab + bytes; }
-
-/* Frees a block's bucket buffers (and their slab). */
-static void block_free_bufs(em__block *b)
-{
-    for (uint32_t i = 0; b->bufs && i < b->nbuckets; i++)
-        if (!in_slab(b->slab, b->slab_bytes, b->bufs[i].p)) em__buf_release(&b->bufs[i]);
-    free(b->bufs);
-    b->bufs = NULL;
-    em__huge_free(b->slab, b->slab_bytes);
-    b->slab = NULL;
-}
-
-/* Caller holds store.mu. */
-static void block_unref(em__block *b)
-{
-    if (--b->refs > 0) return;
-    store.mem -= b->bytes;
-    em__buf_release(&b->data);
-    block_free_bufs(b);
-    if (b->zcache)
-        for (uint32_t i = 0; i < b->nbuckets; i++) em__buf_release(&b->zcache[i]);
-    free(b->zcache);
-    if (b->path) unlink(b->path);
-    free(b->path);
-    free(b->zoffs);
-    free(b->offs);
-    free(b);
-}
-
-static void unref(em__block *b)
-{
-    pthread_mutex_lock(&store.mu);
-    block_unref(b);
-    pthread_mutex_unlock(&store.mu);
-}
-
-/* Caller holds store.mu; returns a referenced block or NULL. */
-static em__block *store_get_locked(uint32_t s, uint32_t m)
-{
-    for (em__block *b = store.tab[store_slot(s, m)]; b; b = b->next)
-        if (b->shuffle == s && b->map_part == m) {
-            b->refs++;
-            return b;
-        }
-    return NULL;
-}
-
-static em__block *store_get(uint32_t s, uint32_t m)
-{
-    pthread_mutex_lock(&store.mu);
-    em__block *b = store_get_locked(s, m);
-    pthread_mutex_unlock(&store.mu);
-    return b;
-}
-
-static void zlib_bucket(const uint8_t *p, size_t n, em__buf *out)
-{
-    uLongf zl = compressBound((uLong)n);
-    out->len = 0;
-    em__buf_grow(out, zl);
-    if (compress2(out->p, &zl, p, (uLong)n, 1) != Z_OK) EM_ASSERT(!"compress2 failed");
-    out->len = zl;
-}
-
-/* Writes the block's buckets compressed to a file and drops them from memory; on failure it stays in memory. */
-static void block_to_disk(em__block *b)
-{
-    static _Atomic unsigned seq;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/ember-blk-%d-%u.z", store.dir, (int)getpid(), atomic_fetch_add(&seq, 1));
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    if (fd < 0) {
-        EM_LOG_W("cannot spill a shuffle block to %s: %s; keeping it in memory", path, strerror(errno));
-        return;
-    }
-    uint64_t *zoffs = em__malloc(sizeof *zoffs * (b->nbuckets + 1));
-    em__buf z;
-    em__buf_init(&z);
-    int ok = 1;
-    zoffs[0] = 0;
-    for (uint32_t i = 0; i < b->nbuckets && ok; i++) {
-        zlib_bucket(bk_ptr(b, i), b->offs[i + 1] - b->offs[i], &z);
-        ok = write(fd, z.p, z.len) == (ssize_t)z.len;
-        zoffs[i + 1] = zoffs[i] + z.len;
-    }
-    em__buf_release(&z);
-    if (close(fd) != 0 || !ok) {
-        EM_LOG_W("cannot spill a shuffle block to %s (disk full?); keeping it in memory", path);
-        unlink(path);
-        free(zoffs);
-        return;
-    }
-    store.spilled += zoffs[b->nbuckets];
-    em__task_spilled += zoffs[b->nbuckets];
-    b->path = em__strdup(path);
-    b->zoffs = zoffs;
-    em__buf_release(&b->data);
-    block_free_bufs(b);
-    b->bytes = 0;
-}
-
-static void store_insert(em__block *b)
-{
-    uint32_t shuffle = b->shuffle, map_part = b->map_part;
-    pthread_mutex_lock(&store.mu);
-    int spill = store.budget && store.mem + b->bytes > store.budget && !(shuffle & EM__CACHE_ID);
-    pthread_mutex_unlock(&store.mu);
-    if (spill) block_to_disk(b); /* outside the lock: fetches keep being served meanwhile */
-    pthread_mutex_lock(&store.mu);
-    store.mem += b->bytes;
-    em__block **pp = &store.tab[store_slot(shuffle, map_part)];
-    for (; *pp; pp = &(*pp)->next)
-        if ((*pp)->shuffle == shuffle && (*pp)->map_part == map_part) { /* a re-run replaces the old output */
-            em__block *old = *pp;
-            *pp = old->next;
-            block_unref(old);
-            break;
-        }
-    b->next = store.tab[store_slot(shuffle, map_part)];
-    store.tab[store_slot(shuffle, map_part)] = b;
-    pthread_mutex_unlock(&store.mu);
-}
-
-void em__store_put(uint32_t shuffle, uint32_t map_part, em__buf *data, uint64_t *offs, uint32_t nbuckets)
-{
-    em__block *b = em__calloc(1, sizeof *b);
-    *b = (em__block){.shuffle = shuffle, .map_part = map_part, .nbuckets = nbuckets, .refs = 1, .data = *data,
-                     .offs = offs, .bytes = data->len};
-    em__buf_init(data);
-    store_insert(b);
-}
-
-/* Takes the bucket buffers themselves (and the array, and the slab they started in): a map task's output is
- * stored without being copied. */
-static void store_put_buckets(uint32_t shuffle, uint32_t map_part, em__buf *bufs, uint32_t nbuckets, uint8_t *slab,
-                              size_t slab_bytes)
-{
-    em__block *b = em__calloc(1, sizeof *b);
-    *b = (em__block){.shuffle = shuffle, .map_part = map_part, .nbuckets = nbuckets, .refs = 1, .bufs = bufs,
-                     .slab = slab, .slab_bytes = slab_bytes};
-    b->offs = em__malloc(sizeof(uint64_t) * (nbuckets + 1));
-    b->offs[0] = 0;
-    for (uint32_t i = 0; i < nbuckets; i++) b->offs[i + 1] = b->offs[i] + bufs[i].len;
-    b->bytes = b->offs[nbuckets];
-    store_insert(b);
-}
-
-int em__store_has(uint32_t shuffle, uint32_t map_part)
-{
-    em__block *b = store_get(shuffle, map_part);
-    if (b) unref(b);
-    return b != NULL;
-}
-
-/* The compressed form of a bucket of a block on disk, read into out. */
-static int read_zbucket(const em__block *b, uint32_t bk, em__buf *out)
-{
-    size_t n = b->zoffs[bk + 1] - b->zoffs[bk];
-    out->len = 0;
-    em__buf_grow(out, n);
-    int fd = open(b->path, O_RDONLY);
-    ssize_t r = fd < 0 ? -1 : pread(fd, out->p, n, (off_t)b->zoffs[bk]);
-    if (fd >= 0) close(fd);
-    if (r != (ssize_t)n) return em__fail(EM_EIO, "cannot read the spilled shuffle block %s", b->path);
-    out->len = n;
-    return 0;
-}
-
-static int unzlib(const uint8_t *z, size_t zn, size_t raw, em__buf *out)
-{
-    size_t at = out->len;
-    em__buf_grow(out, raw);
-    uLongf dl = (uLongf)raw;
-    if (raw && (uncompress(out->p + at, &dl, z, (uLong)zn) != Z_OK || dl != raw))
-        return em__fail(EM_ECOMM, "a compressed shuffle bucket is damaged");
-    out->len = at + raw;
-    return 0;
-}
-
-/* FETCH_REQ: u64 id, u32 shuffle, u32 map_part, u32 bucket, u64 offset, u32 flags (1: zlib welcome)
- * FETCH_RESP: u64 id, i32 status (0, or -1 = no such output), u64 size of what is sent (raw or zlib bytes),
- *             u32 encoding (0 raw, 1 zlib), u64 raw size, then the chunk bytes [offset, offset + chunk) */
-#define FETCH_CHUNK ((size_t)4 << 20)
-#define RESP_HDR 32
-
-static void serve_fetch(em__rt *rt, em__msg *m, void *arg)
-{
-    (void)arg;
-    em__rd r;
-    em__rd_init(&r, m->payload, m->len);
-    uint64_t id = em__rd_u64(&r);
-    uint32_t s = em__rd_u32(&r), mp = em__rd_u32(&r), bk = em__rd_u32(&r);
-    uint64_t off = em__rd_u64(&r);
-    uint32_t flags = em__rd_u32(&r);
-    int src = m->hdr->src;
-    em__msg_free(m);
-    if (r.err) return;
-    em__block *b = store_get(s, mp);
-    int32_t status = b && bk < b->nbuckets ? 0 : -1;
-    uint64_t raw = status ? 0 : b->offs[bk + 1] - b->offs[bk];
-    uint32_t enc = 0;
-    const uint8_t *src_bytes = NULL;
-    uint64_t size = raw;
-    em__buf disk;
-    em__buf_init(&disk);
-    if (status == 0 && b->path) {
-        if (read_zbucket(b, bk, &disk) < 0) status = -1;
-        enc = 1;
-        src_bytes = disk.p;
-        size = disk.len;
-    } else if (status == 0 && (flags & 1) && raw > 0) {
-        pthread_mutex_lock(&store.mu);
-        if (!b->zcache) b->zcache = em__calloc(b->nbuckets, sizeof *b->zcache);
-        if (!b->zcache[bk].p) zlib_bucket(bk_ptr(b, bk), raw, &b->zcache[bk]);
-        pthread_mutex_unlock(&store.mu);
-        enc = 1;
-        src_bytes = b->zcache[bk].p;
-        size = b->zcache[bk].len;
-    } else if (status == 0) {
-        src_bytes = bk_ptr(b, bk);
-    }
-    size_t n = status || off >= size ? 0 : (size - off < FETCH_CHUNK ? size - off : FETCH_CHUNK);
-    em__msg *resp = em__msg_new(EM__MSG_FETCH_RESP, RESP_HDR + n);
-    memcpy(resp->payload, &id, 8);
-    memcpy(resp->payload + 8, &status, 4);
-    memcpy(resp->payload + 12, &size, 8);
-    memcpy(resp->payload + 20, &enc, 4);
-    memcpy(resp->payload + 24, &raw, 8);
-    if (n) memcpy(resp->payload + RESP_HDR, src_bytes + off, n);
-    em__buf_release(&disk);
-    if (b) unref(b);
-    em__send(rt, src, resp);
-}
-
-/* ---- results of the current action's result tasks, kept until the next action so that a new leader can
- * collect them instead of running the tasks again (DESIGN section 6) ---- */
-static struct {
-    pthread_mutex_t mu;
-    em__buf recs; /* TASK_DONE payloads: u32 len + bytes each */
-    uint32_t action, n;
-} kept = {PTHREAD_MUTEX_INITIALIZER, {NULL, 0, 0}, 0, 0};
-
-void em__result_keep(uint32_t action, const void *payload, size_t len)
-{
-    pthread_mutex_lock(&kept.mu);
-    if (action != kept.action) { /* a new action: the old results are of no use any more */
-        kept.recs.len = 0;
-        kept.n = 0;
-        kept.action = action;
-    }
-    em__buf_bytes(&kept.recs, payload, (uint32_t)len);
-    kept.n++;
-    pthread_mutex_unlock(&kept.mu);
-}
-
-void em__results_drop(void)
-{
-    pthread_mutex_lock(&kept.mu);
-    em__buf_release(&kept.recs);
-    kept.n = 0;
-    pthread_mutex_unlock(&kept.mu);
-}
-
-/* INVENTORY: u32 kind (0 request, 1 answer), u64 id; an answer adds u32 n, n x {u32 store id, u32 part}: every
- * block this rank holds; then u32 action, u32 k, k x {u32 len, TASK_DONE payload}: the results of result tasks
- * of that action it finished. Served on the progress thread; answers go to the driver's mailbox. */
-static void on_inventory(em__rt *rt, em__msg *m, void *arg)
-{
-    (void)arg;
-    uint32_t kind = 1;
-    uint64_t id = 0;
-    if (m->len >= 12) {
-        memcpy(&kind, m->payload, 4);
-        memcpy(&id, m->payload + 4, 8);
-    }
-    if (kind != 0) {
-        em__mbox_put(&rt->driver_mb, m);
-        return;
-    }
-    int src = m->hdr->src;
-    em__msg_free(m);
-    em__buf b;
-    em__buf_init(&b);
-    em__buf_u32(&b, 1);
-    em__buf_u64(&b, id);
-    em__buf_u32(&b, 0);
-    uint32_t n = 0;
-    pthread_mutex_lock(&store.mu);
-    for (size_t i = 0; i < STORE_HASH; i++)
-        for (em__block *bl = store.tab[i]; bl; bl = bl->next, n++) {
-            em__buf_u32(&b, bl->shuffle);
-            em__buf_u32(&b, bl->map_part);
-        }
-    pthread_mutex_unlock(&store.mu);
-    memcpy(b.p + 12, &n, 4);
-    pthread_mutex_lock(&kept.mu);
-    em__buf_u32(&b, kept.action);
-    em__buf_u32(&b, kept.n);
-    em__buf_add(&b, kept.recs.p, kept.recs.len);
-    pthread_mutex_unlock(&kept.mu);
-    em__msg *r = em__msg_new(EM__MSG_INVENTORY, b.len);
-    memcpy(r->payload, b.p, b.len);
-    em__buf_release(&b);
-    em__send(rt, src, r);
-}
-
-void em__store_init(em__rt *rt)
-{
-    em__rt_on(rt, EM__MSG_INVENTORY, on_inventory, NULL);
-    store.rt = rt;
-    store.budget = (uint64_t)rt->cfg.memory / 2;
-    const char *d = rt->cfg.tmpdir && *rt->cfg.tmpdir ? rt->cfg.tmpdir : getenv("TMPDIR");
-    store.dir = d && *d ? d : "/tmp";
-    em__rt_on(rt, EM__MSG_FETCH_REQ, serve_fetch, NULL);
-}
-
-void em__store_drop_all(void)
-{
-    pthread_mutex_lock(&store.mu);
-    for (size_t i = 0; i < STORE_HASH; i++)
-        while (store.tab[i]) {
-            em__block *b = store.tab[i];
-            store.tab[i] = b->next;
-            block_unref(b);
-        }
-    pthread_mutex_unlock(&store.mu);
-}
-
-uint64_t em__store_spilled(void) { return store.spilled; }
 
 /* ---- task context (which rank holds which map output or cached partition; sort bounds), per executor thread ---- */
 
@@ -477,7 +96,7 @@ static inline void bucket_append(map_state *ms, uint32_t b, const em_rec *r)
 {
     em__buf *bk = &ms->buckets[b];
     size_t need = 8 + (size_t)r->klen + r->vlen;
-    if (bk->len + need > bk->cap && in_slab(ms->slab, ms->slab_bytes, bk->p)) {
+    if (bk->len + need > bk->cap && em__in_slab(ms->slab, ms->slab_bytes, bk->p)) {
         em__buf own;
         em__buf_init(&own);
         em__buf_grow(&own, 2 * bk->cap + need);
@@ -649,201 +268,16 @@ int em__shuffle_map(em_ctx *ctx, em__node *wide, int side, int part, em__buf *si
             em__task_bytes_out += ms.buckets[b].len;
         }
         uint32_t map_id = (uint32_t)(side ? wide->parent->nparts + part : part);
-        store_put_buckets((uint32_t)wide->id, map_id, ms.buckets, ms.nb, ms.slab, ms.slab_bytes);
+        em__store_put_buckets((uint32_t)wide->id, map_id, ms.buckets, ms.nb, ms.slab, ms.slab_bytes);
         ms.buckets = NULL;
         ms.slab = NULL;
     }
     for (uint32_t b = 0; ms.buckets && b < ms.nb; b++)
-        if (!in_slab(ms.slab, ms.slab_bytes, ms.buckets[b].p)) em__buf_release(&ms.buckets[b]);
+        if (!em__in_slab(ms.slab, ms.slab_bytes, ms.buckets[b].p)) em__buf_release(&ms.buckets[b]);
     em__huge_free(ms.slab, ms.slab_bytes);
     free(ms.buckets);
     free(ms.bounds);
     return rc;
-}
-
-/* ---- fetching one bucket of one map output ---- */
-
-static int fetch_failed(uint32_t s, uint32_t m, int rank)
-{
-    em__last_fetch_fail = (em__fetch_fail){s, m, rank};
-    em__fail(EM__FETCH_FAILED, "fetch of %s %u output %u from r%d failed: the rank is gone",
-             s & EM__CACHE_ID ? "cached dataset" : "shuffle", s & ~EM__CACHE_ID, m, rank);
-    return EM__FETCH_FAILED;
-}
-
-static _Atomic uint64_t fetch_ids;
-
-/* Fetches bucket `bucket` of the map outputs maps[0..n) of store id s from their owners, with up to
- * FETCH_INFLIGHT requests outstanding (DESIGN section 5: a bounded number in flight), calling done() with each
- * whole bucket (decompressed) as it completes, in completion order. */
-#define FETCH_INFLIGHT 4
-
-typedef struct fetch_one {
-    uint32_t m;
-    int owner;
-    uint64_t id, off, size, raw;
-    uint32_t enc;
-    em__buf got;
-    int active;
-} fetch_one;
-
-typedef int (*fetched_fn)(uint32_t m, const uint8_t *p, size_t n, void *arg);
-
-static void fetch_send(em__rt *rt, fetch_one *f, uint32_t s, uint32_t bucket, uint32_t flags)
-{
-    f->id = atomic_fetch_add(&fetch_ids, 1) + ((uint64_t)rt->rank << 48);
-    em__msg *req = em__msg_new(EM__MSG_FETCH_REQ, 32);
-    memcpy(req->payload, &f->id, 8);
-    memcpy(req->payload + 8, &s, 4);
-    memcpy(req->payload + 12, &f->m, 4);
-    memcpy(req->payload + 16, &bucket, 4);
-    memcpy(req->payload + 20, &f->off, 8);
-    memcpy(req->payload + 28, &flags, 4);
-    em__send(rt, f->owner, req);
-}
-
-static int fetch_many(em_ctx *ctx, uint32_t s, uint32_t bucket, const uint32_t *maps, const int32_t *owners, size_t n,
-                      fetched_fn done, void *arg)
-{
-    em__rt *rt = &ctx->rt;
-    const char *cm = rt->cfg.compress;
-    fetch_one f[FETCH_INFLIGHT];
-    memset(f, 0, sizeof f);
-    em__buf plain;
-    em__buf_init(&plain);
-    size_t next = 0;
-    int nact = 0, rc = 0;
-    double t0 = em__now_s();
-    for (;;) {
-        for (int i = 0; i < FETCH_INFLIGHT && next < n; i++) { /* start more */
-            if (f[i].active) continue;
-            if (em__fetch_hook) em__fetch_hook();
-            f[i].m = maps[next];
-            f[i].owner = owners[next++];
-            f[i].off = f[i].size = f[i].raw = 0;
-            f[i].got.len = 0;
-            f[i].active = 1;
-            nact++;
-            uint32_t flags = strcmp(cm, "zlib") == 0 || (strcmp(cm, "auto") == 0 && rt->same_host && !rt->same_host[f[i].owner]);
-            fetch_send(rt, &f[i], s, bucket, flags);
-        }
-        if (!nact) break;
-        for (int i = 0; i < FETCH_INFLIGHT; i++)
-            if (f[i].active && !em__rt_is_alive(rt, f[i].owner)) {
-                rc = fetch_failed(s, f[i].m, f[i].owner);
-                goto out;
-            }
-        em__msg *resp = em__mbox_get(&rt->fetch_mb, 200);
-        if (!resp) continue;
-        uint64_t rid = 0;
-        if (resp->hdr->type == EM__MSG_FETCH_RESP && resp->len >= RESP_HDR) memcpy(&rid, resp->payload, 8);
-        fetch_one *fo = NULL;
-        for (int i = 0; i < FETCH_INFLIGHT; i++)
-            if (f[i].active && f[i].id == rid && resp->hdr->type == EM__MSG_FETCH_RESP) fo = &f[i];
-        if (!fo) { /* a wake-up or a stale answer */
-            em__msg_free(resp);
-            continue;
-        }
-        int32_t st;
-        memcpy(&st, resp->payload + 8, 4);
-        memcpy(&fo->size, resp->payload + 12, 8);
-        memcpy(&fo->enc, resp->payload + 20, 4);
-        memcpy(&fo->raw, resp->payload + 24, 8);
-        if (st != 0) {
-            em__msg_free(resp);
-            rc = fetch_failed(s, fo->m, fo->owner); /* the owner lost it (e.g. restarted) */
-            goto out;
-        }
-        if (fo->off == 0 && resp->len - RESP_HDR == fo->size) { /* the whole bucket in one answer: no copy */
-            fo->active = 0;
-            nact--;
-            const uint8_t *p = resp->payload + RESP_HDR;
-            size_t len = fo->size;
-            if (fo->enc) {
-                plain.len = 0;
-                rc = unzlib(p, len, fo->raw, &plain);
-                p = plain.p;
-                len = plain.len;
-            }
-            if (rc == 0) rc = done(fo->m, p, len, arg);
-            em__msg_free(resp);
-            if (rc < 0) goto out;
-            continue;
-        }
-        if (fo->off == 0) em__buf_grow(&fo->got, fo->size);
-        em__buf_add(&fo->got, resp->payload + RESP_HDR, resp->len - RESP_HDR);
-        fo->off += resp->len - RESP_HDR;
-        em__msg_free(resp);
-        if (fo->off < fo->size) {
-            fetch_send(rt, fo, s, bucket, fo->enc);
-            continue;
-        }
-        fo->active = 0;
-        nact--;
-        em__buf *whole = &fo->got;
-        if (fo->enc) {
-            plain.len = 0;
-            if ((rc = unzlib(fo->got.p, fo->got.len, fo->raw, &plain)) < 0) goto out;
-            whole = &plain;
-        }
-        if ((rc = done(fo->m, whole->p, whole->len, arg)) < 0) goto out;
-    }
-out:
-    for (int i = 0; i < FETCH_INFLIGHT; i++) em__buf_release(&f[i].got);
-    em__buf_release(&plain);
-    em__task_fetch_wait += em__now_s() - t0;
-    return rc;
-}
-
-typedef struct copy_arg {
-    em__buf *out;
-} copy_arg;
-
-static int copy_out(uint32_t m, const uint8_t *p, size_t n, void *arg)
-{
-    (void)m;
-    em__buf_add(((copy_arg *)arg)->out, p, n);
-    return 0;
-}
-
-static int fetch_remote(em_ctx *ctx, int owner, uint32_t s, uint32_t m, uint32_t bucket, em__buf *out)
-{
-    copy_arg ca = {out};
-    int32_t o = owner;
-    return fetch_many(ctx, s, bucket, &m, &o, 1, copy_out, &ca);
-}
-
-/* Calls fn(bytes, side) with bucket `bucket` of map output m of store id s held by `owner` (locally straight from
- * the store, else fetched into scratch). */
-typedef int (*bucket_fn)(const uint8_t *p, size_t n, int side, void *arg);
-
-static int with_bucket(em_ctx *ctx, uint32_t s, uint32_t m, int owner, uint32_t bucket, int side, em__buf *scratch,
-                       bucket_fn fn, void *arg)
-{
-    int rc;
-    scratch->len = 0;
-    if (owner == ctx->rt.rank) {
-        em__block *b = store_get(s, m);
-        if (!b || bucket >= b->nbuckets) {
-            if (b) unref(b);
-            return fetch_failed(s, m, owner);
-        }
-        if (b->path) { /* spilled: read and inflate the one bucket */
-            em__buf z;
-            em__buf_init(&z);
-            rc = read_zbucket(b, bucket, &z);
-            if (rc == 0) rc = unzlib(z.p, z.len, b->offs[bucket + 1] - b->offs[bucket], scratch);
-            em__buf_release(&z);
-            if (rc == 0) rc = fn(scratch->p, scratch->len, side, arg);
-        } else {
-            rc = fn(bk_ptr(b, bucket), b->offs[bucket + 1] - b->offs[bucket], side, arg);
-        }
-        unref(b);
-        return rc;
-    }
-    if (owner < 0) return fetch_failed(s, m, owner);
-    if ((rc = fetch_remote(ctx, owner, s, m, bucket, scratch)) < 0) return rc;
-    return fn(scratch->p, scratch->len, side, arg);
 }
 
 /* ---- reduce side ---- */
@@ -1055,11 +489,11 @@ int em__shuffle_read(em_ctx *ctx, em__node *wide, int part, em_emitter *sink)
         }
         rs.m = m;
         int side = wide->kind == EM__K_COGROUP && m >= p1;
-        rc = with_bucket(ctx, (uint32_t)wide->id, m, d->loc[m], (uint32_t)part, side, &scratch, consume, &rs);
+        rc = em__fetch_bucket(ctx, (uint32_t)wide->id, m, d->loc[m], (uint32_t)part, side, &scratch, consume, &rs);
     }
     for (size_t i = 0; i < nremote && rc == 0; i++)
-        if (rowners[i] < 0) rc = fetch_failed((uint32_t)wide->id, rmaps[i], rowners[i]);
-    if (rc == 0 && nremote) rc = fetch_many(ctx, (uint32_t)wide->id, (uint32_t)part, rmaps, rowners, nremote, consume_fetched, &rs);
+        if (rowners[i] < 0) rc = em__fetch_failed((uint32_t)wide->id, rmaps[i], rowners[i]);
+    if (rc == 0 && nremote) rc = em__fetch_many(ctx, (uint32_t)wide->id, (uint32_t)part, rmaps, rowners, nremote, consume_fetched, &rs);
     free(rmaps);
     free(rowners);
     em__buf_release(&scratch);
@@ -1137,7 +571,7 @@ int em__cache_compute(em_ctx *ctx, em__node *node, int part, em_emitter *sink)
         em__buf_init(&scratch);
         em__buf_init(&copy);
         replay_arg ra = {sink, owner == ctx->rt.rank ? NULL : &copy};
-        int rc = with_bucket(ctx, id, (uint32_t)part, owner, 0, 0, &scratch, replay, &ra);
+        int rc = em__fetch_bucket(ctx, id, (uint32_t)part, owner, 0, 0, &scratch, replay, &ra);
         em__buf_release(&scratch);
         if (rc == 0 && ra.copy) store_partition(id, part, &copy); /* now held here too */
         em__buf_release(&copy);
