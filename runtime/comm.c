@@ -3,7 +3,11 @@
  * Only the progress thread (loop.c) calls into this file after start-up, so MPI sees one thread at a time even
  * though we ask for MPI_THREAD_MULTIPLE (which Open MPI 4.1 provides) to stay free to change that.
  * Sends are MPI_Isend of the whole message buffer, kept until MPI_Test says done. Receives are
- * MPI_Improbe + MPI_Mrecv into a buffer of the exact size. No call here blocks on a peer.
+ * MPI_Improbe + MPI_Imrecv into a buffer of the exact size, completed by MPI_Test on later polls. No call here
+ * blocks on a peer: a blocking MPI_Mrecv of a message whose sender died mid-transfer never returns (seen in CI:
+ * Open MPI's single-copy read from a killed rank failed, `Read -1, ... errno = 3`, ob1 asked the dead sender to
+ * push the data instead, and the receiving rank's progress thread stayed in MPI_Mrecv until its sentinel fenced
+ * it).
  */
 #include "runtime/comm.h"
 
@@ -24,6 +28,19 @@ typedef struct pending {
 } pending;
 static pending *sends;
 static int nsends, capsends;
+
+/* Receives matched and started but not complete yet (a message above the eager limit is fetched in steps), in the
+ * order they were matched. A sender's messages are delivered in that order; other senders' are not held up. */
+typedef struct inbound {
+    MPI_Request req;
+    em__msg *msg;
+    int src;
+    int state; /* 0: in flight, 1: complete, -1: failed */
+} inbound;
+static inbound *recvs;
+static int nrecvs, caprecvs;
+
+void (*em__comm_send_hook)(int type, size_t len);
 
 /* em__msg_name, em__msg_new and em__msg_free live in runtime/msg.c (shared with the fake transport). */
 
@@ -85,11 +102,13 @@ int em__comm_send(int dst, em__msg *m)
         return EM_ECOMM;
     }
     sends[nsends++].msg = m;
+    if (em__comm_send_hook) em__comm_send_hook(m->hdr->type, m->len);
     return 0;
 }
 
 int em__comm_progress(void)
 {
+    /* receives in flight count too: the loop keeps polling often while one is */
     for (int i = 0; i < nsends;) {
         int done = 0;
         if (MPI_Test(&sends[i].req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) done = 1; /* error: give up on it */
@@ -100,35 +119,97 @@ int em__comm_progress(void)
             i++;
         }
     }
-    return nsends;
+    return nsends + nrecvs;
 }
 
-em__msg *em__comm_poll(void)
+/* m as received from src, or NULL (freed) when its header is not ours. */
+static em__msg *checked(em__msg *m, int src)
 {
-    int flag = 0;
-    MPI_Message mm;
-    MPI_Status st;
-    if (MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm, &flag, &mm, &st) != MPI_SUCCESS || !flag) return NULL;
-    int count = 0;
-    MPI_Get_count(&st, MPI_BYTE, &count);
-    if (count < (int)sizeof(em__msghdr)) {
-        char junk[sizeof(em__msghdr)];
-        MPI_Mrecv(junk, count, MPI_BYTE, &mm, MPI_STATUS_IGNORE);
-        EM_LOG_W("dropped a %d-byte message from r%d: shorter than a header", count, st.MPI_SOURCE);
-        return NULL;
-    }
-    em__msg *m = em__msg_new(0, (size_t)count - sizeof(em__msghdr));
-    if (MPI_Mrecv(m->data, count, MPI_BYTE, &mm, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
-        em__msg_free(m);
-        return NULL;
-    }
-    if (m->hdr->version != EM__PROTO_VERSION || m->hdr->src != st.MPI_SOURCE) {
-        EM_LOG_W("dropped a message from r%d: protocol version %d, expected %d", st.MPI_SOURCE, m->hdr->version,
+    if (m->hdr->version != EM__PROTO_VERSION || m->hdr->src != src) {
+        EM_LOG_W("dropped a message from r%d: protocol version %d, expected %d", src, m->hdr->version,
                  EM__PROTO_VERSION);
         em__msg_free(m);
         return NULL;
     }
     return m;
+}
+
+/* The first complete receive with no earlier one from its sender still in flight, taken out; NULL if none. */
+static em__msg *take_ready(void)
+{
+    for (int i = 0; i < nrecvs; i++) {
+        inbound *x = &recvs[i];
+        if (x->state == 0) {
+            int done = 0;
+            if (MPI_Test(&x->req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) x->state = -1;
+            else x->state = done;
+        }
+        if (x->state == 0) continue;
+        int behind = 0; /* an earlier receive from the same sender is still in flight */
+        for (int j = 0; j < i && !behind; j++) behind = recvs[j].src == x->src;
+        if (behind) continue;
+        em__msg *m = x->msg;
+        int src = x->src, failed = x->state < 0;
+        memmove(&recvs[i], &recvs[i + 1], (size_t)(nrecvs - i - 1) * sizeof *recvs);
+        nrecvs--;
+        i--;
+        if (failed) {
+            em__msg_free(m);
+            continue;
+        }
+        if ((m = checked(m, src))) return m;
+    }
+    return NULL;
+}
+
+em__msg *em__comm_poll(void)
+{
+    em__msg *m = nrecvs ? take_ready() : NULL;
+    while (!m) {
+        int flag = 0;
+        MPI_Message mm;
+        MPI_Status st;
+        if (MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm, &flag, &mm, &st) != MPI_SUCCESS || !flag) return NULL;
+        int count = 0;
+        MPI_Get_count(&st, MPI_BYTE, &count);
+        if (count < (int)sizeof(em__msghdr)) { /* eager (tiny): complete on arrival */
+            char junk[sizeof(em__msghdr)];
+            MPI_Mrecv(junk, count, MPI_BYTE, &mm, MPI_STATUS_IGNORE);
+            EM_LOG_W("dropped a %d-byte message from r%d: shorter than a header", count, st.MPI_SOURCE);
+            continue;
+        }
+        if (nrecvs == caprecvs) {
+            caprecvs = caprecvs ? 2 * caprecvs : 16;
+            recvs = em__realloc(recvs, (size_t)caprecvs * sizeof *recvs);
+        }
+        inbound *x = &recvs[nrecvs];
+        x->msg = em__msg_new(0, (size_t)count - sizeof(em__msghdr));
+        x->src = st.MPI_SOURCE;
+        x->state = 0;
+        if (MPI_Imrecv(x->msg->data, count, MPI_BYTE, &mm, &x->req) != MPI_SUCCESS) {
+            em__msg_free(x->msg);
+            continue;
+        }
+        nrecvs++;
+        m = take_ready();
+        if (!m) return NULL; /* in flight: a later poll delivers it */
+    }
+    return m;
+}
+
+void em__comm_drop_dead(int (*alive)(void *arg, int rank), void *arg)
+{
+    for (int i = 0; i < nrecvs;) {
+        if (recvs[i].state == 0 && !alive(arg, recvs[i].src)) {
+            /* Its request stays with MPI, which may still write into the buffer: both are left to the exit. */
+            EM_LOG_W("gave up a %zu-byte message from r%d, which died while sending it", recvs[i].msg->len,
+                     recvs[i].src);
+            memmove(&recvs[i], &recvs[i + 1], (size_t)(nrecvs - i - 1) * sizeof *recvs);
+            nrecvs--;
+        } else {
+            i++;
+        }
+    }
 }
 
 /* Whether the process may leave without MPI_Finalize: mpirun was told a rank may exit without it

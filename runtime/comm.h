@@ -77,10 +77,17 @@ int em__comm_init(int *argc, char ***argv, int *rank, int *size);
 void em__comm_peer_info(int32_t *pids, uint8_t *same_host);
 /* Sends m to dst without blocking; comm owns m from now on and frees it once the send completed. */
 int em__comm_send(int dst, em__msg *m);
-/* Completes finished sends; returns how many are still in flight. */
+/* Fault injection (scheduler/fault.c, during=serve): called with a message's type and payload bytes right after
+ * its send has started. NULL: not called. */
+extern void (*em__comm_send_hook)(int type, size_t len);
+/* Completes finished sends; returns how many sends and receives are still in flight. */
 int em__comm_progress(void);
-/* A received message or NULL when none is waiting. Never blocks. */
+/* A received message or NULL when none is waiting. Never blocks: a message still arriving is delivered by a later
+ * call; a sender's messages come in the order they were sent. */
 em__msg *em__comm_poll(void);
+/* Gives up the messages still arriving from ranks that alive(arg, rank) says are dead (their senders died
+ * mid-transfer; without this, later messages of those senders would wait behind them for good). */
+void em__comm_drop_dead(int (*alive)(void *arg, int rank), void *arg);
 /* Host name of this process (for heartbeats and same-host decisions). */
 const char *em__comm_host(void);
 /* Ends MPI (MPI_Finalize, returns 1; it may hang after failures: callers arm the watchdog first), or, when `status`

@@ -206,6 +206,8 @@ static int drain_outbox(em__rt *rt)
     return n;
 }
 
+static int alive_cb(void *arg, int rank) { return em__rt_is_alive(arg, rank); }
+
 static void *progress_main(void *arg)
 {
     em__rt *rt = arg;
@@ -229,6 +231,7 @@ static void *progress_main(void *arg)
             activity++;
         }
         int sending = em__comm_progress(); /* large messages need MPI to be called often to move along */
+        if (sending) em__comm_drop_dead(alive_cb, rt);
         em__mem_tick(rt, now);
         if (activity) {
             idle_us = 20;

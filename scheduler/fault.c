@@ -5,11 +5,13 @@
  *             resume-after-ms=N a helper process sends SIGCONT after N ms)
  *   WHO     = "rank=N" | "leader" (whoever leads when the condition first holds)
  *   COND    = "stage=N" | "after-tasks=N" (N tasks finished on this rank, in that stage if given)
- *           | "during=map|shuffle|fetch|reduce|result" | "action=N" | "after-ms=N" (since start)
+ *           | "during=map|shuffle|fetch|reduce|result|serve" | "action=N" | "after-ms=N" (since start)
  *
  * A fault fires once, at the first fault point where every condition holds: at the start of a task
- * (map/reduce/shuffle), while serving or doing a fetch (fetch/shuffle), or right before a task's result is sent
- * (result). "after-ms" is checked by a timer thread as well, so it fires even on an idle rank.
+ * (map/reduce/shuffle), while serving or doing a fetch (fetch/shuffle), right before a task's result is sent
+ * (result), or right after this rank started sending a fetch answer above Open MPI's eager size (serve: the peer
+ * then finds the sender dead while it pulls the data). "after-ms" is checked by a timer thread as well, so it fires
+ * even on an idle rank.
  */
 #include "runtime/log.h"
 #include "scheduler/sched.h"
@@ -34,7 +36,7 @@ typedef struct fault {
     char spec[128];
 } fault;
 
-enum { D_MAP, D_SHUFFLE, D_FETCH, D_REDUCE, D_RESULT };
+enum { D_MAP, D_SHUFFLE, D_FETCH, D_REDUCE, D_RESULT, D_SERVE };
 
 static fault faults[EM__MAX_FAULTS];
 static int nfaults;
@@ -75,11 +77,13 @@ static int parse_fault(const char *spec, fault *f)
         else if (!strcmp(tok, "after-ms") && num_ok) f->after_ms = n;
         else if (!strcmp(tok, "resume-after-ms") && num_ok) f->resume_ms = n;
         else if (!strcmp(tok, "during") && eq) {
-            static const char *names[] = {"map", "shuffle", "fetch", "reduce", "result"};
+            static const char *names[] = {"map", "shuffle", "fetch", "reduce", "result", "serve"};
             f->during = -1;
-            for (int i = 0; i < 5; i++)
+            for (int i = 0; i < 6; i++)
                 if (!strcmp(v, names[i])) f->during = i;
-            if (f->during < 0) return em__fail(EM_EINVAL, "--ember-fault=%s: during=%s is not map, shuffle, fetch, reduce or result", spec, v);
+            if (f->during < 0)
+                return em__fail(EM_EINVAL, "--ember-fault=%s: during=%s is not map, shuffle, fetch, reduce, result or serve",
+                                spec, v);
         } else
             return em__fail(EM_EINVAL, "--ember-fault=%s: cannot parse '%s%s%s'", spec, tok, eq ? "=" : "", v);
     }
@@ -142,7 +146,14 @@ static void *timer_main(void *arg)
 }
 
 static em_ctx *fault_ctx;
+/* Bytes of a fetch answer past which during=serve fires: far above Open MPI's eager limits (vader's is 4 KiB), so
+ * the receiver pulls the data from this rank's memory after the send has started. */
+#define SERVE_BYTES 65536
 static void on_fetch(void) { em__fault_point(fault_ctx, EM__FP_FETCH, NULL); }
+static void on_send(int type, size_t len)
+{
+    if (type == EM__MSG_FETCH_RESP && len > SERVE_BYTES) em__fault_point(fault_ctx, EM__FP_SERVE, NULL);
+}
 
 int em__fault_init(em_ctx *ctx)
 {
@@ -151,6 +162,8 @@ int em__fault_init(em_ctx *ctx)
     int rc;
     for (int i = 0; i < ctx->rt.cfg.nfault; i++)
         if ((rc = parse_fault(ctx->rt.cfg.fault[i], &faults[nfaults++])) < 0) return rc;
+    for (int i = 0; i < nfaults; i++)
+        if (faults[i].during == D_SERVE) em__comm_send_hook = on_send;
     int timed = 0;
     for (int i = 0; i < nfaults; i++) timed |= faults[i].after_ms >= 0;
     if (timed) {
@@ -176,12 +189,12 @@ void em__fault_point(em_ctx *ctx, int point, const em__task *t)
         if (f->act >= 0 && (!t || t->action != (uint32_t)f->act)) continue;
         if (f->stage >= 0 && (!t || t->stage != (uint32_t)f->stage)) continue;
         if (f->during >= 0) {
-            int d = point == EM__FP_FETCH ? D_FETCH : point == EM__FP_RESULT ? D_RESULT : D_MAP;
+            int d = point == EM__FP_FETCH ? D_FETCH : point == EM__FP_RESULT ? D_RESULT : point == EM__FP_SERVE ? D_SERVE : D_MAP;
             /* a shuffle is its fetches; reduce/map are task starts (stage kinds come with the shuffle) */
             if (!(f->during == d || (f->during == D_SHUFFLE && d == D_FETCH) || (f->during == D_REDUCE && d == D_MAP)))
                 continue;
-        } else if (point == EM__FP_RESULT) {
-            continue; /* without during=result, faults fire at task starts */
+        } else if (point == EM__FP_RESULT || point == EM__FP_SERVE) {
+            continue; /* without during=result/serve, faults fire at task starts */
         }
         if (f->after_tasks >= 0) {
             int done = f->stage >= 0 && f->stage < 64 ? tasks_done_stage[f->stage] : atomic_load(&tasks_done_any);

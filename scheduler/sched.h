@@ -68,7 +68,7 @@ int em__op_combine(em__op op, int64_t op_arg, em__buf *acc, const void *part, si
 void em__tracker_free(em_ctx *ctx);
 
 /* fault.c: deterministic fault injection (--ember-fault). Points where a fault may fire. */
-enum { EM__FP_TASK_START, EM__FP_FETCH, EM__FP_RESULT, EM__FP_TIMER };
+enum { EM__FP_TASK_START, EM__FP_FETCH, EM__FP_RESULT, EM__FP_TIMER, EM__FP_SERVE };
 int em__fault_init(em_ctx *ctx);
 void em__fault_point(em_ctx *ctx, int point, const em__task *t);
 
