@@ -520,6 +520,21 @@ static int emit_part(const em__wtask *t, em_emitter *out, const em__sitem *it, s
     return rc;
 }
 
+/* The task's counters record (events, late, bad, largest event time; EM__WSTATS_LEN bytes), and the line for the
+ * bad events past the ones named. */
+static void task_stats(const em__wtask *t, uint8_t *st)
+{
+    memset(st, 0, EM__WSTATS_LEN);
+    em__put64(st, t->events);
+    em__put64(st + 8, t->late);
+    em__put64(st + 16, t->bad);
+    em__put64(st + 24, (uint64_t)t->max_t);
+    st[32] = (uint8_t)t->has_max;
+    if (t->bad > BAD_REPORT_MAX)
+        EM_LOG_W("%s: %" PRIu64 " more bad events in this task were skipped and not listed", t->o->log_dir,
+                 t->bad - BAD_REPORT_MAX);
+}
+
 /* The sorted items it[0, n) as one em__wrun per window. An item's count is cnt[idx], or idx itself when cnt is NULL
  * in sort mode; otherwise idx is its entry in t->accs. */
 static em__win *items_runs(const em__wtask *t, const em__sitem *it, size_t n, const uint64_t *cnt, size_t *nwins)
@@ -611,15 +626,7 @@ static int wtask_finish_runs(em__wtask *t, em__win **wins, size_t *nwins, uint8_
         *wins = items_runs(t, it, n, cnt, nwins);
         free(cnt);
     }
-    memset(wstats, 0, EM__WSTATS_LEN);
-    em__put64(wstats, t->events);
-    em__put64(wstats + 8, t->late);
-    em__put64(wstats + 16, t->bad);
-    em__put64(wstats + 24, (uint64_t)t->max_t);
-    wstats[32] = (uint8_t)t->has_max;
-    if (t->bad > BAD_REPORT_MAX)
-        EM_LOG_W("%s: %" PRIu64 " more bad events in this task were skipped and not listed", t->o->log_dir,
-                 t->bad - BAD_REPORT_MAX);
+    task_stats(t, wstats);
     int rc = 0;
     if (bad)
         rc = em__fail(EM_EINVAL, "%s: log partition %" PRId64 " holds keys that belong to other partitions (hash of "
@@ -695,16 +702,9 @@ static int wtask_finish(em__wtask *t, em_emitter *out)
     if (ip != t->kp) free(ip);
     free(it);
     free(cnt);
-    uint8_t s[EM__WSTATS_LEN] = {0};
-    em__put64(s, t->events);
-    em__put64(s + 8, t->late);
-    em__put64(s + 16, t->bad);
-    em__put64(s + 24, (uint64_t)t->max_t);
-    s[32] = (uint8_t)t->has_max;
+    uint8_t s[EM__WSTATS_LEN];
+    task_stats(t, s);
     if (rc >= 0) rc = em_emit(out, "", 0, s, EM__WSTATS_LEN);
-    if (t->bad > BAD_REPORT_MAX)
-        EM_LOG_W("%s: %" PRIu64 " more bad events in this task were skipped and not listed", t->o->log_dir,
-                 t->bad - BAD_REPORT_MAX);
 done:
     wt_free(t);
     return rc;
