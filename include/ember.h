@@ -412,12 +412,45 @@ typedef enum em_stream_agg {
     EM_STREAM_SUM,
     EM_STREAM_MIN, /* of an integer and a double of equal value, min and max keep the integer */
     EM_STREAM_MAX,
-    EM_STREAM_AVG
+    EM_STREAM_AVG,
+    EM_STREAM_USER /* the user's combine function: em_stream_opts.combine */
 } em_stream_agg;
 
-/* "count", "sum", "min", "max", "avg" -> the aggregate, or -1 (also for NULL). And back ("?" if unknown). LOCAL. */
+/* "count", "sum", "min", "max", "avg" -> the aggregate, or -1 (also for NULL and "user", which needs functions).
+ * And back ("user" for EM_STREAM_USER, "?" if unknown). LOCAL. */
 int em_stream_agg_parse(const char *name);
 const char *em_stream_agg_name(em_stream_agg agg);
+
+#define EM_STREAM_ACC_MAX 1024  /* bytes of a user's accumulator, at most */
+#define EM_STREAM_VALUE_MAX 256 /* bytes of a user's printed value, at most */
+
+/*
+ * A user's aggregate (agg = EM_STREAM_USER), as a combine function over accumulators of a fixed size: each event
+ * becomes an accumulator (from_event), the accumulators of one (window, key) are combined two at a time (merge),
+ * and a closed window's accumulator is printed as the row's value (format). For example the value of the latest
+ * event: {time, value} from each event, merge keeps the later. An accumulator is acc_size plain bytes: Ember moves
+ * them between ranks and into the checkpoint as they are, so they must hold no pointers, and every rank must run
+ * the same functions on the same architecture.
+ *
+ * merge must be associative and commutative: Ember combines in whatever order tasks, batches and ranks give it,
+ * first inside each task, then across tasks, batches and restarts. (The output is only reproducible when it is.)
+ * The functions may run on several threads at once and on every rank: they must not change *arg or anything
+ * outside the accumulator they are given.
+ */
+typedef struct em_stream_combine {
+    const char *name; /* names the aggregate in the checkpoint: a checkpoint of another name or acc_size is refused */
+    size_t acc_size;  /* 1 .. EM_STREAM_ACC_MAX */
+    /* Sets *acc (acc_size bytes, zeroed) from one event: its time (ms since the epoch), key and value bytes
+     * (borrowed; with a transform, the value is the tuple's [1] string). Returns 0, or -1 when the event's value is
+     * bad: the event is skipped and counted as bad (em_stream_stats.bad), as a non-number is for sum. */
+    int (*from_event)(void *acc, int64_t time, const void *key, size_t klen, const void *val, size_t vlen, void *arg);
+    /* acc = acc combined with other (both from events of the same window and key; other is read-only). */
+    void (*merge)(void *acc, const void *other, void *arg);
+    /* Writes the value of the row into out (at most cap = EM_STREAM_VALUE_MAX bytes, no NUL needed) and returns its
+     * length (a longer one is cut to cap). Ember quotes it as RFC 4180 asks when it holds , " CR or LF. */
+    size_t (*format)(const void *acc, char *out, size_t cap, void *arg);
+    void *arg;
+} em_stream_combine;
 
 typedef struct em_stream_opts {
     const char *log_dir;         /* the topic */
@@ -427,6 +460,7 @@ typedef struct em_stream_opts {
                                     slide_ms == window_ms: tumbling */
     int64_t lateness_ms;         /* ms, 0 .. 2^61 */
     em_stream_agg agg;
+    const em_stream_combine *combine; /* agg == EM_STREAM_USER: the functions (else ignored) */
     int until_end;               /* 1: process what the log holds at start-up, then stop; 0: follow the log */
     int flush;                   /* with until_end: at the end the watermark becomes +infinity and every open window
                                     is written (the input is complete; events appended later are all late) */
@@ -444,7 +478,8 @@ typedef struct em_stream_stats {
     uint64_t batches;   /* batches committed by this run */
     uint64_t events;    /* totals since the query began (restored from the checkpoint) */
     uint64_t late;      /* events dropped because all their windows were closed */
-    uint64_t bad;       /* events whose value is not a number (sum/min/max/avg), or time beyond +-2^62 ms */
+    uint64_t bad;       /* events whose value is not a number (sum/min/max/avg) or was refused by a user's
+                           from_event, or whose time is beyond +-2^62 ms */
     uint64_t rows;      /* output rows written */
     int64_t watermark;  /* ms; INT64_MIN: none yet; INT64_MAX: after a flush */
     int resumed;        /* 1: started from an existing checkpoint */
@@ -460,7 +495,8 @@ typedef struct em_stream_stats {
  * Returns 0 and fills *st (may be NULL), or a negative code with em_last_error() set:
  *   EM_ENOENT  the log directory is not a topic, or the output's directory does not exist;
  *   EM_EINVAL  bad options, or a checkpoint written by a different query (window, slide, lateness, aggregate,
- *              partition count or output file differ), or an output file shorter than its checkpoint records;
+ *              a user aggregate's name or acc_size, partition count or output file differ), or an output file
+ *              shorter than its checkpoint records;
  *   EM_EPARSE  a corrupt checkpoint, or a torn or corrupt record in the log range of a batch;
  *   EM_EIO     the checkpoint directory cannot be created;   or an action's error (EM_ETASK, EM_ETOOBIG, ...).
  * An I/O error while the leader writes the output or a checkpoint ends the leader's process (_exit(1)): the

@@ -57,7 +57,8 @@
  *   24       8      window ms          \
  *   32       8      slide ms            |  the query: a checkpoint is refused by a query that differs
  *   40       8      lateness ms         |
- *   48       4      aggregate (em_stream_agg)
+ *   48       4      aggregate: em_stream_agg; for EM_STREAM_USER, bits 8-31 are the low 24 bits of the
+ *                   crc32 (zlib) of the combine's name and its acc_size (u32), so another combine is refused
  *   52       4      N log partitions   /
  *   56       8N     next offset of each partition
  *   +0       8      largest event time seen (INT64_MIN: none)
@@ -78,7 +79,7 @@
  *   20       4      K
  *   24       ...    the windows section: 8 number of open windows, then per window (by start): 8 start, 8 number
  *                   of keys, then per key: LEB128 key length, the key, the accumulator: for count the LEB128 of n,
- *                   else em__acc_size(aggregate) bytes encoded as stream.h draws it; keys sorted, no key twice
+ *                   else the aggregate's accumulator bytes as stream.h draws them; keys sorted, no key twice
  *   end      4      crc32 (zlib) of every byte before it
  *
  * Still read: "EMWCKPT2" is the manifest up to the output path, then the windows section of the whole state
@@ -249,7 +250,7 @@ em__kstore *em__kstore_new(em_ctx *ctx, const em_stream_opts *o, int kparts, con
     snprintf(ks->state_dir, n, "%s/state", ckdir);
     pthread_mutex_init(&ks->mu, NULL);
     ks->parts = em__calloc((size_t)kparts, sizeof *ks->parts);
-    for (int k = 0; k < kparts; k++) ks->parts[k].ws = (em__wstate){.agg = o->agg, .window_ms = o->window_ms};
+    for (int k = 0; k < kparts; k++) ks->parts[k].ws = (em__wstate){.ag = em__agg_of(o), .window_ms = o->window_ms};
     return ks;
 }
 
@@ -585,12 +586,12 @@ static int part_compute(const em__node *n, int k, em_emitter *sink)
         /* fused: the previous batch's part first (the windows its watermark closed, its state file), then this
          * batch's log range */
         nclosed = em__wstate_close(&kp->ws, kb->wm, &closed, &nrows);
-        if ((rc = em__wins_emit(ks->o->agg, closed, nclosed, sink)) < 0) goto out;
+        if ((rc = em__wins_emit(&kp->ws.ag, closed, nclosed, sink)) < 0) goto out;
         if ((rc = write_state_file(ks, k, cs->batch - 1, &kp->ws, &size, &crc)) < 0) goto out;
         if ((rc = fold_range(ks, kb, k, &kp->ws, wstats)) < 0) goto out;
     } else {
         fold_batch(kb, k, &kp->ws, &closed, &nclosed, &nrows);
-        if ((rc = em__wins_emit(ks->o->agg, closed, nclosed, sink)) < 0) goto out;
+        if ((rc = em__wins_emit(&kp->ws.ag, closed, nclosed, sink)) < 0) goto out;
         if ((rc = write_state_file(ks, k, cs->batch, &kp->ws, &size, &crc)) < 0) goto out;
     }
     uint8_t v[EM__KSTATS_LEN] = {0};

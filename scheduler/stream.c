@@ -224,6 +224,17 @@ static void snap(stream *s)
     s->cv.bad = s->bad;
 }
 
+/* The aggregate as the checkpoint records it (keystate.c draws the field). */
+static uint32_t agg_code(const em_stream_opts *o)
+{
+    if (o->agg != EM_STREAM_USER) return (uint32_t)o->agg;
+    uint8_t sz[4];
+    em__put32(sz, (uint32_t)o->combine->acc_size);
+    uLong crc = crc32_z(0L, (const Bytef *)o->combine->name, strlen(o->combine->name));
+    crc = crc32_z(crc, sz, 4);
+    return EM_STREAM_USER | (uint32_t)(crc & 0xFFFFFF) << 8;
+}
+
 /* The manifest of batch s->cv.batch, unsealed (the committer sets the output length and the crc: em__ckpt_seal). */
 static void ck_encode(const stream *s, em__buf *b)
 {
@@ -231,7 +242,7 @@ static void ck_encode(const stream *s, em__buf *b)
     uint8_t *offs = em__malloc(8 * (size_t)s->np);
     for (int p = 0; p < s->np; p++) em__put64(offs + 8 * p, s->cv.off[p]);
     em__ckpt c = {.version = 3, .batch = s->cv.batch, .window_ms = o->window_ms, .slide_ms = o->slide_ms,
-                  .lateness_ms = o->lateness_ms, .agg = (uint32_t)o->agg, .nlog = (uint32_t)s->np, .offsets = offs,
+                  .lateness_ms = o->lateness_ms, .agg = agg_code(o), .nlog = (uint32_t)s->np, .offsets = offs,
                   .max_seen = s->cv.max_seen, .wm = s->cv.wm, .events = s->cv.events, .late = s->cv.late,
                   .bad = s->cv.bad,
                   .rows = s->rows, .out_path = (const uint8_t *)s->out_abs, .out_len = (uint32_t)strlen(s->out_abs),
@@ -251,10 +262,13 @@ static int ck_load(stream *s, const uint8_t *p, size_t n, uint64_t *out_bytes)
     int rc = em__ckpt_parse(p, n, path, s->kparts, &c);
     if (rc < 0) return rc;
     if (c.window_ms != o->window_ms || c.slide_ms != o->slide_ms || c.lateness_ms != o->lateness_ms ||
-        c.agg != (uint32_t)o->agg)
+        c.agg != agg_code(o)) {
+        const em_stream_agg ca = (em_stream_agg)(c.agg & 255);
         return em__fail(EM_EINVAL, "%s was written by a different query (--window %" PRId64 "ms --slide %" PRId64
-                        "ms --lateness %" PRId64 "ms --agg %s): use another checkpoint directory", path, c.window_ms,
-                        c.slide_ms, c.lateness_ms, em_stream_agg_name((em_stream_agg)c.agg));
+                        "ms --lateness %" PRId64 "ms --agg %s%s): use another checkpoint directory", path, c.window_ms,
+                        c.slide_ms, c.lateness_ms, em_stream_agg_name(ca),
+                        ca == EM_STREAM_USER && o->agg == EM_STREAM_USER ? " of another name or acc_size" : "");
+    }
     if (c.nlog != (uint32_t)s->np)
         return em__fail(EM_EINVAL, "%s: the checkpoint is for a log of %u partitions, %s has %d", path, c.nlog,
                         o->log_dir, s->np);
@@ -347,7 +361,7 @@ typedef struct committer {
     int busy, quit;
     const char *out_abs, *tmp_path, *ckpt_path, *ckdir;
     char *state_dir;
-    em_stream_agg agg;
+    em__agg ag;
     int64_t window_ms;
     em__buf text; /* the rows of one batch as text, reused */
     commit_job job;
@@ -386,7 +400,7 @@ static void commit_write(committer *m, commit_job *j)
     size_t nbytes = 0;
     for (size_t i = 0; i < j->nsegs; i++) {
         m->text.len = 0;
-        em__rows_text(m->agg, m->window_ms, &j->segs[i].r, &m->text);
+        em__rows_text(&m->ag, m->window_ms, &j->segs[i].r, &m->text);
         write_all(fd, m->text.p, m->text.len, m->out_abs);
         nbytes += m->text.len;
     }
@@ -463,7 +477,7 @@ static committer *committer_start(stream *s)
     m->ckpt_path = s->ckpt_path;
     m->ckdir = s->ckdir;
     m->state_dir = path_join(s->ckdir, "state");
-    m->agg = s->o->agg;
+    m->ag = em__agg_of(s->o);
     m->window_ms = s->o->window_ms;
     em__buf_init(&m->text);
     em__buf_init(&m->job.ck);
@@ -822,7 +836,13 @@ static int check_opts(const em_stream_opts *o)
                         o->window_ms / o->slide_ms, EM__STREAM_MAX_WINDOWS_PER_EVENT);
     if (o->lateness_ms < 0 || o->lateness_ms > EM__STREAM_MAX_DURATION)
         return em__fail(EM_EINVAL, "--lateness must be at least 0 and at most 2^61 ms");
-    if ((unsigned)o->agg > EM_STREAM_AVG) return em__fail(EM_EINVAL, "stream: unknown aggregate %d", (int)o->agg);
+    if ((unsigned)o->agg > EM_STREAM_USER) return em__fail(EM_EINVAL, "stream: unknown aggregate %d", (int)o->agg);
+    const em_stream_combine *u = o->combine;
+    if (o->agg == EM_STREAM_USER &&
+        (!u || !u->from_event || !u->merge || !u->format || !u->name || !*u->name || u->acc_size == 0 ||
+         u->acc_size > EM_STREAM_ACC_MAX))
+        return em__fail(EM_EINVAL, "stream: a user aggregate needs a combine with a name, from_event, merge and format, "
+                                   "and an acc_size of 1 to %d bytes", EM_STREAM_ACC_MAX);
     if (o->trigger_ms < 0) return em__fail(EM_EINVAL, "--trigger must not be negative");
     return 0;
 }

@@ -14,13 +14,14 @@
  *                        commit, follow mode and stopping.
  *
  * Accumulators are kept encoded everywhere (task tables, partial records, the state, the checkpoint), little-endian,
- * em__acc_size(agg) bytes:
+ * em__agg's size bytes:
  *
  *   aggregate  bytes  fields
  *   count      8      n (events)
  *   sum, avg   40     n (numbers), nfloat (numbers that were not integers), isum low 64 bits, isum high 64 bits
  *                     (isum: the integers' sum, exact in 128 bits), fsum (IEEE bits: the other numbers' sum)
  *   min, max   17     n, kind (1 byte: 0 none, 1 integer, 2 double), the integer or the double's bits
+ *   user       acc_size  the user's bytes (em_stream_combine), as its functions left them
  *
  * Partial records (one task's output, then collected by every rank), grouped by key partition (em__key_part), in
  * (window, key bytes) order within a group:
@@ -202,9 +203,19 @@ typedef struct em__num {
 } em__num;
 /* The grammar is in window.c. Returns 0, or -1: not a number. */
 int em__num_parse(const char *s, size_t n, em__num *out);
-size_t em__acc_size(em_stream_agg agg);
-/* Adds one value to the encoded accumulator p (count: v is not read). */
+
+/* A query's aggregate: a built-in one, or the user's combine function (EM_STREAM_USER). */
+typedef struct em__agg {
+    em_stream_agg kind;
+    size_t size;                   /* bytes of an encoded accumulator */
+    const em_stream_combine *user; /* kind == EM_STREAM_USER: the functions */
+} em__agg;
+em__agg em__agg_builtin(em_stream_agg kind);
+em__agg em__agg_of(const em_stream_opts *o); /* o->combine checked (em_stream_run) when o->agg is EM_STREAM_USER */
+/* Adds one value to the encoded accumulator p of a built-in aggregate (count: v is not read). */
 void em__acc_add(em_stream_agg agg, uint8_t *p, const em__num *v);
+/* p := the user's merge of p and q (copied to aligned memory for the call). */
+void em__acc_merge_user(const em__agg *ag, uint8_t *p, const uint8_t *q);
 
 /* ---- the task: events -> partial aggregates per (window start, key) (wtask.c) ---- */
 
@@ -244,7 +255,7 @@ typedef struct em__win {
 } em__win;
 
 typedef struct em__wstate {
-    em_stream_agg agg;
+    em__agg ag;
     int64_t window_ms;
     em__win *wins; /* open windows by start */
     size_t n, cap;
@@ -283,13 +294,11 @@ size_t em__wstate_close(em__wstate *s, int64_t wm, em__win **closed, uint64_t *n
 /* Frees closed windows (em__wins_free(NULL, 0) is a no-op). */
 void em__wins_free(em__win *w, size_t n);
 /* Emits closed windows w[0, n) as row records (see above). Returns 0 or em_emit's error. */
-int em__wins_emit(em_stream_agg agg, const em__win *w, size_t n, em_emitter *out);
+int em__wins_emit(const em__agg *ag, const em__win *w, size_t n, em_emitter *out);
 /* Appends the CSV rows of the row records in r (records with an 8-byte key; the others are skipped) to `rows`, in
  * output order: windows by start, and the rows of one window (one run per key partition, disjoint keys) merged by
  * key. Touches nothing but its arguments (the commit thread runs it). LOCAL. */
-void em__rows_text(em_stream_agg agg, int64_t window_ms, const em_records *r, em__buf *rows);
-/* The number of rows in the row records of r. */
-uint64_t em__rows_count(const em_records *r, em_stream_agg agg);
+void em__rows_text(const em__agg *ag, int64_t window_ms, const em_records *r, em__buf *rows);
 
 /* The windows section of a state file (or of an EMWCKPT1/2 checkpoint, drawn in keystate.c): appends s to b. */
 void em__wstate_encode(const em__wstate *s, em__buf *b);

@@ -22,16 +22,16 @@
 
 #define NUM_MAX 127 /* bytes: a longer value is not a number */
 
-static const char *const agg_names[] = {"count", "sum", "min", "max", "avg"};
+static const char *const agg_names[] = {"count", "sum", "min", "max", "avg", "user"};
 
 int em_stream_agg_parse(const char *name)
 {
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i <= EM_STREAM_AVG; i++)
         if (name && strcmp(name, agg_names[i]) == 0) return i;
     return -1;
 }
 
-const char *em_stream_agg_name(em_stream_agg agg) { return (unsigned)agg < 5 ? agg_names[agg] : "?"; }
+const char *em_stream_agg_name(em_stream_agg agg) { return (unsigned)agg <= EM_STREAM_USER ? agg_names[agg] : "?"; }
 
 /* ---- numbers and accumulators ---- */
 
@@ -106,9 +106,17 @@ typedef struct acc {
     double xf;
 } acc;
 
-size_t em__acc_size(em_stream_agg agg)
+em__agg em__agg_builtin(em_stream_agg kind)
 {
-    return agg == EM_STREAM_COUNT ? 8 : agg == EM_STREAM_SUM || agg == EM_STREAM_AVG ? 40 : 17;
+    EM_ASSERT((unsigned)kind <= EM_STREAM_AVG);
+    return (em__agg){kind, kind == EM_STREAM_COUNT ? 8 : kind == EM_STREAM_SUM || kind == EM_STREAM_AVG ? 40 : 17,
+                     NULL};
+}
+
+em__agg em__agg_of(const em_stream_opts *o)
+{
+    if (o->agg != EM_STREAM_USER) return em__agg_builtin(o->agg);
+    return (em__agg){EM_STREAM_USER, o->combine->acc_size, o->combine};
 }
 
 static void acc_encode(em_stream_agg agg, const acc *a, uint8_t *p)
@@ -184,11 +192,25 @@ void em__acc_add(em_stream_agg agg, uint8_t *p, const em__num *v)
     acc_encode(agg, &a, p);
 }
 
-/* p += q, both encoded. */
-static inline void acc_merge(em_stream_agg agg, uint8_t *p, const uint8_t *q)
+void em__acc_merge_user(const em__agg *ag, uint8_t *p, const uint8_t *q)
 {
+    _Alignas(16) uint8_t a[EM_STREAM_ACC_MAX], b[EM_STREAM_ACC_MAX];
+    memcpy(a, p, ag->size);
+    memcpy(b, q, ag->size);
+    ag->user->merge(a, b, ag->user->arg);
+    memcpy(p, a, ag->size);
+}
+
+/* p += q, both encoded. */
+static inline void acc_merge(const em__agg *ag, uint8_t *p, const uint8_t *q)
+{
+    const em_stream_agg agg = ag->kind;
     if (agg == EM_STREAM_COUNT) {
         em__put64(p, em__get64(p) + em__get64(q));
+        return;
+    }
+    if (agg == EM_STREAM_USER) {
+        em__acc_merge_user(ag, p, q);
         return;
     }
     acc a, b;
@@ -406,7 +428,7 @@ static void heap_down(size_t *h, size_t n, const cur *c, size_t i)
 /* win's run := the k-way merge of itself and the partial runs p[0, np) (records of r). */
 static void merge_window(em__wstate *s, em__win *w, const em_records *r, const em__prun *p, size_t np)
 {
-    const size_t as = em__acc_size(s->agg);
+    const size_t as = s->ag.size;
     size_t nc = np + 1, bytes = 0;
     cur *c = em__calloc(nc, sizeof *c);
     size_t *h = em__malloc(nc * sizeof *h), nh = 0;
@@ -429,7 +451,7 @@ static void merge_window(em__wstate *s, em__win *w, const em_records *r, const e
         cur *m = &c[h[0]];
         const size_t o = out.n ? out.koff[out.n - 1] : 0, ol = out.n ? out.koff[out.n] - o : 0;
         if (out.n && m->pre == last_pre && em__key_cmp(out.keys + o, (uint32_t)ol, m->k, m->kl) == 0) {
-            acc_merge(s->agg, out.accs + (out.n - 1) * as, m->a);
+            acc_merge(&s->ag, out.accs + (out.n - 1) * as, m->a);
         } else {
             run_append(&out, m->k, m->kl, m->a, as);
             last_pre = m->pre;
@@ -445,7 +467,7 @@ static void merge_window(em__wstate *s, em__win *w, const em_records *r, const e
 
 void em__wstate_merge_run(em__wstate *s, em__win *pw)
 {
-    const size_t as = em__acc_size(s->agg);
+    const size_t as = s->ag.size;
     em__win *w = em__wstate_win(s, pw->start);
     const em__wrun *a = &w->run, *b = &pw->run;
     if (!a->n) { /* a new window: the partials are its run */
@@ -471,7 +493,7 @@ void em__wstate_merge_run(em__wstate *s, em__win *pw)
             j++;
         } else {
             run_append(&out, ak, al, a->accs + i * as, as);
-            acc_merge(s->agg, out.accs + (out.n - 1) * as, b->accs + j * as);
+            acc_merge(&s->ag, out.accs + (out.n - 1) * as, b->accs + j * as);
             i++;
             j++;
         }
@@ -587,11 +609,26 @@ static size_t fmt_i128(char *d, i128 v)
     return sizeof t - i;
 }
 
-#define VALUE_MAX 48 /* bytes of a printed value: %.17g is at most 24, an int128 at most 40 */
+#define VALUE_MAX 48 /* bytes of a printed built-in value: %.17g is at most 24, an int128 at most 40 */
+#define USER_VALUE_MAX (2 * EM_STREAM_VALUE_MAX + 2) /* a user's value, quoted */
 
-static size_t fmt_value(char *d, em_stream_agg agg, const uint8_t *p)
+static size_t fmt_csv_field(char *d, const uint8_t *k, size_t n);
+
+/* The user's value of the accumulator p, as a CSV field: at most USER_VALUE_MAX bytes. */
+static size_t fmt_user(char *d, const em__agg *ag, const uint8_t *p)
 {
+    _Alignas(16) uint8_t a[EM_STREAM_ACC_MAX];
+    char v[EM_STREAM_VALUE_MAX];
+    memcpy(a, p, ag->size);
+    size_t n = ag->user->format(a, v, sizeof v, ag->user->arg);
+    return fmt_csv_field(d, (const uint8_t *)v, n < sizeof v ? n : sizeof v);
+}
+
+static size_t fmt_value(char *d, const em__agg *ag, const uint8_t *p)
+{
+    const em_stream_agg agg = ag->kind;
     if (agg == EM_STREAM_COUNT) return fmt_i64(d, (int64_t)em__get64(p));
+    if (agg == EM_STREAM_USER) return fmt_user(d, ag, p);
     acc a;
     acc_decode(agg, p, &a);
     switch (agg) {
@@ -649,9 +686,9 @@ void em__wins_free(em__win *w, size_t n)
 
 #define ROW_BLOCK 65536 /* bytes of entries in a row record (as wtask.c's partial records) */
 
-int em__wins_emit(em_stream_agg agg, const em__win *w, size_t n, em_emitter *out)
+int em__wins_emit(const em__agg *ag, const em__win *w, size_t n, em_emitter *out)
 {
-    const size_t as = em__acc_size(agg);
+    const size_t as = ag->size;
     em__buf blk;
     em__buf_init(&blk);
     int rc = 0;
@@ -699,22 +736,10 @@ static em__prun *row_runs(const em_records *r, size_t *np)
     return p;
 }
 
-uint64_t em__rows_count(const em_records *r, em_stream_agg agg)
-{
-    const size_t as = em__acc_size(agg);
-    uint64_t n = 0;
-    for (size_t i = 0; i < r->n; i++) {
-        if (r->recs[i].klen != 8 || r->recs[i].vlen < 1) continue;
-        cur c = cur_partials(r->recs, i, i + 1, as);
-        while (cur_load(&c)) n++;
-    }
-    return n;
-}
-
-void em__rows_text(em_stream_agg agg, int64_t window_ms, const em_records *r, em__buf *rows)
+void em__rows_text(const em__agg *ag, int64_t window_ms, const em_records *r, em__buf *rows)
 {
     const int64_t W = window_ms;
-    const size_t as = em__acc_size(agg);
+    const size_t as = ag->size, vmax = ag->kind == EM_STREAM_USER ? USER_VALUE_MAX : VALUE_MAX;
     size_t np;
     em__prun *p = row_runs(r, &np);
     /* One reservation for every row: an upper bound (pages never written are never touched), so the buffer is not
@@ -722,7 +747,7 @@ void em__rows_text(em_stream_agg agg, int64_t window_ms, const em_records *r, em
     size_t bytes = 0;
     for (size_t i = 0; i < r->n; i++)
         if (r->recs[i].klen == 8) bytes += r->recs[i].vlen;
-    if (bytes) em__buf_grow(rows, bytes / (1 + as) * (size_t)(64 + 4 + VALUE_MAX) + 2 * bytes);
+    if (bytes) em__buf_grow(rows, bytes / (1 + as) * (64 + 4 + vmax) + 2 * bytes);
     cur *c = em__malloc((np ? np : 1) * sizeof *c);
     size_t *h = em__malloc((np ? np : 1) * sizeof *h);
     for (size_t i = 0, j; i < np; i = j) {
@@ -741,14 +766,14 @@ void em__rows_text(em_stream_agg agg, int64_t window_ms, const em_records *r, em
         for (size_t q = nh / 2; q-- > 0;) heap_down(h, nh, c, q);
         while (nh) {
             cur *m = &c[h[0]];
-            size_t need = hl + 2 * (size_t)m->kl + 2 + 1 + VALUE_MAX + 1;
+            size_t need = hl + 2 * (size_t)m->kl + 2 + 1 + vmax + 1;
             if (rows->len + need > rows->cap) em__buf_grow(rows, need);
             char *d = (char *)rows->p + rows->len, *d0 = d;
             memcpy(d, head, hl);
             d += hl;
             d += fmt_csv_field(d, m->k, m->kl);
             *d++ = ',';
-            d += fmt_value(d, agg, m->a);
+            d += fmt_value(d, ag, m->a);
             *d++ = '\n';
             rows->len += (size_t)(d - d0);
             if (!cur_load(m)) h[0] = h[--nh];
@@ -771,8 +796,8 @@ static uint8_t *put_leb(uint8_t *d, uint64_t v)
 
 void em__wstate_encode(const em__wstate *s, em__buf *b)
 {
-    const size_t as = em__acc_size(s->agg);
-    const int is_count = s->agg == EM_STREAM_COUNT;
+    const size_t as = s->ag.size;
+    const int is_count = s->ag.kind == EM_STREAM_COUNT;
     size_t need = 8;
     for (size_t w = 0; w < s->n; w++) {
         const em__wrun *r = &s->wins[w].run;
@@ -805,7 +830,7 @@ void em__wstate_encode(const em__wstate *s, em__buf *b)
 
 int em__wstate_decode(em__wstate *s, const uint8_t **p, const uint8_t *end, int v1, int K, int k, int64_t *bad_win)
 {
-    const size_t as = em__acc_size(s->agg);
+    const size_t as = s->ag.size;
     em__rd r;
     em__rd_init(&r, *p, (size_t)(end - *p));
     uint64_t nw = em__rd_le64(&r);
@@ -818,7 +843,7 @@ int em__wstate_decode(em__wstate *s, const uint8_t **p, const uint8_t *end, int 
             if (kl > UINT32_MAX) r.err = 1;
             const uint8_t *kp = em__rd_take(&r, (size_t)kl), *ap;
             uint8_t cnt[8];
-            if (!v1 && s->agg == EM_STREAM_COUNT) {
+            if (!v1 && s->ag.kind == EM_STREAM_COUNT) {
                 em__put64(cnt, em__rd_leb(&r));
                 ap = cnt;
             } else {

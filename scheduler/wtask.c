@@ -173,9 +173,9 @@ typedef struct pend {
  * unknown); o->log_dir names the log in messages. */
 typedef struct em__wtask {
     const em_stream_opts *o;
-    em_stream_agg agg;
+    em__agg ag;
     size_t as;
-    int inline_acc; /* as == 8: the count is kept in the slot */
+    int inline_acc; /* count: the count is kept in the slot */
     int64_t wm;   /* watermark at the start of the batch */
     int64_t part; /* the log partition read, -1: unknown (names bad events) */
     tslot *slot;
@@ -339,9 +339,9 @@ static em__wtask *wtask_new(const em__wtask_arg *b, int64_t part, uint64_t nrec,
     t->kparts = b->kparts;
     t->part = part;
     t->o = o;
-    t->agg = o->agg;
-    t->as = em__acc_size(o->agg);
-    t->inline_acc = t->as == 8;
+    t->ag = em__agg_of(o);
+    t->as = t->ag.size;
+    t->inline_acc = t->ag.kind == EM_STREAM_COUNT;
     t->wm = b->wm;
     const uint64_t wins = (uint64_t)((o->window_ms + o->slide_ms - 1) / o->slide_ms); /* windows per event, at most */
     if (may_sort && t->inline_acc && nrec && wins <= 2 && nrec * wins <= SORT_MAX_ITEMS) {
@@ -387,7 +387,21 @@ static inline void wt_apply(em__wtask *t, uint64_t hk, uint64_t pre, int64_t tm,
     for (int64_t s = last; s > tm - W && s + W > wm; s -= S) {
         tslot *sl = wt_get(t, win_hash(hk, s), s, key, klen, pre);
         if (t->inline_acc) sl->cnt++;
-        else em__acc_add(t->agg, t->accs + (size_t)(sl->idx - 1) * t->as, v);
+        else em__acc_add(t->ag.kind, t->accs + (size_t)(sl->idx - 1) * t->as, v);
+    }
+}
+
+/* A user's aggregate: combines the event's accumulator `a` into every window of it still open (as wt_apply). */
+static void wt_apply_user(em__wtask *t, int64_t tm, int64_t last, const void *key, uint32_t klen, const uint8_t *a)
+{
+    const int64_t W = t->o->window_ms, S = t->o->slide_ms, wm = t->wm;
+    const uint64_t hk = em__hash_key(key, klen), pre = em__key_prefix(key, klen);
+    for (int64_t s = last; s > tm - W && s + W > wm; s -= S) {
+        const size_t n0 = t->n;
+        const size_t e = wt_get(t, win_hash(hk, s), s, key, klen, pre)->idx - 1; /* may move t->accs */
+        uint8_t *d = t->accs + e * t->as;
+        if (t->n != n0) memcpy(d, a, t->as); /* the first event of this (window, key) */
+        else em__acc_merge_user(&t->ag, d, a);
     }
 }
 
@@ -442,8 +456,19 @@ static void wtask_add(em__wtask *t, int64_t tm, const void *key, uint32_t klen, 
         t->late++;
         return;
     }
+    if (t->ag.kind == EM_STREAM_USER) {
+        const em_stream_combine *u = t->ag.user;
+        _Alignas(16) uint8_t a[EM_STREAM_ACC_MAX];
+        memset(a, 0, t->as);
+        if (u->from_event(a, tm, key, klen, val, vlen, u->arg) < 0) {
+            report_bad(t, off, rec, "value refused by the combine function:", val, vlen);
+            return;
+        }
+        wt_apply_user(t, tm, last, key, klen, a);
+        return;
+    }
     em__num v = {1, 0, 0};
-    if (t->agg != EM_STREAM_COUNT && em__num_parse(val, vlen, &v) < 0) {
+    if (t->ag.kind != EM_STREAM_COUNT && em__num_parse(val, vlen, &v) < 0) {
         report_bad(t, off, rec, "value is not a number:", val, vlen);
         return;
     }

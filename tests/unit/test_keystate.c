@@ -107,7 +107,7 @@ Test(keystate, manifest_corrupt_or_short_is_eparse)
 /* A count state: windows 0 and 10000, keys k0..k(n-1) in each (count = the key's number + window index). */
 static void count_state(em__wstate *s, int n)
 {
-    *s = (em__wstate){.agg = EM_STREAM_COUNT, .window_ms = 10000};
+    *s = (em__wstate){.ag = em__agg_builtin(EM_STREAM_COUNT), .window_ms = 10000};
     for (int w = 0; w < 2; w++) {
         em__win *wn = em__wstate_win(s, w * 10000);
         for (int i = n - 1; i >= 0; i--) { /* pushed out of order: seal sorts */
@@ -123,7 +123,7 @@ static void count_state(em__wstate *s, int n)
 
 Test(keystate, state_section_round_trip_and_split_by_key_partition)
 {
-    em__wstate s, all = {.agg = EM_STREAM_COUNT, .window_ms = 10000}, part[3];
+    em__wstate s, all = {.ag = em__agg_builtin(EM_STREAM_COUNT), .window_ms = 10000}, part[3];
     count_state(&s, 500);
     em__buf b;
     em__buf_init(&b);
@@ -141,7 +141,7 @@ Test(keystate, state_section_round_trip_and_split_by_key_partition)
     }
     uint64_t total = 0;
     for (int k = 0; k < 3; k++) {
-        part[k] = (em__wstate){.agg = EM_STREAM_COUNT, .window_ms = 10000};
+        part[k] = (em__wstate){.ag = em__agg_builtin(EM_STREAM_COUNT), .window_ms = 10000};
         p = b.p;
         cr_assert_eq(em__wstate_decode(&part[k], &p, b.p + b.len, 0, 3, k, &bad), 0);
         total += em__wstate_keys(&part[k]);
@@ -157,7 +157,7 @@ Test(keystate, state_section_round_trip_and_split_by_key_partition)
     cr_assert_eq(total, 1000, "every key in exactly one partition");
     b.len -= 3; /* cut: the lengths no longer fit */
     p = b.p;
-    em__wstate cut = {.agg = EM_STREAM_COUNT, .window_ms = 10000};
+    em__wstate cut = {.ag = em__agg_builtin(EM_STREAM_COUNT), .window_ms = 10000};
     cr_assert_eq(em__wstate_decode(&cut, &p, b.p + b.len, 0, 0, 0, &bad), -1);
     em__wstate_release(&cut);
     em__wstate_release(&all);
