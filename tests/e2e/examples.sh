@@ -92,6 +92,32 @@ csv_want "$TMP/o.csv" >"$TMP/want"
 example csv_columns "$TMP/o.csv"
 grep -q 'o.csv:6:' "$TMP/err" && pass "csv_columns: the short row reported as FILE:LINE" || { fail "csv_columns: the short row reported as FILE:LINE"; cat "$TMP/err"; }
 
+# stream_latest: per sensor and minute (windows from the epoch), the reading with the latest time (of equal times,
+# the greater); "n/a" is not a number: counted as bad. One batch (the whole log), so no event is late.
+R="$ROOT/examples/data/readings.csv"
+"$BIN/ember" log create "$TMP/readings" --partitions 2 >/dev/null && "$BIN/ember" log append "$TMP/readings" "$R" >/dev/null
+python3 - "$R" "$TMP/latest.want" >"$TMP/want" <<'PY'
+import csv, sys
+best, events, bad = {}, 0, 0
+for t, sensor, reading in csv.reader(open(sys.argv[1])):
+    events += 1
+    try:
+        x = float(reading)
+    except ValueError:
+        bad += 1
+        continue
+    w = int(t) // 60000 * 60000
+    best[(w, sensor)] = max(best.get((w, sensor), (-1, 0.0)), (int(t), x))
+with open(sys.argv[2], "w") as f:
+    f.write("window_start,window_end,key,value\n")
+    for (w, sensor), (_, x) in sorted(best.items()):
+        f.write("%d,%d,%s,%g\n" % (w, w + 60000, sensor, x))
+print("%d events, 0 late, %d bad: %d rows in %s" % (events, bad, len(best), sys.argv[2].replace(".want", ".csv")))
+PY
+example stream_latest "$TMP/readings" "$TMP/latest.ck" "$TMP/latest.csv"
+check_files "stream_latest: the CSV = python3 model (latest reading per sensor and minute)" "$TMP/latest.want" \
+  "$TMP/latest.csv"
+
 # Examples stay short (issue 3: under ~60 lines; some slack for the opening comment).
 for f in "$ROOT"/examples/*.c; do
   n=$(wc -l <"$f")

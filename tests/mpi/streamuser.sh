@@ -4,7 +4,8 @@
 # runs resume from the checkpoint, where the accumulators are kept as the user's bytes; the last one flushes), in
 # batches of 700 events so accumulators are merged across tasks, batches and restarts. Its CSV, read with python3's
 # csv module, is compared with a python3 model; values that are not integers are counted as bad. Then an executor
-# killed mid-stream, a checkpoint refused to a combine of another name or size, and bad combine options.
+# and then the leader killed mid-stream, a checkpoint refused to a combine of another name or size, and bad combine
+# options.
 . "$(dirname "$0")/../e2e/lib.sh"
 P="$ROOT/build/tests/mpi/streamuser"
 EMBER="$BIN/ember"
@@ -102,6 +103,11 @@ runr 3 "$D" "$TMP/eck" "$TMP/exec.csv" flush 500 --ember-heartbeat-ms=100 --embe
 check_files "user combine, executor SIGKILLed mid-stream: output = uninterrupted run" "$TMP/base.csv" "$TMP/exec.csv"
 grep -q "fenced r2" "$TMP/err" && pass "user combine: executor death detected" ||
   { fail "user combine: executor death detected"; tail -5 "$TMP/err"; }
+runr 3 "$D" "$TMP/lck" "$TMP/lead.csv" flush 500 --ember-heartbeat-ms=100 --ember-timeout-ms=600 \
+  --ember-fault=kill:leader:after-tasks=15
+check_files "user combine, leader SIGKILLed mid-stream: output = uninterrupted run" "$TMP/base.csv" "$TMP/lead.csv"
+grep -q "elected leader" "$TMP/err" && pass "user combine: a new leader took over" ||
+  { fail "user combine: a new leader took over"; tail -5 "$TMP/err"; }
 
 # ---- a checkpoint is refused to a combine of another name or accumulator size ----
 mpirun_t 60 2 "$P" "$D" "$TMP/bck" "$TMP/base.csv" flush 500 other >"$TMP/so" 2>"$TMP/err"
