@@ -430,7 +430,8 @@ const char *em_stream_agg_name(em_stream_agg agg);
  * and a closed window's accumulator is printed as the row's value (format). For example the value of the latest
  * event: {time, value} from each event, merge keeps the later. An accumulator is acc_size plain bytes: Ember moves
  * them between ranks and into the checkpoint as they are, so they must hold no pointers, and every rank must run
- * the same functions on the same architecture.
+ * the same functions on the same architecture. The functions get accumulators aligned to 16 bytes: cast them to
+ * a struct of acc_size bytes.
  *
  * merge must be associative and commutative: Ember combines in whatever order tasks, batches and ranks give it,
  * first inside each task, then across tasks, batches and restarts. (The output is only reproducible when it is.)
