@@ -376,8 +376,7 @@ fi
 # fenced; elected: r1 took over and appended the rest of the job to the same file).
 realrun() {
   name=$1; what=$2; log=$3; np=$4; shift 4
-  timeout -k 5 60 mpirun --enable-recovery --mca async_mpi_finalize 1 --mca orte_allowed_exit_without_sync 1 \
-    --oversubscribe --allow-run-as-root -np "$np" "$WC" --top 3 "$ROOT/examples/data/sample.txt" \
+  mpirun_ft 60 "$np" "$WC" --top 3 "$ROOT/examples/data/sample.txt" \
     --ember-event-log="$log" "$@" >"$TMP/run.out" 2>"$TMP/run.err"
   rc=$?
   "$E" history "$log" >"$TMP/run.hist" 2>"$TMP/run.herr"; hrc=$?
@@ -407,8 +406,7 @@ else fail "default event log: '$logs' mode $mode"; fi
 # A rank stopped for 1.2 s keeps its stage running past the 0.5 s delay, so a bar must appear with =on (stderr is
 # a pipe here) and never with =off.
 prog() {
-  timeout -k 5 60 mpirun --enable-recovery --mca async_mpi_finalize 1 --mca orte_allowed_exit_without_sync 1 \
-    --oversubscribe --allow-run-as-root -np 2 "$WC" "$ROOT/examples/data/sample.txt" --ember-timeout-ms=5000 \
+  mpirun_ft 60 2 "$WC" "$ROOT/examples/data/sample.txt" --ember-timeout-ms=5000 \
     --ember-fault=stop:rank=1:after-tasks=1:resume-after-ms=1200 --ember-progress="$1" >"$TMP/p.out" 2>"$TMP/p.err"
 }
 prog on; rc=$?

@@ -33,6 +33,14 @@ mpirun_t() {
   timeout -k 5 "$t" mpirun --oversubscribe --allow-run-as-root -np "$np" "$@"
 }
 
+# mpirun_ft SECONDS NP PROGRAM ARGS...: mpirun with the recovery recipe `ember run` uses (a rank's death is not
+# the job's end), with a hard timeout.
+mpirun_ft() {
+  t=$1; np=$2; shift 2
+  timeout -k 5 "$t" mpirun --enable-recovery --mca async_mpi_finalize 1 --mca orte_allowed_exit_without_sync 1 \
+    --oversubscribe --allow-run-as-root -np "$np" "$@"
+}
+
 # usage_error PROG PATTERN ARGS...: runs the script's own `run 2 ARGS...` (which leaves the exit status in
 # $TMP/rc and stderr in $TMP/err) and checks a usage error: status 2, nothing on stdout, exactly one
 # "PROG: " line on stderr (printed once at np=2), and that line matches PATTERN.

@@ -116,8 +116,7 @@ run() {
 # runr NP ARGS...: the same under the recovery launch recipe (fault injection)
 runr() {
   np=$1; shift
-  timeout -k 5 120 mpirun --enable-recovery --mca async_mpi_finalize 1 --mca orte_allowed_exit_without_sync 1 \
-    --oversubscribe --allow-run-as-root -np "$np" "$WC" "$@" >"$TMP/out" 2>"$TMP/err"
+  mpirun_ft 120 "$np" "$WC" "$@" >"$TMP/out" 2>"$TMP/err"
   echo $? >"$TMP/rc"
 }
 mklog() { # DIR PARTITIONS STAGE_FILES...

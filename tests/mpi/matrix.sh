@@ -12,8 +12,7 @@ PC="$BIN/primecount"
 FT="--ember-heartbeat-ms=100 --ember-timeout-ms=600"
 launch() { # SECS PROG ARGS... (the recovery recipe of `ember run`)
   secs=$1; shift
-  timeout -k 5 "$secs" mpirun --enable-recovery --mca async_mpi_finalize 1 --mca orte_allowed_exit_without_sync 1 \
-    --oversubscribe --allow-run-as-root -np 4 "$@"
+  mpirun_ft "$secs" 4 "$@"
 }
 case_() { # NAME BASE PATTERN PROG ARGS...
   name=$1; base=$2; pat=$3; shift 3

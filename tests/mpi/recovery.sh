@@ -7,8 +7,7 @@ P="$ROOT/build/tests/mpi/recovery"
 FT="--ember-heartbeat-ms=100 --ember-timeout-ms=600"
 run() { # NAME EXPECT_IN_STDERR ARGS...
   name=$1; pat=$2; shift 2
-  timeout -k 5 60 mpirun --enable-recovery --mca async_mpi_finalize 1 --mca orte_allowed_exit_without_sync 1 \
-    --oversubscribe --allow-run-as-root -np 4 "$P" $FT "$@" >"$TMP/out" 2>"$TMP/err"
+  mpirun_ft 60 4 "$P" $FT "$@" >"$TMP/out" 2>"$TMP/err"
   rc=$?
   if [ $rc = 0 ] && cmp -s "$TMP/out" "$TMP/base" && grep -q "$pat" "$TMP/err"; then pass "$name"
   else fail "$name (rc=$rc)"; cat "$TMP/out"; tail -8 "$TMP/err"; fi

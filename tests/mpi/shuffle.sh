@@ -19,16 +19,14 @@ if [ $rc = 0 ] && [ "$out" = "ok shuffle np=2" ]; then pass "shuffle np=2 --embe
 # it as well (seen in CI, stop 11).
 # (Whether a peer is pulling at that moment varies: about 3 runs in 5 catch one, hence two victims.)
 for v in 2 3; do
-  out=$(timeout -k 5 120 mpirun --enable-recovery --mca async_mpi_finalize 1 --mca orte_allowed_exit_without_sync 1 \
-    --oversubscribe --allow-run-as-root -np 4 "$P" --wide --ember-heartbeat-ms=100 --ember-timeout-ms=600 \
+  out=$(mpirun_ft 120 4 "$P" --wide --ember-heartbeat-ms=100 --ember-timeout-ms=600 \
     --ember-fault=kill:rank=$v:during=serve 2>"$TMP/err"); rc=$?
   if [ $rc = 0 ] && [ "$out" = "ok shuffle np=4" ] && [ "$(grep -c 'WARN fenced r[0-9]' "$TMP/err")" = 1 ] &&
     grep -q "WARN fenced r$v " "$TMP/err"; then pass "r$v killed while peers pull its fetch answer: only it is fenced"
   else fail "r$v killed while peers pull its fetch answer: only it is fenced (rc=$rc)"; echo "$out"; tail -8 "$TMP/err"; fi
 done
 for fault in kill:rank=2:during=fetch exit:rank=3:code=1:during=fetch kill:rank=1:stage=1:after-tasks=1 kill:leader:during=fetch; do
-  out=$(timeout -k 5 120 mpirun --enable-recovery --mca async_mpi_finalize 1 --mca orte_allowed_exit_without_sync 1 \
-    --oversubscribe --allow-run-as-root -np 4 "$P" --ember-heartbeat-ms=100 --ember-timeout-ms=600 --ember-fault=$fault 2>"$TMP/err"); rc=$?
+  out=$(mpirun_ft 120 4 "$P" --ember-heartbeat-ms=100 --ember-timeout-ms=600 --ember-fault=$fault 2>"$TMP/err"); rc=$?
   if [ $rc = 0 ] && [ "$out" = "ok shuffle np=4" ] && grep -q "fenced\|elected" "$TMP/err"; then pass "shuffle survives $fault"
   else fail "shuffle survives $fault (rc=$rc)"; echo "$out"; tail -8 "$TMP/err"; fi
 done

@@ -92,8 +92,7 @@ check "user combine: a refused value named with partition and offset" 1 \
 D="$TMP/log3"
 runr() { # NP ARGS...
   np=$1; shift
-  timeout -k 5 120 mpirun --enable-recovery --mca async_mpi_finalize 1 --mca orte_allowed_exit_without_sync 1 \
-    --oversubscribe --allow-run-as-root -np "$np" "$P" "$@" >"$TMP/so" 2>"$TMP/err"
+  mpirun_ft 120 "$np" "$P" "$@" >"$TMP/so" 2>"$TMP/err"
   echo $? >"$TMP/rc"
 }
 runr 3 "$D" "$TMP/bck" "$TMP/base.csv" flush 500

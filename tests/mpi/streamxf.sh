@@ -70,8 +70,7 @@ done
 D="$TMP/log1"  # all three stages
 runr() { # NP ARGS...
   np=$1; shift
-  timeout -k 5 120 mpirun --enable-recovery --mca async_mpi_finalize 1 --mca orte_allowed_exit_without_sync 1 \
-    --oversubscribe --allow-run-as-root -np "$np" "$P" "$@" >"$TMP/so" 2>"$TMP/err"
+  mpirun_ft 120 "$np" "$P" "$@" >"$TMP/so" 2>"$TMP/err"
   echo $? >"$TMP/rc"
 }
 FT="--ember-heartbeat-ms=100 --ember-timeout-ms=600"
