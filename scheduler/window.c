@@ -11,6 +11,7 @@
  */
 #include "scheduler/stream.h"
 
+#include "operators/sources/csvparse.h"
 #include "runtime/log.h"
 
 #include <errno.h>
@@ -612,8 +613,6 @@ static size_t fmt_i128(char *d, i128 v)
 #define VALUE_MAX 48 /* bytes of a printed built-in value: %.17g is at most 24, an int128 at most 40 */
 #define USER_VALUE_MAX (2 * EM_STREAM_VALUE_MAX + 2) /* a user's value, quoted */
 
-static size_t fmt_csv_field(char *d, const uint8_t *k, size_t n);
-
 /* The user's value of the accumulator p, as a CSV field: at most USER_VALUE_MAX bytes. */
 static size_t fmt_user(char *d, const em__agg *ag, const uint8_t *p)
 {
@@ -621,7 +620,7 @@ static size_t fmt_user(char *d, const em__agg *ag, const uint8_t *p)
     char v[EM_STREAM_VALUE_MAX];
     memcpy(a, p, ag->size);
     size_t n = ag->user->format(a, v, sizeof v, ag->user->arg);
-    return fmt_csv_field(d, (const uint8_t *)v, n < sizeof v ? n : sizeof v);
+    return em__csv_quote(d, v, n < sizeof v ? n : sizeof v);
 }
 
 static size_t fmt_value(char *d, const em__agg *ag, const uint8_t *p)
@@ -640,26 +639,6 @@ static size_t fmt_value(char *d, const em__agg *ag, const uint8_t *p)
         if (a.kind == 1) return fmt_i64(d, a.xi);
         return (size_t)snprintf(d, VALUE_MAX, "%.17g", a.xf);
     }
-}
-
-/* A CSV field (RFC 4180): quoted when it holds a comma, a quote, CR or LF; quotes doubled. At most 2 n + 2 bytes. */
-static size_t fmt_csv_field(char *d, const uint8_t *k, size_t n)
-{
-    static const uint8_t special[256] = {[','] = 1, ['"'] = 1, ['\r'] = 1, ['\n'] = 1};
-    size_t i = 0;
-    while (i < n && !special[k[i]]) i++;
-    if (i == n) {
-        if (n) memcpy(d, k, n);
-        return n;
-    }
-    char *q = d;
-    *q++ = '"';
-    for (i = 0; i < n; i++) {
-        *q++ = (char)k[i];
-        if (k[i] == '"') *q++ = '"';
-    }
-    *q++ = '"';
-    return (size_t)(q - d);
 }
 
 size_t em__wstate_close(em__wstate *s, int64_t wm, em__win **closed, uint64_t *nrows)
@@ -771,7 +750,7 @@ void em__rows_text(const em__agg *ag, int64_t window_ms, const em_records *r, em
             char *d = (char *)rows->p + rows->len, *d0 = d;
             memcpy(d, head, hl);
             d += hl;
-            d += fmt_csv_field(d, m->k, m->kl);
+            d += em__csv_quote(d, m->k, m->kl);
             *d++ = ',';
             d += fmt_value(d, ag, m->a);
             *d++ = '\n';

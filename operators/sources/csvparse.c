@@ -644,3 +644,47 @@ out:
     em__text_plan_free(sp);
     return rc;
 }
+
+/* ---- writing --------------------------------------------------------------------------------------------- */
+
+static const uint8_t csv_special[256] = {[','] = 1, ['"'] = 1, ['\r'] = 1, ['\n'] = 1};
+
+/* The length of the prefix of s[0, n) that needs no quotes (n: none of it does). */
+static size_t csv_plain(const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n && !csv_special[s[i]]) i++;
+    return i;
+}
+
+size_t em__csv_quote(char *d, const void *s, size_t n)
+{
+    const uint8_t *k = s;
+    if (csv_plain(k, n) == n) {
+        if (n) memcpy(d, k, n);
+        return n;
+    }
+    char *q = d;
+    *q++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        *q++ = (char)k[i];
+        if (k[i] == '"') *q++ = '"';
+    }
+    *q++ = '"';
+    return (size_t)(q - d);
+}
+
+void em__csv_fput(FILE *f, const void *s, size_t n)
+{
+    const uint8_t *k = s;
+    if (csv_plain(k, n) == n) {
+        fwrite(k, 1, n, f);
+        return;
+    }
+    putc('"', f);
+    for (size_t i = 0; i < n; i++) {
+        if (k[i] == '"') putc('"', f);
+        putc(k[i], f);
+    }
+    putc('"', f);
+}

@@ -26,6 +26,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "operators/sources/textsplit.h"
 
@@ -151,5 +152,13 @@ int em__csv_reader_open(em__csv_reader *r, const char *path, uint64_t start, uin
 int em__csv_reader_next(em__csv_reader *r, em__csv_row *row);
 
 void em__csv_reader_release(em__csv_reader *r);
+
+/* ---- writing --------------------------------------------------------------------------------------------- */
+
+/* The field s[0, n) as RFC 4180 writes it: quoted when it holds a comma, a quote, CR or LF, its quotes doubled.
+ * Writes at most 2 n + 2 bytes to d and returns how many. LOCAL. */
+size_t em__csv_quote(char *d, const void *s, size_t n);
+/* The same, written to f. */
+void em__csv_fput(FILE *f, const void *s, size_t n);
 
 #endif

@@ -250,19 +250,13 @@ static int add_record(appender *a, int64_t tms, const char *key, size_t klen, co
 /* Appends field f to a->vtmp at *len as a CSV field (quoted when it holds ',', '"', CR or LF). */
 static void join_field(appender *a, size_t *len, const char *s, size_t n, int first)
 {
-    int q = memchr(s, ',', n) || memchr(s, '"', n) || memchr(s, '\n', n) || memchr(s, '\r', n);
     size_t need = *len + 2 * n + 3;
     if (need > a->vcap) {
         a->vcap = need * 2;
         a->vtmp = xrealloc(a->vtmp, a->vcap);
     }
     if (!first) a->vtmp[(*len)++] = ',';
-    if (q) a->vtmp[(*len)++] = '"';
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '"') a->vtmp[(*len)++] = '"';
-        a->vtmp[(*len)++] = s[i];
-    }
-    if (q) a->vtmp[(*len)++] = '"';
+    *len += em__csv_quote(a->vtmp + *len, s, n);
 }
 
 static int64_t now_ms(void)
@@ -573,29 +567,13 @@ static int cmd_info(int argc, char **argv)
     return rc;
 }
 
-/* A CSV field on stdout, quoted when needed. */
-static void put_field(FILE *out, const char *s, size_t n)
-{
-    int q = n && (memchr(s, ',', n) || memchr(s, '"', n) || memchr(s, '\n', n) || memchr(s, '\r', n));
-    if (!q) {
-        fwrite(s, 1, n, out);
-        return;
-    }
-    putc('"', out);
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '"') putc('"', out);
-        putc(s[i], out);
-    }
-    putc('"', out);
-}
-
 static int dump_one(void *arg, const em__log_rec *r)
 {
     int p = *(int *)arg;
     printf("%d,%" PRIu64 ",%" PRId64 ",", p, r->offset, r->time_ms);
-    put_field(stdout, r->key, r->klen);
+    em__csv_fput(stdout, r->key, r->klen);
     putchar(',');
-    put_field(stdout, r->value, r->vlen);
+    em__csv_fput(stdout, r->value, r->vlen);
     putchar('\n');
     return 0;
 }

@@ -536,3 +536,59 @@ Test(csvparse, header_only_empty_and_bom_files)
     cr_assert_eq(em__csv_plan(paths, 1, 0, 0, NULL, &sp, &n, err, sizeof err), EM_ENOENT);
     rm_tmpdir();
 }
+
+/* The writer: fixed cases, then random fields written by em__csv_quote (and em__csv_fput, which must write the
+ * same bytes) read back by the parser as the same fields. */
+Test(csvparse, writer_round_trips_through_the_parser)
+{
+    char d[64];
+    cr_assert_eq(em__csv_quote(d, "", 0), 0);
+    cr_assert_eq(em__csv_quote(d, "abc", 3), 3);
+    cr_assert_eq(memcmp(d, "abc", 3), 0);
+    size_t n = em__csv_quote(d, "a,b", 3);
+    cr_assert_eq(n, 5);
+    cr_assert_eq(memcmp(d, "\"a,b\"", 5), 0);
+    n = em__csv_quote(d, "q\"x", 3);
+    cr_assert_eq(n, 6);
+    cr_assert_eq(memcmp(d, "\"q\"\"x\"", 6), 0);
+    n = em__csv_quote(d, "\r", 1);
+    cr_assert_eq(n, 3);
+    cr_assert_eq(memcmp(d, "\"\r\"", 3), 0);
+
+    static const char alpha[] = "ab,\"\r\n x";
+    rng_state = 99;
+    for (int iter = 0; iter < 2000; iter++) {
+        char f[3][16], line[3 * 34 + 4], viaf[sizeof line];
+        size_t fl[3], len = 0;
+        for (int k = 0; k < 3; k++) {
+            fl[k] = rnd() % 16;
+            for (size_t i = 0; i < fl[k]; i++) f[k][i] = alpha[rnd() % (sizeof alpha - 1)];
+            if (k) line[len++] = ',';
+            len += em__csv_quote(line + len, f[k], fl[k]);
+        }
+        line[len++] = '\n';
+        FILE *mf = fmemopen(viaf, sizeof viaf, "w");
+        cr_assert(mf);
+        for (int k = 0; k < 3; k++) {
+            if (k) putc(',', mf);
+            em__csv_fput(mf, f[k], fl[k]);
+        }
+        putc('\n', mf);
+        long flen = ftell(mf);
+        fclose(mf);
+        cr_assert_eq((size_t)flen, len, "iteration %d", iter);
+        cr_assert_eq(memcmp(viaf, line, len), 0, "iteration %d", iter);
+        em__csv_parser p;
+        em__csv_row row;
+        size_t used;
+        em__csv_parser_init(&p, ',', "w.csv", 1, 0, NULL);
+        cr_assert_eq(em__csv_parse(&p, line, len, 1, &used, &row), EM__CSV_ROW, "iteration %d: %s", iter, p.err);
+        cr_assert_eq(used, len);
+        cr_assert_eq(row.nfields, 3);
+        for (int k = 0; k < 3; k++) {
+            cr_assert_eq(row.len[k], fl[k], "iteration %d field %d", iter, k);
+            cr_assert_eq(memcmp(row.field[k], f[k], fl[k]), 0, "iteration %d field %d", iter, k);
+        }
+        em__csv_parser_release(&p);
+    }
+}
