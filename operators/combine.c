@@ -10,8 +10,8 @@
  * slot's running value written into them first. COUNT and SUM keys of up to 12 bytes are the exception: the slot
  * is the whole entry (SLOT_ONLY; key from the prefix, value from acc), queued as the prefix and the int64 to add
  * and hashed from the prefix (em__prefix_hash; longer keys with em__hash), and their record is made when read.
- * Adds are queued EM__CTAB_BATCH at a time with their slots prefetched: a big table's probes are cache (and TLB)
- * misses, and a batch lets them overlap.
+ * Adds are queued with their slots prefetched and applied EM__CTAB_BATCH at a time, each at least EM__CTAB_BATCH
+ * adds after its prefetch: a big table's probes are cache (and TLB) misses, and the queue lets them overlap.
  */
 #include "operators/shuffle.h"
 
@@ -296,11 +296,13 @@ static inline __attribute__((always_inline)) int ctab_put_short(em__ctab *t, con
     return 0;
 }
 
-/* Applies the queued adds in arrival order. */
-static int ctab_flush_queue(em__ctab *t)
+/* Applies the oldest m queued adds in arrival order; the others move to the front of the queue, their bytes to the
+ * front of qbuf (the applied adds' bytes are a prefix of it: bytes are appended in arrival order). */
+static int ctab_apply(em__ctab *t, int m)
 {
     int rc = 0;
-    for (int j = 0; j < t->nq && rc == 0; j++) {
+    size_t used = 0; /* qbuf bytes of the applied adds */
+    for (int j = 0; j < m && rc == 0; j++) {
         const struct em__ctab_q *q = &t->q[j];
         if (q->vl == EM__CTAB_SHORT) {
             rc = ctab_put_short(t, q);
@@ -308,11 +310,27 @@ static int ctab_flush_queue(em__ctab *t)
         }
         const uint8_t *p = t->qbuf.p + q->off;
         rc = ctab_put(t, q->h, p, q->kl, p + q->kl, q->vl);
+        used = q->off + (size_t)q->kl + q->vl;
     }
-    t->nq = 0;
-    t->qbuf.len = 0;
-    return rc;
+    int left = t->nq - m;
+    if (rc < 0 || left == 0) { /* after an error the task fails: the rest of the queue is dropped */
+        t->nq = 0;
+        t->qbuf.len = 0;
+        return rc;
+    }
+    memmove(t->q, t->q + m, (size_t)left * sizeof *t->q);
+    if (used) {
+        memmove(t->qbuf.p, t->qbuf.p + used, t->qbuf.len - used);
+        for (int j = 0; j < left; j++)
+            if (t->q[j].vl != EM__CTAB_SHORT) t->q[j].off -= (uint32_t)used;
+    }
+    t->nq = left;
+    t->qbuf.len -= used;
+    return 0;
 }
+
+/* Applies every queued add. */
+static int ctab_flush_queue(em__ctab *t) { return ctab_apply(t, t->nq); }
 
 int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_t vl)
 {
@@ -334,7 +352,8 @@ int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_
     uint64_t h = em__hash(k, kl);
     if ((size_t)kl + vl > QUEUE_MAX_BYTES) {
         int rc = ctab_flush_queue(t);
-        return rc < 0 ? rc : ctab_put(t, h, k, kl, v, vl);
+        if (rc == 0) rc = ctab_put(t, h, k, kl, v, vl);
+        return rc < 0 ? rc : 1;
     }
     __builtin_prefetch(&t->slot[(uint32_t)(h >> 32) & (t->cap - 1)], 1);
     struct em__ctab_q *q = &t->q[t->nq++];
@@ -343,7 +362,7 @@ int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_
     copy_small(t->qbuf.p + t->qbuf.len, k, kl);
     copy_small(t->qbuf.p + t->qbuf.len + kl, v, vl);
     t->qbuf.len += (size_t)kl + vl;
-    return t->nq == EM__CTAB_BATCH ? ctab_flush_queue(t) : 0;
+    return t->nq == 2 * EM__CTAB_BATCH ? em__ctab_flush(t) : 0;
 }
 
 int em__ctab_add_i64_enc(em__ctab *t, const void *k, uint32_t kl, int64_t v)
@@ -353,7 +372,11 @@ int em__ctab_add_i64_enc(em__ctab *t, const void *k, uint32_t kl, int64_t v)
     return em__ctab_add(t, k, kl, b, 8);
 }
 
-int em__ctab_flush(em__ctab *t) { return ctab_flush_queue(t); }
+int em__ctab_flush(em__ctab *t)
+{
+    int rc = ctab_apply(t, EM__CTAB_BATCH);
+    return rc < 0 ? rc : 1;
+}
 
 int em__ctab_merge_acc(em__ctab *t, em__buf *acc, const void *v, uint32_t vl)
 {

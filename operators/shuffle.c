@@ -157,8 +157,8 @@ static int combine_push(em_emitter *self, const em_rec *r)
     map_state *ms = self->state;
     em__task_records++;
     int rc = em__ctab_add(&ms->tab, r->key, r->klen, r->val, r->vlen);
-    if (rc < 0) return rc;
-    return ms->tab.nq == 0 && em__ctab_full(&ms->tab) ? em__ctab_drain(&ms->tab, spill_entry, ms) : 0;
+    if (rc <= 0) return rc; /* only queued: the table did not change */
+    return em__ctab_full(&ms->tab) ? em__ctab_drain(&ms->tab, spill_entry, ms) : 0;
 }
 
 static int combine_push_i64(em_emitter *self, const void *key, uint32_t klen, int64_t v)
@@ -166,9 +166,8 @@ static int combine_push_i64(em_emitter *self, const void *key, uint32_t klen, in
     map_state *ms = self->state;
     em__task_records++;
     int rc = em__ctab_add_i64(&ms->tab, key, klen, v);
-    if (rc < 0) return rc;
-    /* The table only changes when its queue is applied (then empty): no need to look before. */
-    return ms->tab.nq == 0 && em__ctab_full(&ms->tab) ? em__ctab_drain(&ms->tab, spill_entry, ms) : 0;
+    if (rc <= 0) return rc; /* the table only changes when queued adds are applied: no need to look before */
+    return em__ctab_full(&ms->tab) ? em__ctab_drain(&ms->tab, spill_entry, ms) : 0;
 }
 
 /* Bucket of a key under a range partitioner: the first bucket whose bound is >= key (the last one otherwise);
@@ -304,7 +303,7 @@ static int consume(const uint8_t *p, size_t n, int side, void *arg)
         switch (rs->wide->kind) {
         case EM__K_REDUCE:
             rc = em__ctab_add(&rs->tab, r.key, r.klen, r.val, r.vlen);
-            if (rc == 0 && em__ctab_full(&rs->tab)) { /* too many keys: a sorted run on disk */
+            if (rc > 0 && em__ctab_full(&rs->tab)) { /* too many keys: a sorted run on disk */
                 rs->spilled = 1;
                 rc = em__ctab_each(&rs->tab, to_sorter, &rs->sorter[0]);
                 em__ctab_clear(&rs->tab);

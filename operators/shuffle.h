@@ -66,8 +66,9 @@ static inline uint64_t em__hash(const void *p, size_t n)
 }
 
 /* A combine table (operators/combine.c): one entry per distinct key, values combined as records arrive.
- * Adds are queued in batches of EM__CTAB_BATCH whose slots are prefetched, so the cache misses of a batch overlap;
- * every reader (each, drain) applies the queue first, in arrival order. */
+ * Adds are queued with their slots prefetched and applied EM__CTAB_BATCH at a time, the oldest first, once
+ * 2 * EM__CTAB_BATCH are queued: each slot is prefetched at least EM__CTAB_BATCH adds before it is probed, and the
+ * cache misses of a batch overlap. Every reader (each, drain) applies the whole queue first, in arrival order. */
 typedef struct em__slot {
     uint32_t off1; /* offset+1 of the entry's record in arena, 0 = empty */
     uint32_t tag;  /* high hash bits; the slot index comes from them too */
@@ -95,7 +96,7 @@ typedef struct em__ctab {
     em__buf qbuf;         /* queued adds: key and value bytes (not for short keys in acc_mode 1) */
     /* A queued add: the key's hash and length, and either its bytes and value at qbuf + off (vl bytes), or, for a
      * key of up to 12 bytes in acc_mode 1 (vl == EM__CTAB_SHORT), the key as its slot prefix and the int64 to add. */
-    struct em__ctab_q { uint64_t h, klo; int64_t delta; uint32_t off, kl, vl, khi; } q[EM__CTAB_BATCH];
+    struct em__ctab_q { uint64_t h, klo; int64_t delta; uint32_t off, kl, vl, khi; } q[2 * EM__CTAB_BATCH];
     int nq;
 } em__ctab;
 
@@ -103,8 +104,10 @@ typedef struct em__ctab {
 void em__ctab_init(em__ctab *t, const em__node *wide, int map_side, size_t limit);
 void em__ctab_release(em__ctab *t);
 void em__ctab_clear(em__ctab *t);
+/* Queues an add. Returns 1 when queued adds were applied (the table changed: only then may em__ctab_full change),
+ * 0 when the add was only queued, or a negative EM_E* code. */
 int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_t vl);
-/* Applies the queued adds (em__ctab_full may change only then). */
+/* Applies the oldest EM__CTAB_BATCH queued adds (the queue is full); returns 1 or a negative EM_E* code. */
 int em__ctab_flush(em__ctab *t);
 int em__ctab_add_i64_enc(em__ctab *t, const void *k, uint32_t kl, int64_t v);
 
@@ -152,12 +155,12 @@ static inline int em__ctab_add_i64(em__ctab *t, const void *k, uint32_t kl, int6
     q->delta = t->count_ones ? 1 : v;
     q->kl = kl;
     q->vl = EM__CTAB_SHORT;
-    return t->nq == EM__CTAB_BATCH ? em__ctab_flush(t) : 0;
+    return t->nq == 2 * EM__CTAB_BATCH ? em__ctab_flush(t) : 0;
 }
-/* Whether the table has reached its limit (checked after an add; a whole batch may have been applied). */
+/* Whether the table has reached its limit (checked after an add; every queued add may still make an entry). */
 static inline int em__ctab_full(const em__ctab *t)
 {
-    return t->n + EM__CTAB_BATCH >= t->max_cap / 2 || t->arena.len + t->cap * sizeof(em__slot) > t->limit;
+    return t->n + 2 * EM__CTAB_BATCH >= t->max_cap / 2 || t->arena.len + t->cap * sizeof(em__slot) > t->limit;
 }
 /* Merges value v into the accumulator acc by the reduce-side rules of t's node. */
 int em__ctab_merge_acc(em__ctab *t, em__buf *acc, const void *v, uint32_t vl);

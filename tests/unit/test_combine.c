@@ -97,8 +97,8 @@ static void run(int agg, int map_side, size_t limit, uint64_t seed)
             em_i64_put(b, v);
             rc = em__ctab_add(&t, pool[p], plen[p], b, 8);
         }
-        cr_assert_eq(rc, 0, "add %d: %d", i, rc);
-        if (t.nq == 0 && em__ctab_full(&t)) {
+        cr_assert(rc == 0 || rc == 1, "add %d: %d", i, rc);
+        if (rc == 1 && em__ctab_full(&t)) {
             cr_assert_eq(em__ctab_drain(&t, collect, &nv), 0);
             drains++;
         }
