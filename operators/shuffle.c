@@ -89,6 +89,8 @@ typedef struct map_state {
     uint8_t *slab; /* the buckets' first home, one slice each (NULL: each its own buffer) */
     size_t slab_bytes;
     size_t *sizes; /* combine: [nb] bytes of each bucket, counted before the table is written out */
+    uint32_t *entry_bucket; /* combine: [tab.n] the bucket of each entry in the table's order, from that count */
+    size_t nentry;          /* entries counted, then written */
 } map_state;
 
 /* Appends a record to bucket b. A bucket that outgrows its slice of the slab moves to a buffer of its own. */
@@ -106,11 +108,14 @@ static inline void bucket_append(map_state *ms, uint32_t b, const em_rec *r)
     em__rec_append(bk, r->key, r->klen, r->val, r->vlen);
 }
 
-/* Adds a record's bytes to the size of its bucket (ms->sizes). */
+/* Adds a record's bytes to the size of its bucket (ms->sizes), and notes the bucket for place_entry: the key is
+ * hashed once. */
 static int size_entry(const em_rec *r, void *arg)
 {
     map_state *ms = arg;
-    ms->sizes[em__hash(r->key, r->klen) % ms->nb] += 8 + (size_t)r->klen + r->vlen;
+    uint32_t b = (uint32_t)(em__hash(r->key, r->klen) % ms->nb);
+    ms->entry_bucket[ms->nentry++] = b;
+    ms->sizes[b] += 8 + (size_t)r->klen + r->vlen;
     return 0;
 }
 
@@ -138,6 +143,14 @@ static int spill_entry(const em_rec *r, void *arg)
 {
     map_state *ms = arg;
     bucket_append(ms, (uint32_t)(em__hash(r->key, r->klen) % ms->nb), r);
+    return 0;
+}
+
+/* spill_entry of the table's entries after size_entry saw them all, in the same order (the table did not change). */
+static int place_entry(const em_rec *r, void *arg)
+{
+    map_state *ms = arg;
+    bucket_append(ms, ms->entry_bucket[ms->nentry++], r);
     return 0;
 }
 
@@ -246,13 +259,19 @@ int em__shuffle_map(em_ctx *ctx, em__node *wide, int side, int part, em__buf *si
          * the buckets are first sized exactly from them, so they never grow. */
         int fresh = 1;
         for (uint32_t b = 0; b < ms.nb; b++) fresh &= ms.buckets[b].len == 0;
-        if (fresh && ms.tab.n) {
+        size_t nmax = ms.tab.n + (size_t)ms.tab.nq; /* each queued add makes at most one entry */
+        if (fresh && nmax) {
             ms.sizes = em__calloc(ms.nb, sizeof *ms.sizes);
+            ms.entry_bucket = em__malloc(nmax * sizeof *ms.entry_bucket);
             rc = em__ctab_each(&ms.tab, size_entry, &ms);
             if (rc == 0) buckets_place(&ms, ms.sizes);
+            ms.nentry = 0;
+            if (rc == 0) rc = em__ctab_each(&ms.tab, place_entry, &ms);
             free(ms.sizes);
+            free(ms.entry_bucket);
+        } else {
+            rc = em__ctab_each(&ms.tab, spill_entry, &ms);
         }
-        if (rc == 0) rc = em__ctab_each(&ms.tab, spill_entry, &ms);
     }
     if (combine) em__ctab_release(&ms.tab);
     if (rc == 0) { /* the buckets go to the store as they are: no copy into one block */
