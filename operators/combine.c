@@ -70,9 +70,17 @@ void em__ctab_release(em__ctab *t)
     cap_hint[t->map_side != 0] = t->cap;
     em__buf_release(&t->arena);
     em__buf_release(&t->scratch);
-    em__buf_release(&t->qbuf);
+    em__buf_release(&t->qbuf[0]);
+    em__buf_release(&t->qbuf[1]);
     slots_free(t->slot, t->cap);
     memset(t, 0, sizeof *t);
+}
+
+static void queue_empty(em__ctab *t)
+{
+    t->nq = 0;
+    t->qhead = 0;
+    t->qbuf[0].len = t->qbuf[1].len = 0;
 }
 
 void em__ctab_clear(em__ctab *t)
@@ -80,8 +88,7 @@ void em__ctab_clear(em__ctab *t)
     t->arena.len = 0;
     memset(t->slot, 0, t->cap * sizeof *t->slot);
     t->n = 0;
-    t->nq = 0;
-    t->qbuf.len = 0;
+    queue_empty(t);
 }
 
 static void ctab_grow(em__ctab *t)
@@ -215,13 +222,12 @@ static int arena_full(const em__ctab *t)
     return em__fail(EM_ENOMEM, "reduceByKey (dataset %d): a combine table's records would pass 4 GiB", t->node->id);
 }
 
-/* Applies one add whose value is already in the table's form (agg_in done) and whose key hashes to h. Inlined
- * into the queue's loop: it runs once per record. */
+/* Applies one add whose value is already in the table's form (agg_in done) and whose key hashes to h; the table
+ * has a free slot (the caller grew it). Inlined into the queue's loop: it runs once per record. */
 static inline __attribute__((always_inline)) int ctab_put(em__ctab *t, uint64_t h, const uint8_t *k, uint32_t kl, const void *v, uint32_t vl)
 {
     const em__node *w = t->node;
     int agg = w->agg;
-    if (2 * (t->n + 1) > t->cap) ctab_grow(t);
     uint32_t tg = (uint32_t)(h >> 32);
     uint32_t khi;
     uint64_t klo = em__key_prefix(k, kl, &khi);
@@ -279,58 +285,49 @@ static inline __attribute__((always_inline)) int ctab_put(em__ctab *t, uint64_t 
 
 /* ctab_put of an int64 to add to the key given by its prefix (acc_mode 1, a key of up to 12 bytes): the key and
  * its sum live in the slot alone (no arena record, SLOT_ONLY), so a key costs one probe and an add. */
-static inline __attribute__((always_inline)) int ctab_put_short(em__ctab *t, const struct em__ctab_q *q)
+static inline __attribute__((always_inline)) void ctab_put_short(em__ctab *t, const struct em__ctab_q *q)
 {
-    if (2 * (t->n + 1) > t->cap) ctab_grow(t);
     uint32_t tg = (uint32_t)(q->h >> 32);
     size_t mask = t->cap - 1, i = tg & mask;
     for (; t->slot[i].off1; i = (i + 1) & mask) {
         em__slot *s = &t->slot[i];
         if (s->tag == tg && s->klo == q->klo && s->khi == q->khi && s->klen == q->kl) {
             s->acc += (uint64_t)q->delta;
-            return 0;
+            return;
         }
     }
     t->slot[i] = (em__slot){SLOT_ONLY, tg, q->kl, q->khi, q->klo, (uint64_t)q->delta};
     t->n++;
-    return 0;
 }
 
-/* Applies the oldest m queued adds in arrival order; the others move to the front of the queue, their bytes to the
- * front of qbuf (the applied adds' bytes are a prefix of it: bytes are appended in arrival order). */
-static int ctab_apply(em__ctab *t, int m)
+/* Applies the m queued adds of one half of the queue from q[first], in arrival order. The table grows first if
+ * they could fill it past half (ctab_put and ctab_put_short need a free slot). */
+static int ctab_apply(em__ctab *t, int first, int m)
 {
-    int rc = 0;
-    size_t used = 0; /* qbuf bytes of the applied adds */
-    for (int j = 0; j < m && rc == 0; j++) {
+    const em__buf *qb = &t->qbuf[first / EM__CTAB_BATCH];
+    if (2 * (t->n + (size_t)m) > t->cap) ctab_grow(t);
+    for (int j = first; j < first + m; j++) {
         const struct em__ctab_q *q = &t->q[j];
         if (q->vl == EM__CTAB_SHORT) {
-            rc = ctab_put_short(t, q);
+            ctab_put_short(t, q);
             continue;
         }
-        const uint8_t *p = t->qbuf.p + q->off;
-        rc = ctab_put(t, q->h, p, q->kl, p + q->kl, q->vl);
-        used = q->off + (size_t)q->kl + q->vl;
+        const uint8_t *p = qb->p + q->off;
+        int rc = ctab_put(t, q->h, p, q->kl, p + q->kl, q->vl);
+        if (rc < 0) return rc;
     }
-    int left = t->nq - m;
-    if (rc < 0 || left == 0) { /* after an error the task fails: the rest of the queue is dropped */
-        t->nq = 0;
-        t->qbuf.len = 0;
-        return rc;
-    }
-    memmove(t->q, t->q + m, (size_t)left * sizeof *t->q);
-    if (used) {
-        memmove(t->qbuf.p, t->qbuf.p + used, t->qbuf.len - used);
-        for (int j = 0; j < left; j++)
-            if (t->q[j].vl != EM__CTAB_SHORT) t->q[j].off -= (uint32_t)used;
-    }
-    t->nq = left;
-    t->qbuf.len -= used;
     return 0;
 }
 
-/* Applies every queued add. */
-static int ctab_flush_queue(em__ctab *t) { return ctab_apply(t, t->nq); }
+/* Applies every queued add. After an error the rest of the queue is dropped (the task fails). */
+static int ctab_flush_queue(em__ctab *t)
+{
+    int old = t->nq < EM__CTAB_BATCH ? t->nq : EM__CTAB_BATCH;
+    int rc = ctab_apply(t, t->qhead, old);
+    if (rc == 0) rc = ctab_apply(t, t->qhead ^ EM__CTAB_BATCH, t->nq - old);
+    queue_empty(t);
+    return rc;
+}
 
 int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_t vl)
 {
@@ -352,16 +349,18 @@ int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_
     uint64_t h = em__hash(k, kl);
     if ((size_t)kl + vl > QUEUE_MAX_BYTES) {
         int rc = ctab_flush_queue(t);
+        if (rc == 0 && 2 * (t->n + 1) > t->cap) ctab_grow(t);
         if (rc == 0) rc = ctab_put(t, h, k, kl, v, vl);
         return rc < 0 ? rc : 1;
     }
     __builtin_prefetch(&t->slot[(uint32_t)(h >> 32) & (t->cap - 1)], 1);
-    struct em__ctab_q *q = &t->q[t->nq++];
-    *q = (struct em__ctab_q){.h = h, .off = (uint32_t)t->qbuf.len, .kl = kl, .vl = vl};
-    if (t->qbuf.len + kl + vl > t->qbuf.cap) em__buf_grow(&t->qbuf, (size_t)kl + vl);
-    copy_small(t->qbuf.p + t->qbuf.len, k, kl);
-    copy_small(t->qbuf.p + t->qbuf.len + kl, v, vl);
-    t->qbuf.len += (size_t)kl + vl;
+    int j = (t->qhead + t->nq++) & (2 * EM__CTAB_BATCH - 1);
+    em__buf *qb = &t->qbuf[j / EM__CTAB_BATCH];
+    t->q[j] = (struct em__ctab_q){.h = h, .off = (uint32_t)qb->len, .kl = kl, .vl = vl};
+    if (qb->len + kl + vl > qb->cap) em__buf_grow(qb, (size_t)kl + vl);
+    copy_small(qb->p + qb->len, k, kl);
+    copy_small(qb->p + qb->len + kl, v, vl);
+    qb->len += (size_t)kl + vl;
     return t->nq == 2 * EM__CTAB_BATCH ? em__ctab_flush(t) : 0;
 }
 
@@ -374,8 +373,15 @@ int em__ctab_add_i64_enc(em__ctab *t, const void *k, uint32_t kl, int64_t v)
 
 int em__ctab_flush(em__ctab *t)
 {
-    int rc = ctab_apply(t, EM__CTAB_BATCH);
-    return rc < 0 ? rc : 1;
+    int rc = ctab_apply(t, t->qhead, EM__CTAB_BATCH);
+    if (rc < 0) {
+        queue_empty(t); /* the task fails */
+        return rc;
+    }
+    t->qbuf[t->qhead / EM__CTAB_BATCH].len = 0;
+    t->qhead ^= EM__CTAB_BATCH;
+    t->nq -= EM__CTAB_BATCH;
+    return 1;
 }
 
 int em__ctab_merge_acc(em__ctab *t, em__buf *acc, const void *v, uint32_t vl)

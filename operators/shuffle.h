@@ -93,11 +93,13 @@ typedef struct em__ctab {
     int count_ones;       /* map side of COUNT: every value counts 1 */
     uint8_t one[24];      /* the record of a slot-only entry being read: key (up to 12 bytes), then 8 value bytes */
     em__buf scratch;
-    em__buf qbuf;         /* queued adds: key and value bytes (not for short keys in acc_mode 1) */
-    /* A queued add: the key's hash and length, and either its bytes and value at qbuf + off (vl bytes), or, for a
-     * key of up to 12 bytes in acc_mode 1 (vl == EM__CTAB_SHORT), the key as its slot prefix and the int64 to add. */
+    em__buf qbuf[2];      /* queued adds: key and value bytes, one buffer per half of q (none for short keys in
+                           * acc_mode 1) */
+    /* A queued add: the key's hash and length, and either its bytes and value at qbuf[its half] + off (vl bytes),
+     * or, for a key of up to 12 bytes in acc_mode 1 (vl == EM__CTAB_SHORT), the key as its slot prefix and the
+     * int64 to add. q is a ring of two halves: the oldest add is q[qhead], qhead is 0 or EM__CTAB_BATCH. */
     struct em__ctab_q { uint64_t h, klo; int64_t delta; uint32_t off, kl, vl, khi; } q[2 * EM__CTAB_BATCH];
-    int nq;
+    int nq, qhead;
 } em__ctab;
 
 /* limit: bytes of records and slots the table may hold before em__ctab_full says to drain it. */
@@ -107,7 +109,8 @@ void em__ctab_clear(em__ctab *t);
 /* Queues an add. Returns 1 when queued adds were applied (the table changed: only then may em__ctab_full change),
  * 0 when the add was only queued, or a negative EM_E* code. */
 int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_t vl);
-/* Applies the oldest EM__CTAB_BATCH queued adds (the queue is full); returns 1 or a negative EM_E* code. */
+/* Applies the oldest EM__CTAB_BATCH queued adds, half of the queue (it is full); returns 1 or a negative EM_E*
+ * code. */
 int em__ctab_flush(em__ctab *t);
 int em__ctab_add_i64_enc(em__ctab *t, const void *k, uint32_t kl, int64_t v);
 
@@ -148,7 +151,7 @@ static inline uint64_t em__prefix_hash(uint64_t lo, uint32_t hi, uint32_t kl)
 static inline int em__ctab_add_i64(em__ctab *t, const void *k, uint32_t kl, int64_t v)
 {
     if (t->acc_mode != 1 || kl > 12) return em__ctab_add_i64_enc(t, k, kl, v);
-    struct em__ctab_q *q = &t->q[t->nq++];
+    struct em__ctab_q *q = &t->q[(t->qhead + t->nq++) & (2 * EM__CTAB_BATCH - 1)];
     q->klo = em__key_prefix(k, kl, &q->khi);
     q->h = em__prefix_hash(q->klo, q->khi, kl);
     __builtin_prefetch(&t->slot[(uint32_t)(q->h >> 32) & (t->cap - 1)], 1);
