@@ -94,23 +94,32 @@ static int split_words(const em_rec *text, em_emitter *out, void *arg)
     (void)arg;
     for (size_t base = 0; base < n; base += 64) {
         uint64_t sp = 0;
-        for (size_t c = 0; c < 64; c += 16) {
-            size_t at = base + c;
-            sp |= (at < n ? space_bits16(s + at, n - at < 16 ? n - at : 16) : 0xFFFF) << c;
+        if (n - base >= 64) { /* all but the last block: no bounds to check */
+            for (size_t c = 0; c < 64; c += 16) sp |= space_bits16(s + base + c, 16) << c;
+        } else {
+            for (size_t c = 0; c < 64; c += 16) {
+                size_t at = base + c;
+                sp |= (at < n ? space_bits16(s + at, n - at < 16 ? n - at : 16) : 0xFFFF) << c;
+            }
         }
         uint64_t nonsp = ~sp;
         uint64_t starts = nonsp & (sp << 1 | prev_space);
         uint64_t ends = sp & (nonsp << 1 | (prev_space ^ 1));
-        prev_space = sp >> 63;
-        for (uint64_t ev = starts | ends; ev; ev &= ev - 1) {
-            size_t at = base + (size_t)__builtin_ctzll(ev);
-            if (starts >> (at - base) & 1) {
-                word = at;
-            } else {
-                int rc = em_emit_str_i64(out, (const char *)s + word, at - word, 1);
-                if (rc < 0) return rc;
-            }
+        int rc;
+        /* Starts and ends alternate, each end after its start, but for a word carried over from the last block,
+         * whose end comes first. */
+        if (!prev_space && ends) {
+            if ((rc = em_emit_str_i64(out, (const char *)s + word, base + (size_t)__builtin_ctzll(ends) - word, 1)) < 0)
+                return rc;
+            ends &= ends - 1;
         }
+        for (; ends; ends &= ends - 1, starts &= starts - 1) {
+            word = base + (size_t)__builtin_ctzll(starts);
+            if ((rc = em_emit_str_i64(out, (const char *)s + word, base + (size_t)__builtin_ctzll(ends) - word, 1)) < 0)
+                return rc;
+        }
+        if (starts) word = base + (size_t)__builtin_ctzll(starts); /* a word that goes on into the next block */
+        prev_space = sp >> 63;
     }
     if (!prev_space) { /* a word running up to the end (a file's last line, without '\n') */
         int rc = em_emit_str_i64(out, (const char *)s + word, n - word, 1);
