@@ -88,6 +88,7 @@ void em__ctab_clear(em__ctab *t)
     t->arena.len = 0;
     memset(t->slot, 0, t->cap * sizeof *t->slot);
     t->n = 0;
+    t->rec_bytes = 0;
     queue_empty(t);
 }
 
@@ -264,6 +265,7 @@ static __attribute__((noinline)) int ctab_put(em__ctab *t, uint64_t h, const uin
             if (off + 8 + (size_t)kl + t->scratch.len >= UINT32_MAX) return arena_full(t);
             em__rec_append(&t->arena, k, kl, t->scratch.p, (uint32_t)t->scratch.len);
             s->off1 = (uint32_t)off + 1;
+            t->rec_bytes = t->rec_bytes - rvl + t->scratch.len;
         }
         return 0;
     }
@@ -281,6 +283,7 @@ static __attribute__((noinline)) int ctab_put(em__ctab *t, uint64_t h, const uin
     else if (t->acc_mode == 2) memcpy(&acc, v, 8);
     t->slot[i] = (em__slot){(uint32_t)off + 1, tg, kl, khi, klo, acc};
     t->n++;
+    t->rec_bytes += 8 + (size_t)kl + vl;
     return 0;
 }
 
@@ -310,22 +313,23 @@ static int ctab_apply(em__ctab *t, int first, int m)
     const em__buf *qb = &t->qbuf[first / EM__CTAB_BATCH];
     if (2 * (t->n + (size_t)m) > t->cap) ctab_grow(t);
     em__slot *slot = t->slot; /* fixed until the next grow */
-    size_t mask = t->cap - 1, made = 0;
+    size_t mask = t->cap - 1, made = 0, bytes = 0;
+    int rc = 0;
     for (int j = first; j < first + m; j++) {
         const struct em__ctab_q *q = &t->q[j];
         if (q->vl == EM__CTAB_SHORT) {
-            made += (size_t)ctab_put_short(slot, mask, q);
+            if (ctab_put_short(slot, mask, q)) {
+                made++;
+                bytes += 16 + (size_t)q->kl; /* its record: 8 bytes of lengths, the key, an int64 */
+            }
             continue;
         }
         const uint8_t *p = qb->p + q->off;
-        int rc = ctab_put(t, q->h, p, q->kl, p + q->kl, q->vl);
-        if (rc < 0) {
-            t->n += made;
-            return rc;
-        }
+        if ((rc = ctab_put(t, q->h, p, q->kl, p + q->kl, q->vl)) < 0) break;
     }
     t->n += made;
-    return 0;
+    t->rec_bytes += bytes;
+    return rc;
 }
 
 /* Applies every queued add. After an error the rest of the queue is dropped (the task fails). */
@@ -370,7 +374,7 @@ int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_
     copy_small(qb->p + qb->len, k, kl);
     copy_small(qb->p + qb->len + kl, v, vl);
     qb->len += (size_t)kl + vl;
-    return t->nq == 2 * EM__CTAB_BATCH ? em__ctab_flush(t) : 0;
+    return t->nq == 2 * EM__CTAB_BATCH ? em__ctab_flush_half(t) : 0;
 }
 
 int em__ctab_add_i64_enc(em__ctab *t, const void *k, uint32_t kl, int64_t v)
@@ -380,7 +384,9 @@ int em__ctab_add_i64_enc(em__ctab *t, const void *k, uint32_t kl, int64_t v)
     return em__ctab_add(t, k, kl, b, 8);
 }
 
-int em__ctab_flush(em__ctab *t)
+int em__ctab_flush(em__ctab *t) { return ctab_flush_queue(t); }
+
+int em__ctab_flush_half(em__ctab *t)
 {
     int rc = ctab_apply(t, t->qhead, EM__CTAB_BATCH);
     if (rc < 0) {
@@ -460,5 +466,6 @@ int em__ctab_drain(em__ctab *t, int (*fn)(const em_rec *r, void *arg), void *arg
     }
     t->arena.len = 0;
     t->n = 0;
+    t->rec_bytes = 0;
     return rc;
 }

@@ -85,6 +85,7 @@ typedef struct em__ctab {
     em__buf arena;   /* the records: u32 klen, u32 vlen, key, value (em__rec_append format) */
     em__slot *slot;  /* [cap] */
     size_t cap, n;
+    size_t rec_bytes; /* bytes of the entries' records as readers get them (u32 klen, u32 vlen, key, value) */
     size_t limit;    /* bytes of arena + slots before em__ctab_full */
     size_t max_cap;  /* slots may take half the limit */
     const em__node *node; /* the wide node: agg or combine fn */
@@ -111,6 +112,8 @@ void em__ctab_clear(em__ctab *t);
 int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_t vl);
 /* Applies the oldest EM__CTAB_BATCH queued adds, half of the queue (it is full); returns 1 or a negative EM_E*
  * code. */
+int em__ctab_flush_half(em__ctab *t);
+/* Applies every queued add; returns 0 or a negative EM_E* code. */
 int em__ctab_flush(em__ctab *t);
 int em__ctab_add_i64_enc(em__ctab *t, const void *k, uint32_t kl, int64_t v);
 
@@ -158,7 +161,7 @@ static inline int em__ctab_add_i64(em__ctab *t, const void *k, uint32_t kl, int6
     q->delta = t->count_ones ? 1 : v;
     q->kl = kl;
     q->vl = EM__CTAB_SHORT;
-    return t->nq == 2 * EM__CTAB_BATCH ? em__ctab_flush(t) : 0;
+    return t->nq == 2 * EM__CTAB_BATCH ? em__ctab_flush_half(t) : 0;
 }
 /* Whether the table has reached its limit (checked after an add; every queued add may still make an entry). */
 static inline int em__ctab_full(const em__ctab *t)

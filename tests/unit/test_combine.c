@@ -44,10 +44,13 @@ static nkey *naive_find(naive *nv, const uint8_t *k, uint32_t kl)
     return NULL;
 }
 
+static size_t bytes_seen; /* bytes of the records collect saw (u32 klen, u32 vlen, key, value) */
+
 /* Sums what the table hands out into the naive table's `got` (a key drained twice is added up twice). */
 static int collect(const em_rec *r, void *arg)
 {
     naive *nv = arg;
+    bytes_seen += 8 + (size_t)r->klen + r->vlen;
     nkey *e = naive_find(nv, r->key, r->klen);
     cr_assert(e, "the table returned a key that was never added (%u bytes)", r->klen);
     cr_assert_eq(r->vlen, 8);
@@ -103,7 +106,11 @@ static void run(int agg, int map_side, size_t limit, uint64_t seed)
             drains++;
         }
     }
+    cr_assert_eq(em__ctab_flush(&t), 0);
+    size_t rec_bytes = t.rec_bytes; /* what the map side sizes its buckets from */
+    bytes_seen = 0;
     cr_assert_eq(em__ctab_each(&t, collect, &nv), 0);
+    cr_assert_eq(bytes_seen, rec_bytes, "records of %zu bytes, the table counted %zu", bytes_seen, rec_bytes);
     if (limit < ((size_t)1 << 20)) cr_assert_gt(drains, 0, "the limit was meant to force drains");
     for (size_t i = 0; i < nv.n; i++)
         cr_assert_eq(nv.keys[i].got, nv.keys[i].sum, "key %zu (%u bytes): table %lld, naive %lld", i,
