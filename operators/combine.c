@@ -315,8 +315,7 @@ static int ctab_apply(em__ctab *t, int first, int m)
     em__slot *slot = t->slot; /* fixed until the next grow */
     size_t mask = t->cap - 1, made = 0, bytes = 0;
     int rc = 0;
-    for (int j = first; j < first + m; j++) {
-        const struct em__ctab_q *q = &t->q[j];
+    for (const struct em__ctab_q *q = &t->q[first], *end = q + m; q < end; q++) {
         if (q->vl == EM__CTAB_SHORT) {
             if (ctab_put_short(slot, mask, q)) {
                 made++;
