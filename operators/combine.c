@@ -190,32 +190,6 @@ static inline void prefix_key(uint64_t lo, uint32_t hi, uint32_t kl, uint8_t d[1
     }
 }
 
-/* memcpy of a few bytes without the library call. */
-static inline void copy_small(uint8_t *d, const uint8_t *s, size_t n)
-{
-    if (n > 16) {
-        memcpy(d, s, n);
-        return;
-    }
-    uint64_t a, b;
-    uint32_t c, e;
-    if (n >= 8) {
-        memcpy(&a, s, 8);
-        memcpy(&b, s + n - 8, 8);
-        memcpy(d, &a, 8);
-        memcpy(d + n - 8, &b, 8);
-    } else if (n >= 4) {
-        memcpy(&c, s, 4);
-        memcpy(&e, s + n - 4, 4);
-        memcpy(d, &c, 4);
-        memcpy(d + n - 4, &e, 4);
-    } else if (n > 0) {
-        d[0] = s[0];
-        d[n >> 1] = s[n >> 1];
-        d[n - 1] = s[n - 1];
-    }
-}
-
 /* Slots keep 32-bit arena offsets; the limit (at most 3 GiB) keeps the arena far below, but one huge record could
  * still cross 4 GiB. */
 static int arena_full(const em__ctab *t)
@@ -370,8 +344,8 @@ int em__ctab_add(em__ctab *t, const void *k, uint32_t kl, const void *v, uint32_
     em__buf *qb = &t->qbuf[j / EM__CTAB_BATCH];
     t->q[j] = (struct em__ctab_q){.h = h, .off = (uint32_t)qb->len, .kl = kl, .vl = vl};
     if (qb->len + kl + vl > qb->cap) em__buf_grow(qb, (size_t)kl + vl);
-    copy_small(qb->p + qb->len, k, kl);
-    copy_small(qb->p + qb->len + kl, v, vl);
+    em__copy_small(qb->p + qb->len, k, kl);
+    em__copy_small(qb->p + qb->len + kl, v, vl);
     qb->len += (size_t)kl + vl;
     return t->nq == 2 * EM__CTAB_BATCH ? em__ctab_flush_half(t) : 0;
 }

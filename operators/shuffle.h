@@ -5,6 +5,32 @@
 
 #include "operators/dataset.h"
 
+/* memcpy of a few bytes without the library call. */
+static inline void em__copy_small(uint8_t *d, const uint8_t *s, size_t n)
+{
+    if (n > 16) {
+        memcpy(d, s, n);
+        return;
+    }
+    uint64_t a, b;
+    uint32_t c, e;
+    if (n >= 8) {
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + n - 8, &b, 8);
+    } else if (n >= 4) {
+        memcpy(&c, s, 4);
+        memcpy(&e, s + n - 4, 4);
+        memcpy(d, &c, 4);
+        memcpy(d + n - 4, &e, 4);
+    } else if (n > 0) {
+        d[0] = s[0];
+        d[n >> 1] = s[n >> 1];
+        d[n - 1] = s[n - 1];
+    }
+}
+
 /* Records in shuffle buffers: u32 klen, u32 vlen, key bytes, value bytes, back to back. */
 static inline void em__rec_append(em__buf *b, const void *k, uint32_t kl, const void *v, uint32_t vl)
 {
@@ -12,8 +38,8 @@ static inline void em__rec_append(em__buf *b, const void *k, uint32_t kl, const 
     uint8_t *p = b->p + b->len;
     memcpy(p, &kl, 4);
     memcpy(p + 4, &vl, 4);
-    if (kl) memcpy(p + 8, k, kl);
-    if (vl) memcpy(p + 8 + kl, v, vl);
+    em__copy_small(p + 8, k, kl); /* keys and values are mostly short: a call to memcpy would cost more */
+    em__copy_small(p + 8 + kl, v, vl);
     b->len += 8 + (size_t)kl + vl;
 }
 /* em_i64_get / em_i64_put, inline for the combine loop. */
