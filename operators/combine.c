@@ -27,7 +27,7 @@ enum { QUEUE_MAX_BYTES = 256 }; /* bigger records are applied at once (after the
 #define HUGE_PAGE ((size_t)2 << 20)
 
 /* The slots of the previous table of this thread: the next table starts at that size instead of doubling its way
- * up again (the map tasks of one job look alike). */
+ * up again (the map tasks of one job look alike). A presized table leaves the size its entries needed. */
 static _Thread_local size_t cap_hint[2];
 
 /* Slot arrays of 2 MiB and more are their own mapping (em__huge_alloc): fresh pages are zero already, and huge
@@ -65,9 +65,32 @@ void em__ctab_init(em__ctab *t, const em__node *wide, int map_side, size_t limit
     t->slot = slots_new(t->cap);
 }
 
+/* The slots a table holding n entries grows to (ctab_apply keeps room for a batch more), at least 1024. */
+static size_t cap_for(size_t n)
+{
+    size_t cap = 1024;
+    while (2 * (n + EM__CTAB_BATCH) > cap) cap *= 2;
+    return cap;
+}
+
+void em__ctab_presize(em__ctab *t, size_t entries)
+{
+    EM_ASSERT(t->n == 0 && t->nq == 0);
+    size_t cap = cap_for(entries);
+    if (cap > t->max_cap) cap = t->max_cap;
+    if (cap_hint[t->map_side != 0] || cap <= t->cap) return;
+    slots_free(t->slot, t->cap);
+    t->slot = slots_new(cap);
+    t->cap = cap;
+    t->presized = 1;
+}
+
 void em__ctab_release(em__ctab *t)
 {
-    cap_hint[t->map_side != 0] = t->cap;
+    if (t->n > t->peak) t->peak = t->n;
+    /* a presized table may be bigger than its entries needed; one that grew needed its size */
+    size_t need = cap_for(t->peak);
+    cap_hint[t->map_side != 0] = t->presized && need < t->cap ? need : t->cap;
     em__buf_release(&t->arena);
     em__buf_release(&t->scratch);
     em__buf_release(&t->qbuf[0]);
@@ -87,6 +110,7 @@ void em__ctab_clear(em__ctab *t)
 {
     t->arena.len = 0;
     memset(t->slot, 0, t->cap * sizeof *t->slot);
+    if (t->n > t->peak) t->peak = t->n;
     t->n = 0;
     t->rec_bytes = 0;
     queue_empty(t);
@@ -438,6 +462,7 @@ int em__ctab_drain(em__ctab *t, int (*fn)(const em_rec *r, void *arg), void *arg
         if (rc == 0) rc = fn(&r, arg);
     }
     t->arena.len = 0;
+    if (t->n > t->peak) t->peak = t->n;
     t->n = 0;
     t->rec_bytes = 0;
     return rc;

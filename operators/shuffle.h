@@ -112,6 +112,8 @@ typedef struct em__ctab {
     em__slot *slot;  /* [cap] */
     size_t cap, n;
     size_t rec_bytes; /* bytes of the entries' records as readers get them (u32 klen, u32 vlen, key, value) */
+    size_t peak;      /* presized tables: the most entries held (drains and clears empty the table) */
+    int presized;     /* em__ctab_presize chose cap */
     size_t limit;    /* bytes of arena + slots before em__ctab_full */
     size_t max_cap;  /* slots may take half the limit */
     const em__node *node; /* the wide node: agg or combine fn */
@@ -131,6 +133,9 @@ typedef struct em__ctab {
 
 /* limit: bytes of records and slots the table may hold before em__ctab_full says to drain it. */
 void em__ctab_init(em__ctab *t, const em__node *wide, int map_side, size_t limit);
+/* Before the first add: room for about `entries` entries at once, instead of doubling up to it, unless an earlier
+ * table of this thread left its size (the map tasks of one job look alike: that size wins). */
+void em__ctab_presize(em__ctab *t, size_t entries);
 void em__ctab_release(em__ctab *t);
 void em__ctab_clear(em__ctab *t);
 /* Queues an add. Returns 1 when queued adds were applied (the table changed: only then may em__ctab_full change),

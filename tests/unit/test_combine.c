@@ -65,7 +65,7 @@ static void random_key(uint8_t *k, uint32_t *kl)
     for (uint32_t i = 0; i < *kl; i++) k[i] = alpha[rnd() % sizeof alpha];
 }
 
-static void run(int agg, int map_side, size_t limit, uint64_t seed)
+static void run_presized(int agg, int map_side, size_t limit, uint64_t seed, size_t presize)
 {
     rng_state = seed;
     em__node w;
@@ -74,6 +74,10 @@ static void run(int agg, int map_side, size_t limit, uint64_t seed)
     w.agg = agg;
     em__ctab t;
     em__ctab_init(&t, &w, map_side, limit);
+    if (presize) {
+        em__ctab_presize(&t, presize);
+        cr_assert_geq(t.cap, 2 * presize, "presized to %zu slots", t.cap);
+    }
     naive nv = {calloc(NKEYS * 4, sizeof(nkey)), 0};
     /* A pool of keys, so that most adds hit a key seen before. */
     uint8_t pool[NKEYS][MAXK];
@@ -119,6 +123,8 @@ static void run(int agg, int map_side, size_t limit, uint64_t seed)
     free(nv.keys);
 }
 
+static void run(int agg, int map_side, size_t limit, uint64_t seed) { run_presized(agg, map_side, limit, seed, 0); }
+
 Test(combine, count_map_side)
 {
     for (uint64_t s = 1; s <= 3; s++) run(EM_AGG_COUNT, 1, (size_t)64 << 20, s);
@@ -140,4 +146,20 @@ Test(combine, drained_when_full)
         run(EM_AGG_COUNT, 1, 16 << 10, s);
         run(EM_AGG_SUM, 0, 16 << 10, s);
     }
+}
+
+/* A table presized for far more entries than it gets works like any other, and the thread's next table starts at
+ * the size those entries needed, not at the presized one. */
+Test(combine, presized)
+{
+    run_presized(EM_AGG_SUM, 1, (size_t)64 << 20, 1, 100000); /* NKEYS distinct keys at most */
+    em__node w;
+    memset(&w, 0, sizeof w);
+    w.agg = EM_AGG_SUM;
+    em__ctab t;
+    em__ctab_init(&t, &w, 1, (size_t)64 << 20);
+    cr_assert(t.cap >= 2 * NKEYS && t.cap < 200000, "the next table starts with %zu slots", t.cap);
+    em__ctab_presize(&t, 100000); /* the hint wins */
+    cr_assert_lt(t.cap, 200000);
+    em__ctab_release(&t);
 }
