@@ -45,6 +45,43 @@ static void slots_free(em__slot *s, size_t cap)
     else em__huge_free(s, bytes);
 }
 
+/* The slot array of this thread's last table, when it was big (its own mapping) and left empty (a drain clears
+ * each slot as it reads it): the next table of the same size takes it instead of mapping fresh pages, which the
+ * kernel would fault in and zero again (word count: 16 MiB per map task). At most one is kept. */
+static _Thread_local struct {
+    em__slot *slot;
+    size_t cap;
+} spare;
+
+static em__slot *slots_get(size_t cap)
+{
+    em__slot *s = spare.slot;
+    if (s && spare.cap == cap) {
+        spare.slot = NULL;
+        return s;
+    }
+    em__ctab_spare_free(); /* a size no table wants now: not kept beside a new array */
+    return slots_new(cap);
+}
+
+/* Frees the slots of a table that is done with them, or keeps them as the spare. */
+static void slots_put(em__slot *s, size_t cap, int empty)
+{
+    if (!empty || cap * sizeof(em__slot) < HUGE_PAGE) {
+        slots_free(s, cap);
+        return;
+    }
+    em__ctab_spare_free();
+    spare.slot = s;
+    spare.cap = cap;
+}
+
+void em__ctab_spare_free(void)
+{
+    if (spare.slot) slots_free(spare.slot, spare.cap);
+    spare.slot = NULL;
+}
+
 static int is_f64(int agg) { return agg >= EM_AGG_SUM_F64 && agg <= EM_AGG_MEAN_F64; }
 static int is_builtin(int agg) { return agg >= EM_AGG_COUNT && agg <= EM_AGG_MEAN_F64; }
 static uint32_t inter_len(int agg) { return agg == EM_AGG_MEAN || agg == EM_AGG_MEAN_F64 ? 16 : 8; }
@@ -62,7 +99,7 @@ void em__ctab_init(em__ctab *t, const em__node *wide, int map_side, size_t limit
     t->count_ones = map_side && agg == EM_AGG_COUNT;
     t->cap = cap_hint[map_side != 0] ? cap_hint[map_side != 0] : 1024;
     if (t->cap > t->max_cap) t->cap = t->max_cap;
-    t->slot = slots_new(t->cap);
+    t->slot = slots_get(t->cap);
 }
 
 /* The slots a table holding n entries grows to (ctab_apply keeps room for a batch more), at least 1024. */
@@ -80,7 +117,7 @@ void em__ctab_presize(em__ctab *t, size_t entries)
     if (cap > t->max_cap) cap = t->max_cap;
     if (cap_hint[t->map_side != 0] || cap <= t->cap) return;
     slots_free(t->slot, t->cap);
-    t->slot = slots_new(cap);
+    t->slot = slots_get(cap);
     t->cap = cap;
     t->presized = 1;
 }
@@ -95,7 +132,7 @@ void em__ctab_release(em__ctab *t)
     em__buf_release(&t->scratch);
     em__buf_release(&t->qbuf[0]);
     em__buf_release(&t->qbuf[1]);
-    slots_free(t->slot, t->cap);
+    slots_put(t->slot, t->cap, t->n == 0 && t->nq == 0);
     memset(t, 0, sizeof *t);
 }
 

@@ -270,7 +270,7 @@ int em__shuffle_map(em_ctx *ctx, em__node *wide, int side, int part, em__buf *si
             buckets_place(&ms, sz);
             free(sz);
         }
-        if (rc == 0) rc = em__ctab_each(&ms.tab, spill_entry, &ms);
+        if (rc == 0) rc = em__ctab_drain(&ms.tab, spill_entry, &ms); /* drained: its slots can be reused */
     }
     if (combine) em__ctab_release(&ms.tab);
     if (rc == 0) { /* the buckets go to the store as they are: no copy into one block */

@@ -136,7 +136,10 @@ void em__ctab_init(em__ctab *t, const em__node *wide, int map_side, size_t limit
 /* Before the first add: room for about `entries` entries at once, instead of doubling up to it, unless an earlier
  * table of this thread left its size (the map tasks of one job look alike: that size wins). */
 void em__ctab_presize(em__ctab *t, size_t entries);
+/* Frees the slots (or keeps an empty table's big slot array for the thread's next table of that size). */
 void em__ctab_release(em__ctab *t);
+/* Frees the slot array this thread keeps for its next table: when the thread ends. */
+void em__ctab_spare_free(void);
 void em__ctab_clear(em__ctab *t);
 /* Queues an add. Returns 1 when queued adds were applied (the table changed: only then may em__ctab_full change),
  * 0 when the add was only queued, or a negative EM_E* code. */

@@ -305,6 +305,7 @@ static void *executor_main(void *arg)
         em__msg_free(m); /* t's deps and extra pointed into it */
     }
     em__buf_release(&out);
+    em__ctab_spare_free();
     return NULL;
 }
 
