@@ -453,7 +453,7 @@ int em__ctab_merge_acc(em__ctab *t, em__buf *acc, const void *v, uint32_t vl)
 
 /* The record of slot s, its value brought up to date from the slot. A SLOT_ONLY entry's record is made in t->one
  * (valid until the next call). */
-static void slot_rec(em__ctab *t, const em__slot *s, em_rec *r)
+static inline void slot_rec(em__ctab *t, const em__slot *s, em_rec *r)
 {
     if (s->off1 == SLOT_ONLY) {
         prefix_key(s->klo, s->khi, s->klen, t->one);

@@ -34,7 +34,7 @@ static inline void em__copy_small(uint8_t *d, const uint8_t *s, size_t n)
 /* Records in shuffle buffers: u32 klen, u32 vlen, key bytes, value bytes, back to back. */
 static inline void em__rec_append(em__buf *b, const void *k, uint32_t kl, const void *v, uint32_t vl)
 {
-    em__buf_grow(b, 8 + (size_t)kl + vl);
+    if (b->len + 8 + (size_t)kl + vl > b->cap) em__buf_grow(b, 8 + (size_t)kl + vl);
     uint8_t *p = b->p + b->len;
     memcpy(p, &kl, 4);
     memcpy(p + 4, &vl, 4);
