@@ -112,7 +112,7 @@ typedef struct em__ctab {
     em__slot *slot;  /* [cap] */
     size_t cap, n;
     size_t rec_bytes; /* bytes of the entries' records as readers get them (u32 klen, u32 vlen, key, value) */
-    size_t peak;      /* presized tables: the most entries held (drains and clears empty the table) */
+    size_t peak;      /* the most entries held at once so far (drains and clears empty the table) */
     int presized;     /* em__ctab_presize chose cap */
     size_t limit;    /* bytes of arena + slots before em__ctab_full */
     size_t max_cap;  /* slots may take half the limit */
