@@ -121,7 +121,7 @@ static void fetch_send(em__rt *rt, fetch_one *f, uint32_t s, uint32_t bucket, ui
 }
 
 int em__fetch_many(em_ctx *ctx, uint32_t s, uint32_t bucket, const uint32_t *maps, const int32_t *owners, size_t n,
-                   em__fetched_fn done, void *arg)
+                   int (*meanwhile)(void *arg), em__fetched_fn done, void *arg)
 {
     em__rt *rt = &ctx->rt;
     const char *cm = rt->cfg.compress;
@@ -131,7 +131,7 @@ int em__fetch_many(em_ctx *ctx, uint32_t s, uint32_t bucket, const uint32_t *map
     em__buf_init(&plain);
     size_t next = 0;
     int nact = 0, rc = 0;
-    double t0 = em__now_s();
+    double t0 = em__now_s(), busy = 0;
     for (;;) {
         for (int i = 0; i < FETCH_INFLIGHT && next < n; i++) { /* start more */
             if (f[i].active) continue;
@@ -144,6 +144,13 @@ int em__fetch_many(em_ctx *ctx, uint32_t s, uint32_t bucket, const uint32_t *map
             nact++;
             uint32_t flags = strcmp(cm, "zlib") == 0 || (strcmp(cm, "auto") == 0 && rt->same_host && !rt->same_host[f[i].owner]);
             fetch_send(rt, &f[i], s, bucket, flags);
+        }
+        if (meanwhile) {
+            double tm = em__now_s();
+            rc = meanwhile(arg);
+            meanwhile = NULL;
+            busy = em__now_s() - tm;
+            if (rc < 0) goto out;
         }
         if (!nact) break;
         for (int i = 0; i < FETCH_INFLIGHT; i++)
@@ -209,7 +216,7 @@ int em__fetch_many(em_ctx *ctx, uint32_t s, uint32_t bucket, const uint32_t *map
 out:
     for (int i = 0; i < FETCH_INFLIGHT; i++) em__buf_release(&f[i].got);
     em__buf_release(&plain);
-    em__task_fetch_wait += em__now_s() - t0;
+    em__task_fetch_wait += em__now_s() - t0 - busy;
     return rc;
 }
 
@@ -228,7 +235,7 @@ static int fetch_remote(em_ctx *ctx, int owner, uint32_t s, uint32_t m, uint32_t
 {
     copy_arg ca = {out};
     int32_t o = owner;
-    return em__fetch_many(ctx, s, bucket, &m, &o, 1, copy_out, &ca);
+    return em__fetch_many(ctx, s, bucket, &m, &o, 1, NULL, copy_out, &ca);
 }
 
 int em__fetch_bucket(em_ctx *ctx, uint32_t s, uint32_t m, int owner, uint32_t bucket, int side, em__buf *scratch,

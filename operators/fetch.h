@@ -14,11 +14,13 @@ void em__fetch_serve(em__rt *rt, em__msg *m, void *arg);
 int em__fetch_failed(uint32_t s, uint32_t m, int rank);
 
 /* Fetches bucket `bucket` of map outputs maps[0..n) of store id s from their owners (other ranks), calling done
- * with each whole bucket (decompressed) in completion order. LOCAL to the executor thread, which it blocks;
- * EM__FETCH_FAILED when an owner is gone or lost the output, else done's first negative return. */
+ * with each whole bucket (decompressed) in completion order. `meanwhile` (may be NULL) is called once, after the
+ * first requests are sent and before any answer is read, with `arg`: the caller's local work then overlaps the
+ * transfers (time in it is not counted as fetch wait). LOCAL to the executor thread, which it blocks;
+ * EM__FETCH_FAILED when an owner is gone or lost the output, else the first negative return of meanwhile or done. */
 typedef int (*em__fetched_fn)(uint32_t m, const uint8_t *p, size_t n, void *arg);
 int em__fetch_many(em_ctx *ctx, uint32_t s, uint32_t bucket, const uint32_t *maps, const int32_t *owners, size_t n,
-                   em__fetched_fn done, void *arg);
+                   int (*meanwhile)(void *arg), em__fetched_fn done, void *arg);
 
 /* Calls fn(bytes, side) with bucket `bucket` of map output m of store id s held by `owner` (locally straight from
  * the store, else fetched into scratch). */

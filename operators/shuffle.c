@@ -336,9 +336,33 @@ static int consume(const uint8_t *p, size_t n, int side, void *arg)
     return 0;
 }
 
+/* A reduce task's reads: its partition's bucket of every map output, those of this rank straight from the store. */
+typedef struct local_reads {
+    em_ctx *ctx;
+    const em__deploc *d;
+    uint32_t part;
+    reduce_state *rs;
+    em__buf scratch;
+} local_reads;
+
+static int read_local(void *arg)
+{
+    local_reads *lr = arg;
+    reduce_state *rs = lr->rs;
+    const uint32_t p1 = (uint32_t)rs->wide->parent->nparts;
+    int rc = 0;
+    for (uint32_t m = 0; m < lr->d->nmaps && rc == 0; m++) {
+        if (lr->d->loc[m] != lr->ctx->rt.rank) continue;
+        rs->m = m;
+        int side = rs->wide->kind == EM__K_COGROUP && m >= p1;
+        rc = em__fetch_bucket(lr->ctx, rs->s, m, lr->d->loc[m], lr->part, side, &lr->scratch, consume, rs);
+    }
+    return rc;
+}
+
 static int consume_fetched(uint32_t m, const uint8_t *p, size_t n, void *arg)
 {
-    reduce_state *rs = arg;
+    reduce_state *rs = ((local_reads *)arg)->rs;
     rs->m = m;
     return consume(p, n, rs->wide->kind == EM__K_COGROUP && m >= (uint32_t)rs->wide->parent->nparts, rs);
 }
@@ -491,29 +515,26 @@ int em__shuffle_read(em_ctx *ctx, em__node *wide, int part, em_emitter *sink)
     const char *tmp = ctx->rt.cfg.tmpdir;
     if (wide->kind == EM__K_REDUCE) em__ctab_init(&rs.tab, wide, 0, rs.budget);
     for (int i = 0; i < 2; i++) em__sorter_init(&rs.sorter[i], rs.budget / 2, tmp, wide->kind == EM__K_SORT && !wide->ascending);
-    em__buf scratch;
-    em__buf_init(&scratch);
+    local_reads lr = {.ctx = ctx, .d = d, .part = (uint32_t)part, .rs = &rs};
+    em__buf_init(&lr.scratch);
     int rc = 0;
-    uint32_t p1 = (uint32_t)wide->parent->nparts;
     uint32_t *rmaps = em__malloc(sizeof *rmaps * (d->nmaps ? d->nmaps : 1));
     int32_t *rowners = em__malloc(sizeof *rowners * (d->nmaps ? d->nmaps : 1));
     size_t nremote = 0;
-    for (uint32_t m = 0; m < d->nmaps && rc == 0; m++) { /* local outputs first, straight from the store */
+    for (uint32_t m = 0; m < d->nmaps; m++)
         if (d->loc[m] != ctx->rt.rank) {
             rmaps[nremote] = m;
             rowners[nremote++] = d->loc[m];
-            continue;
         }
-        rs.m = m;
-        int side = wide->kind == EM__K_COGROUP && m >= p1;
-        rc = em__fetch_bucket(ctx, (uint32_t)wide->id, m, d->loc[m], (uint32_t)part, side, &scratch, consume, &rs);
-    }
     for (size_t i = 0; i < nremote && rc == 0; i++)
         if (rowners[i] < 0) rc = em__fetch_failed((uint32_t)wide->id, rmaps[i], rowners[i]);
-    if (rc == 0 && nremote) rc = em__fetch_many(ctx, (uint32_t)wide->id, (uint32_t)part, rmaps, rowners, nremote, consume_fetched, &rs);
+    /* the remote outputs are asked for first, and arrive while the local ones are read */
+    if (rc == 0) rc = nremote ? em__fetch_many(ctx, rs.s, (uint32_t)part, rmaps, rowners, nremote, read_local,
+                                               consume_fetched, &lr)
+                              : read_local(&lr);
     free(rmaps);
     free(rowners);
-    em__buf_release(&scratch);
+    em__buf_release(&lr.scratch);
     if (rc == 0) {
         switch (wide->kind) {
         case EM__K_REDUCE: rc = rs.spilled ? merge_spilled(&rs) : em__ctab_each(&rs.tab, push_entry, &rs); break;
