@@ -1,7 +1,7 @@
 /* fetch.c — moving buckets of the block store between ranks (DESIGN section 5): the owner serves FETCH_REQ from
- * its progress thread (so serving never waits for its executor), in chunks of up to 4 MiB, raw or zlib; a reduce
- * task pulls the buckets it needs with a bounded number of requests in flight, or reads them straight from the
- * store when they are its own. If an owner is fenced, the fetch fails with EM__FETCH_FAILED naming the lost
+ * its progress thread (so serving never waits for its executor), in chunks of up to 4 MiB (less 4 KiB), raw or
+ * zlib; a reduce task pulls the buckets it needs with a bounded number of requests in flight, or reads them
+ * straight from the store when they are its own. If an owner is fenced, the fetch fails with EM__FETCH_FAILED naming the lost
  * output, and the driver re-runs that map task from lineage.
  */
 #include "operators/fetch.h"
@@ -32,7 +32,7 @@ static int unzlib(const uint8_t *z, size_t zn, size_t raw, em__buf *out)
 /* FETCH_REQ: u64 id, u32 shuffle, u32 map_part, u32 bucket, u64 offset, u32 flags (1: zlib welcome)
  * FETCH_RESP: u64 id, i32 status (0, or -1 = no such output), u64 size of what is sent (raw or zlib bytes),
  *             u32 encoding (0 raw, 1 zlib), u64 raw size, then the chunk bytes [offset, offset + chunk) */
-#define FETCH_CHUNK ((size_t)4 << 20)
+#define FETCH_CHUNK (((size_t)4 << 20) - 4096) /* with the headers, a message of exactly 2 huge pages (msg.c) */
 #define RESP_HDR 32
 
 void em__fetch_serve(em__rt *rt, em__msg *m, void *arg)

@@ -19,19 +19,21 @@ const char *em__msg_name(int type) { return type >= 0 && type < EM__MSG_NTYPES ?
 /* Big messages (shuffle chunks, results) come from a small pool of recycled buffers: on these VMs the first touch
  * of fresh pages (a new malloc of megabytes is a new mapping) can cost more than moving the bytes. With the
  * in-place read of whole buckets (shuffle.c) it took word count's 1 GB reduce stage from 0.9 s to 0.3 s.
- * At most POOL_N buffers for POOL_MIN..POOL_MAX bytes are kept: a reduce task has up to 4 fetches in flight, and
+ * At most POOL_N buffers for POOL_MIN..POOL_MAX bytes are kept, POOL_BYTES in all: a reduce task has up to 4 fetches in flight, and
  * its rank serves as many to others at the same time, each a buffer on each side. The buffers are whole huge
  * pages (em__huge_alloc): a new one costs one fault and its zeroing, not one fault per 4 KiB (0.75 MB of fresh
  * 4 KiB pages took the progress thread 2 to 7 ms to fill, while the reduce task waited for them). */
 #define POOL_MIN ((size_t)256 << 10)
 #define POOL_MAX (((size_t)4 << 20) + ((size_t)64 << 10))
 #define POOL_N 8
+#define POOL_BYTES ((size_t)16 << 20) /* and at most this much memory */
 #define HUGE ((size_t)2 << 20)
 static struct {
     pthread_mutex_t mu;
     em__msg *free[POOL_N];
     int n;
-} pool = {PTHREAD_MUTEX_INITIALIZER, {NULL}, 0};
+    size_t bytes;
+} pool = {PTHREAD_MUTEX_INITIALIZER, {NULL}, 0, 0};
 
 static em__msg *pool_take(size_t bytes)
 {
@@ -43,6 +45,7 @@ static em__msg *pool_take(size_t bytes)
     if (best >= 0) {
         m = pool.free[best];
         pool.free[best] = pool.free[--pool.n];
+        pool.bytes -= m->cap;
     }
     pthread_mutex_unlock(&pool.mu);
     return m;
@@ -78,7 +81,8 @@ void em__msg_free(em__msg *m)
 {
     if (m && m->cap >= POOL_MIN) { /* whole huge pages; kept if the pool has room and it is not too big */
         pthread_mutex_lock(&pool.mu);
-        if (pool.n < POOL_N && m->cap <= POOL_MAX + HUGE) {
+        if (pool.n < POOL_N && m->cap <= POOL_MAX + HUGE && pool.bytes + m->cap <= POOL_BYTES) {
+            pool.bytes += m->cap;
             pool.free[pool.n++] = m;
             m = NULL;
         }
