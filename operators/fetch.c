@@ -1,8 +1,8 @@
 /* fetch.c — moving buckets of the block store between ranks (DESIGN section 5): the owner serves FETCH_REQ from
  * its progress thread (so serving never waits for its executor), in chunks of up to 4 MiB (less 4 KiB), raw or
  * zlib; a reduce task pulls the buckets it needs with a bounded number of requests in flight, or reads them
- * straight from the store when they are its own. If an owner is fenced, the fetch fails with EM__FETCH_FAILED naming the lost
- * output, and the driver re-runs that map task from lineage.
+ * straight from the store when they are its own. If an owner is fenced, the fetch fails with EM__FETCH_FAILED
+ * naming the lost output, and the driver re-runs that map task from lineage.
  */
 #include "operators/fetch.h"
 

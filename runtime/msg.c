@@ -16,13 +16,13 @@ static const char *msg_names[] = {
 
 const char *em__msg_name(int type) { return type >= 0 && type < EM__MSG_NTYPES ? msg_names[type] : "UNKNOWN"; }
 
-/* Big messages (shuffle chunks, results) come from a small pool of recycled buffers: on these VMs the first touch
- * of fresh pages (a new malloc of megabytes is a new mapping) can cost more than moving the bytes. With the
- * in-place read of whole buckets (shuffle.c) it took word count's 1 GB reduce stage from 0.9 s to 0.3 s.
- * At most POOL_N buffers for POOL_MIN..POOL_MAX bytes are kept, POOL_BYTES in all: a reduce task has up to 4 fetches in flight, and
- * its rank serves as many to others at the same time, each a buffer on each side. The buffers are whole huge
- * pages (em__huge_alloc): a new one costs one fault and its zeroing, not one fault per 4 KiB (0.75 MB of fresh
- * 4 KiB pages took the progress thread 2 to 7 ms to fill, while the reduce task waited for them). */
+/* Big messages (shuffle chunks, results) come from a small pool of recycled buffers: on these VMs the first touch of
+ * fresh pages (a new malloc of megabytes is a new mapping) can cost more than moving the bytes. With the in-place read
+ * of whole buckets (shuffle.c) it took word count's 1 GB reduce stage from 0.9 s to 0.3 s. At most POOL_N buffers for
+ * POOL_MIN..POOL_MAX bytes are kept, POOL_BYTES in all: a reduce task has up to 4 fetches in flight, and its rank
+ * serves as many to others at the same time, each a buffer on each side. The buffers are whole huge pages
+ * (em__huge_alloc): a new one costs one fault and its zeroing, not one fault per 4 KiB (0.75 MB of fresh 4 KiB pages
+ * took the progress thread 2 to 7 ms to fill, while the reduce task waited for them). */
 #define POOL_MIN ((size_t)256 << 10)
 #define POOL_MAX (((size_t)4 << 20) + ((size_t)64 << 10))
 #define POOL_N 8
