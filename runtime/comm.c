@@ -183,7 +183,7 @@ em__msg *em__comm_poll(void)
             recvs = em__realloc(recvs, (size_t)caprecvs * sizeof *recvs);
         }
         inbound *x = &recvs[nrecvs];
-        x->msg = em__msg_new(0, (size_t)count - sizeof(em__msghdr));
+        x->msg = em__msg_new(st.MPI_TAG, (size_t)count - sizeof(em__msghdr)); /* the tag is the type */
         x->src = st.MPI_SOURCE;
         x->state = 0;
         if (MPI_Imrecv(x->msg->data, count, MPI_BYTE, &mm, &x->req) != MPI_SUCCESS) {

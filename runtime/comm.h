@@ -60,6 +60,7 @@ typedef struct em__msg {
     int dst;
     size_t len;       /* payload bytes */
     size_t cap;       /* bytes allocated for the whole message (msg.c's pool) */
+    int huge;         /* allocated as whole huge pages (msg.c's pool sizes) */
     uint8_t *payload; /* = data + sizeof(em__msghdr) */
     em__msghdr *hdr;  /* = data */
     _Alignas(16) uint8_t data[];

@@ -20,9 +20,9 @@ const char *em__msg_name(int type) { return type >= 0 && type < EM__MSG_NTYPES ?
  * fresh pages (a new malloc of megabytes is a new mapping) can cost more than moving the bytes. With the in-place read
  * of whole buckets (shuffle.c) it took word count's 1 GB reduce stage from 0.9 s to 0.3 s. At most POOL_N buffers for
  * POOL_MIN..POOL_MAX bytes are kept, POOL_BYTES in all: a reduce task has up to 4 fetches in flight, and its rank
- * serves as many to others at the same time, each a buffer on each side. The buffers are whole huge pages
- * (em__huge_alloc): a new one costs one fault and its zeroing, not one fault per 4 KiB (0.75 MB of fresh 4 KiB pages
- * took the progress thread 2 to 7 ms to fill, while the reduce task waited for them). */
+ * serves as many to others at the same time, each a buffer on each side. Those shuffle chunks (FETCH_RESP) are whole
+ * huge pages (em__huge_alloc): a new one costs one fault and its zeroing, not one fault per 4 KiB (0.75 MB of fresh
+ * 4 KiB pages took the progress thread 2 to 7 ms to fill, while the reduce task waited for them). */
 #define POOL_MIN ((size_t)256 << 10)
 #define POOL_MAX (((size_t)4 << 20) + ((size_t)64 << 10))
 #define POOL_N 8
@@ -55,20 +55,29 @@ em__msg *em__msg_new(int type, size_t len)
 {
     size_t bytes = sizeof(em__msg) + sizeof(em__msghdr) + len;
     em__msg *m = NULL;
-    if (bytes >= POOL_MIN) {
-        if (bytes <= POOL_MAX) m = pool_take(bytes);
-        if (!m) {
-            size_t cap = (bytes + HUGE - 1) & ~(HUGE - 1);
-            m = em__huge_alloc(cap);
-            m->cap = cap;
-        }
+    const int poolable = bytes >= POOL_MIN && bytes <= POOL_MAX;
+    if (poolable) m = pool_take(bytes);
+    if (m) {
+        /* a recycled buffer */
+    } else if (poolable && type == EM__MSG_FETCH_RESP) { /* shuffle chunks, sent and received */
+        size_t cap = (bytes + HUGE - 1) & ~(HUGE - 1);
+        m = em__huge_alloc(cap);
+        m->cap = cap;
+        m->huge = 1;
     } else {
-        m = em__malloc(bytes);
-        m->cap = bytes;
+        /* Other big messages (results, streaming partials) come and go in numbers the pool cannot hold: malloc
+         * reuses its memory (munmap would not), and a huge page each would be zeroed for a few hundred KB (it made
+         * windowcount 10% slower). Sizes of one kind round up alike, so a freed buffer fits the next one. */
+        size_t cap = bytes >= POOL_MIN ? (bytes + ((size_t)64 << 10) - 1) & ~(((size_t)64 << 10) - 1) : bytes;
+        m = em__malloc(cap);
+        m->cap = cap;
+        m->huge = 0;
     }
     size_t cap = m->cap;
+    int huge = m->huge;
     memset(m, 0, sizeof *m + sizeof(em__msghdr));
     m->cap = cap;
+    m->huge = huge;
     m->hdr = (em__msghdr *)m->data;
     m->payload = m->data + sizeof(em__msghdr);
     m->len = len;
@@ -79,16 +88,15 @@ em__msg *em__msg_new(int type, size_t len)
 
 void em__msg_free(em__msg *m)
 {
-    if (m && m->cap >= POOL_MIN) { /* whole huge pages; kept if the pool has room and it is not too big */
+    if (m && m->cap >= POOL_MIN && m->cap <= POOL_MAX + HUGE) { /* kept if the pool has room */
         pthread_mutex_lock(&pool.mu);
-        if (pool.n < POOL_N && m->cap <= POOL_MAX + HUGE && pool.bytes + m->cap <= POOL_BYTES) {
+        if (pool.n < POOL_N && pool.bytes + m->cap <= POOL_BYTES) {
             pool.bytes += m->cap;
             pool.free[pool.n++] = m;
             m = NULL;
         }
         pthread_mutex_unlock(&pool.mu);
-        if (m) em__huge_free(m, m->cap);
-        return;
     }
-    free(m);
+    if (m && m->huge) em__huge_free(m, m->cap);
+    else free(m);
 }

@@ -647,23 +647,19 @@ out:
 
 /* ---- writing --------------------------------------------------------------------------------------------- */
 
-static const uint8_t csv_special[256] = {[','] = 1, ['"'] = 1, ['\r'] = 1, ['\n'] = 1};
+const uint8_t em__csv_special[256] = {[','] = 1, ['"'] = 1, ['\r'] = 1, ['\n'] = 1};
 
 /* The length of the prefix of s[0, n) that needs no quotes (n: none of it does). */
 static size_t csv_plain(const uint8_t *s, size_t n)
 {
     size_t i = 0;
-    while (i < n && !csv_special[s[i]]) i++;
+    while (i < n && !em__csv_special[s[i]]) i++;
     return i;
 }
 
-size_t em__csv_quote(char *d, const void *s, size_t n)
+/* em__csv_quote's field that needs quotes. */
+size_t em__csv_quote_slow(char *d, const uint8_t *k, size_t n)
 {
-    const uint8_t *k = s;
-    if (csv_plain(k, n) == n) {
-        if (n) memcpy(d, k, n);
-        return n;
-    }
     char *q = d;
     *q++ = '"';
     for (size_t i = 0; i < n; i++) {
